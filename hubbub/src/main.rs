@@ -1,0 +1,84 @@
+//! The hubbub binary: a thin main that reads the command line and the
+//! configuration, starts telemetry, and runs one role or all of them.
+
+mod cli;
+mod config;
+mod roles;
+mod token;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use config::Config;
+use roles::Role;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(
+        cli.config.as_deref(),
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &cli.sets,
+    ) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("hubbub: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::All);
+    if let Command::Token { user, ttl } = &command {
+        return match token::mint(config.auth.jwt_secret.as_deref(), user, ttl) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("hubbub token: {err:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("hubbub: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hubbub: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
+    let (roles, label): (Vec<Role>, &str) = match command {
+        Command::All => (Role::ALL.to_vec(), "all"),
+        Command::Gateway => (vec![Role::Gateway], "gateway"),
+        Command::Room => (vec![Role::Room], "room"),
+        Command::Group => (vec![Role::Group], "group"),
+        Command::Gift => (vec![Role::Gift], "gift"),
+        Command::Presence => (vec![Role::Presence], "presence"),
+        Command::Token { .. } => unreachable!("handled before the runtime starts"),
+    };
+    let telemetry = hubbub_kit::telemetry::init(&config.telemetry, label)?;
+    if label == "all" && config.auth.jwt_secret.is_none() {
+        let secret = format!("{:032x}", rand::random::<u128>());
+        println!("no token secret configured: using the development secret {secret}");
+        println!(
+            "mint a token with:  HUBBUB_JWT_SECRET={secret} cargo run --release -- token --user alice"
+        );
+        config.auth.jwt_secret = Some(secret);
+    }
+    let shutdown = CancellationToken::new();
+    hubbub_kit::shutdown::cancel_on_signal(shutdown.clone());
+    let outcome = roles::run(&roles, config, shutdown).await;
+    // Flushing blocks until the exporter answers; keep it off the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    outcome
+}

@@ -1,0 +1,358 @@
+//! The live room path end to end: one room instance, two gateways, viewers
+//! on both, all over real gRPC on 127.0.0.1.
+
+mod support;
+
+use hubbub_proto::v1::{
+    JoinRoomRequest, LeaveRoomRequest, RoomMessageKind, SendRoomMessageRequest, server_event::Event,
+};
+use std::time::Duration;
+use support::{Sandbox, Viewer, authed, next_event};
+use tonic::Code;
+
+async fn send(viewer: &mut Viewer, room_id: &str, body: &str) -> Result<u64, tonic::Status> {
+    let request = authed(
+        SendRoomMessageRequest {
+            session_id: viewer.session_id.clone(),
+            room_id: room_id.into(),
+            body: body.as_bytes().to_vec().into(),
+            kind: RoomMessageKind::Comment as i32,
+        },
+        viewer.token.as_deref(),
+    );
+    viewer
+        .client
+        .send_room_message(request)
+        .await
+        .map(|r| r.into_inner().seq)
+}
+
+async fn two_gateways() -> Sandbox {
+    support::start(2, |_| {}).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_viewer_on_every_gateway_receives_every_message_in_order() {
+    let sandbox = two_gateways().await;
+    let mut viewers = Vec::new();
+    for index in 0..6 {
+        let mut viewer =
+            Viewer::connect(&sandbox, index % 2, Some(&format!("viewer-{index}"))).await;
+        viewer.join("concert").await;
+        viewers.push(viewer);
+    }
+    let mut alice = Viewer::connect(&sandbox, 0, Some("alice")).await;
+    let mut bob = Viewer::connect(&sandbox, 1, Some("bob")).await;
+    alice.join("concert").await;
+    bob.join("concert").await;
+
+    // Two senders on two gateways at once: the room's sequence decides the order.
+    let (a, b) = tokio::join!(
+        async {
+            let mut seqs = Vec::new();
+            for i in 0..15 {
+                seqs.push(
+                    send(&mut alice, "concert", &format!("alice {i}"))
+                        .await
+                        .unwrap(),
+                );
+            }
+            seqs
+        },
+        async {
+            let mut seqs = Vec::new();
+            for i in 0..15 {
+                seqs.push(
+                    send(&mut bob, "concert", &format!("bob {i}"))
+                        .await
+                        .unwrap(),
+                );
+            }
+            seqs
+        }
+    );
+    let mut all: Vec<u64> = a.iter().chain(b.iter()).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=30).collect::<Vec<_>>(),
+        "each accepted message got its own seq"
+    );
+
+    let mut reference: Option<Vec<(u64, Vec<u8>)>> = None;
+    for viewer in viewers.iter_mut().chain([&mut alice, &mut bob]) {
+        let got: Vec<(u64, Vec<u8>)> = viewer
+            .room_messages(30)
+            .await
+            .into_iter()
+            .map(|m| (m.seq, m.body.to_vec()))
+            .collect();
+        assert_eq!(
+            got.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            (1..=30).collect::<Vec<_>>(),
+            "every message, in room order"
+        );
+        let alice_order: Vec<&[u8]> = got
+            .iter()
+            .map(|(_, b)| b.as_slice())
+            .filter(|b| b.starts_with(b"alice"))
+            .collect();
+        let expected: Vec<Vec<u8>> = (0..15).map(|i| format!("alice {i}").into_bytes()).collect();
+        assert_eq!(
+            alice_order,
+            expected.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            "a sender's order is kept"
+        );
+        match &reference {
+            None => reference = Some(got),
+            Some(first) => assert_eq!(&got, first, "every viewer sees the same sequence"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_who_left_receives_nothing_more() {
+    let sandbox = two_gateways().await;
+    let mut stays = Viewer::connect(&sandbox, 1, Some("stays")).await;
+    let mut leaves = Viewer::connect(&sandbox, 1, Some("leaves")).await;
+    let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
+    for viewer in [&mut stays, &mut leaves, &mut sender] {
+        viewer.join("r").await;
+    }
+    send(&mut sender, "r", "before").await.unwrap();
+    assert_eq!(leaves.room_messages(1).await[0].body.as_ref(), b"before");
+    assert_eq!(stays.room_messages(1).await[0].body.as_ref(), b"before");
+
+    let request = authed(
+        LeaveRoomRequest {
+            session_id: leaves.session_id.clone(),
+            room_id: "r".into(),
+        },
+        leaves.token.as_deref(),
+    );
+    leaves.client.leave_room(request).await.unwrap();
+    send(&mut sender, "r", "after").await.unwrap();
+    // `stays` is on the same gateway: once it has the message, `leaves` would have it too.
+    assert_eq!(stays.room_messages(1).await[0].body.as_ref(), b"after");
+    assert_eq!(
+        leaves.room_batch_within(Duration::from_millis(300)).await,
+        None
+    );
+
+    // Sending into a room the session left is refused.
+    let err = send(&mut leaves, "r", "ghost").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_recent_messages_and_the_stream_continues_after_them() {
+    let sandbox = two_gateways().await;
+    let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
+    sender.join("r").await;
+    for i in 1..=3 {
+        send(&mut sender, "r", &format!("m{i}")).await.unwrap();
+    }
+    let mut late = Viewer::connect(&sandbox, 1, Some("late")).await;
+    let joined = late.join("r").await;
+    assert_eq!(joined.last_seq, 3);
+    assert_eq!(
+        joined
+            .recent
+            .iter()
+            .map(|m| m.body.to_vec())
+            .collect::<Vec<_>>(),
+        vec![b"m1".to_vec(), b"m2".to_vec(), b"m3".to_vec()]
+    );
+    assert!(joined.online >= 1);
+    send(&mut sender, "r", "m4").await.unwrap();
+    let next = late.room_messages(1).await;
+    assert_eq!((next[0].seq, next[0].body.as_ref()), (4, b"m4".as_ref()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_can_watch_but_not_send() {
+    let sandbox = two_gateways().await;
+    let mut guest = Viewer::connect(&sandbox, 0, None).await;
+    guest.join("r").await;
+    let err = send(&mut guest, "r", "hi").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+    let mut user = Viewer::connect(&sandbox, 0, Some("u")).await;
+    user.join("r").await;
+    send(&mut user, "r", "hello guests").await.unwrap();
+    assert_eq!(
+        guest.room_messages(1).await[0].body.as_ref(),
+        b"hello guests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_is_refused_rather_than_treated_as_a_guest() {
+    let sandbox = two_gateways().await;
+    let mut client = sandbox.client(0).await;
+    let forged =
+        hubbub_kit::auth::JwtKey::new(b"not-the-secret").mint("mallory", Duration::from_secs(60));
+    let request = authed(
+        hubbub_proto::v1::ConnectRequest {
+            device_id: "d".into(),
+            client_info: String::new(),
+        },
+        Some(&forged),
+    );
+    let err = client.connect(request).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("signature"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_above_the_configured_limit_are_refused() {
+    let sandbox = support::start(1, |config| config.max_room_message_bytes = 64).await;
+    let mut user = Viewer::connect(&sandbox, 0, Some("u")).await;
+    user.join("r").await;
+    send(&mut user, "r", &"x".repeat(64))
+        .await
+        .expect("at the limit is fine");
+    let err = send(&mut user, "r", &"x".repeat(65)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("limit is 64"), "{}", err.message());
+
+    let err = send(&mut user, "r", "").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut request = SendRoomMessageRequest {
+        session_id: user.session_id.clone(),
+        room_id: "r".into(),
+        body: b"x".to_vec().into(),
+        kind: RoomMessageKind::System as i32,
+    };
+    let err = user
+        .client
+        .send_room_message(authed(request.clone(), user.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "clients may not send system messages"
+    );
+    request.room_id = "bad room!".into();
+    request.kind = RoomMessageKind::Comment as i32;
+    let err = user
+        .client
+        .send_room_message(authed(request, user.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_session_ids_are_refused() {
+    let sandbox = two_gateways().await;
+    let mut alice = Viewer::connect(&sandbox, 0, Some("alice")).await;
+    let mut mallory = Viewer::connect(&sandbox, 0, Some("mallory")).await;
+    alice.join("r").await;
+
+    let forged = [
+        alice.session_id.clone(),    // someone else's session
+        format!("gw-0~{:032x}", 42), // well-formed, never issued
+        "gw-9~0000".to_owned(),      // a gateway that does not exist
+        "nonsense".to_owned(),       // not a session id at all
+    ];
+    for session_id in forged {
+        let join = JoinRoomRequest {
+            session_id: session_id.clone(),
+            room_id: "r".into(),
+        };
+        let err = mallory
+            .client
+            .join_room(authed(join, mallory.token.as_deref()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::NotFound,
+            "join with {session_id}: {err:?}"
+        );
+
+        let send = SendRoomMessageRequest {
+            session_id: session_id.clone(),
+            room_id: "r".into(),
+            body: b"spoof".to_vec().into(),
+            kind: RoomMessageKind::Comment as i32,
+        };
+        let err = mallory
+            .client
+            .send_room_message(authed(send, mallory.token.as_deref()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::NotFound,
+            "send with {session_id}: {err:?}"
+        );
+    }
+    // Alice's session through the other gateway: forwarded to its owner, still checked there.
+    let mut via_other = sandbox.client(1).await;
+    let join = JoinRoomRequest {
+        session_id: alice.session_id.clone(),
+        room_id: "r".into(),
+    };
+    let err = via_other
+        .join_room(authed(join.clone(), mallory.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    via_other
+        .join_room(authed(join, alice.token.as_deref()))
+        .await
+        .expect("forwarded to the owning gateway");
+    assert!(
+        alice
+            .room_batch_within(Duration::from_millis(200))
+            .await
+            .is_none(),
+        "nothing was sent by mallory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_gateway_tells_its_clients_to_reconnect_and_ends_their_streams() {
+    let sandbox = two_gateways().await;
+    let mut viewer = Viewer::connect(&sandbox, 0, Some("v")).await;
+    viewer.join("r").await;
+    sandbox.gateway_shutdowns[0].cancel();
+    loop {
+        match next_event(&mut viewer.events).await {
+            Some(Event::Reconnect(reconnect)) => {
+                assert_eq!(reconnect.reason, "draining");
+                break;
+            }
+            Some(Event::Heartbeat(_)) => {}
+            other => panic!("expected Reconnect, got {other:?}"),
+        }
+    }
+    assert!(
+        next_event(&mut viewer.events).await.is_none(),
+        "the stream ends after Reconnect"
+    );
+    // The other gateway still serves.
+    let mut other = Viewer::connect(&sandbox, 1, Some("w")).await;
+    other.join("r").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_arrive_on_the_configured_interval() {
+    let sandbox = support::start(1, |config| config.heartbeat_interval_ms = 100).await;
+    let mut viewer = Viewer::connect(&sandbox, 0, None).await;
+    let started = tokio::time::Instant::now();
+    let mut beats = 0;
+    while beats < 3 {
+        if let Some(Event::Heartbeat(beat)) = next_event(&mut viewer.events).await {
+            assert!(beat.server_time_ms > 0);
+            beats += 1;
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "three beats take two intervals at least"
+    );
+}

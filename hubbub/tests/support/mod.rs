@@ -1,0 +1,225 @@
+//! A sandbox of real roles on 127.0.0.1 port 0, talked to over real gRPC.
+//! Dropping it shuts every role down.
+
+#![allow(dead_code)]
+
+use hubbub_kit::auth::JwtKey;
+use hubbub_proto::v1::{
+    ConnectRequest, JoinRoomRequest, RoomMessage, ServerEvent, client_api_client::ClientApiClient,
+    server_event::Event,
+};
+use std::{net::SocketAddr, time::Duration};
+use svc_gateway::GatewayConfig;
+use svc_room::RoomConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Streaming, metadata::MetadataValue, transport::Channel};
+
+/// The secret every sandbox gateway verifies with.
+pub const SECRET: &[u8] = b"sandbox-secret";
+
+/// How long a test waits for something that should happen.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// One room instance and some gateways.
+pub struct Sandbox {
+    /// The room instance's address.
+    pub room: SocketAddr,
+    /// The gateways' addresses, by index; ids are `gw-<index>`.
+    pub gateways: Vec<SocketAddr>,
+    /// Cancels everything.
+    pub shutdown: CancellationToken,
+    /// Cancels one gateway only.
+    pub gateway_shutdowns: Vec<CancellationToken>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts a room instance and `gateways` gateways (peers of each other),
+/// each gateway config adjusted by `tweak`.
+pub async fn start(gateways: usize, tweak: impl Fn(&mut GatewayConfig)) -> Sandbox {
+    let shutdown = CancellationToken::new();
+    let room_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let room = room_listener.local_addr().unwrap();
+    let room_config = RoomConfig {
+        listen: room,
+        advertise: format!("http://{room}"),
+        ..RoomConfig::default()
+    };
+    tokio::spawn(svc_room::serve(
+        room_config,
+        room_listener,
+        shutdown.clone(),
+    ));
+
+    let mut listeners = Vec::new();
+    for _ in 0..gateways {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addresses: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let mut gateway_shutdowns = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let mut config = GatewayConfig {
+            listen: addresses[index],
+            id: format!("gw-{index}"),
+            room_instances: vec![format!("http://{room}")],
+            peers: addresses
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .map(|(other, address)| (format!("gw-{other}"), format!("http://{address}")))
+                .collect(),
+            heartbeat_interval_ms: 500,
+            attach_retry_ms: 50,
+            ..GatewayConfig::default()
+        };
+        tweak(&mut config);
+        let own = shutdown.child_token();
+        gateway_shutdowns.push(own.clone());
+        tokio::spawn(svc_gateway::serve(
+            config,
+            JwtKey::new(SECRET),
+            listener,
+            own,
+        ));
+    }
+    Sandbox {
+        room,
+        gateways: addresses,
+        shutdown,
+        gateway_shutdowns,
+    }
+}
+
+impl Sandbox {
+    /// A client of gateway `index`.
+    pub async fn client(&self, index: usize) -> ClientApiClient<Channel> {
+        let address = format!("http://{}", self.gateways[index]);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match Channel::from_shared(address.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                Ok(channel) => return ClientApiClient::new(channel),
+                Err(err) if tokio::time::Instant::now() > deadline => {
+                    panic!("gateway {address} unreachable: {err}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+/// A token for `user`.
+pub fn token(user: &str) -> String {
+    JwtKey::new(SECRET).mint(user, Duration::from_secs(600))
+}
+
+/// Wraps a message with `authorization` metadata for `token` (None: guest).
+pub fn authed<T>(message: T, token: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// A connected device: its session and its event stream.
+pub struct Viewer {
+    /// Gateway client.
+    pub client: ClientApiClient<Channel>,
+    /// Token (None for a guest).
+    pub token: Option<String>,
+    /// Session id from Welcome.
+    pub session_id: String,
+    /// The event stream.
+    pub events: Streaming<ServerEvent>,
+}
+
+impl Viewer {
+    /// Connects to gateway `index` as `user` (None: guest).
+    pub async fn connect(sandbox: &Sandbox, index: usize, user: Option<&str>) -> Viewer {
+        let mut client = sandbox.client(index).await;
+        let token = user.map(token);
+        let request = authed(
+            ConnectRequest {
+                device_id: "device-1".into(),
+                client_info: "test".into(),
+            },
+            token.as_deref(),
+        );
+        let mut events = client.connect(request).await.expect("connect").into_inner();
+        let session_id = match next_event(&mut events).await {
+            Some(Event::Welcome(welcome)) => welcome.session_id,
+            other => panic!("first event must be Welcome, got {other:?}"),
+        };
+        Viewer {
+            client,
+            token,
+            session_id,
+            events,
+        }
+    }
+
+    /// Joins a room, returning the answer.
+    pub async fn join(&mut self, room_id: &str) -> hubbub_proto::v1::JoinRoomResponse {
+        let request = authed(
+            JoinRoomRequest {
+                session_id: self.session_id.clone(),
+                room_id: room_id.into(),
+            },
+            self.token.as_deref(),
+        );
+        self.client
+            .join_room(request)
+            .await
+            .expect("join")
+            .into_inner()
+    }
+
+    /// Room messages until `count` have arrived (heartbeats skipped).
+    pub async fn room_messages(&mut self, count: usize) -> Vec<RoomMessage> {
+        let mut got = Vec::new();
+        while got.len() < count {
+            match next_event(&mut self.events).await {
+                Some(Event::RoomBatch(batch)) => got.extend(batch.messages),
+                Some(_) => {}
+                None => panic!("stream ended after {} of {count} messages", got.len()),
+            }
+        }
+        got
+    }
+
+    /// The next room batch within `wait`, skipping other events.
+    pub async fn room_batch_within(&mut self, wait: Duration) -> Option<Vec<RoomMessage>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.message())
+                .await
+                .ok()?;
+            match event.expect("stream error") {
+                Some(ServerEvent {
+                    event: Some(Event::RoomBatch(batch)),
+                }) => return Some(batch.messages),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    }
+}
+
+/// The next event within [`PATIENCE`]; None when the stream ended.
+pub async fn next_event(events: &mut Streaming<ServerEvent>) -> Option<Event> {
+    tokio::time::timeout(PATIENCE, events.message())
+        .await
+        .expect("no event within the patience window")
+        .expect("stream error")
+        .map(|event| event.event.expect("event set"))
+}

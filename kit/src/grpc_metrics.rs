@@ -1,0 +1,81 @@
+//! A tower layer that counts gRPC calls and times them until response
+//! headers, per method. Unknown paths share one label so a scanner cannot
+//! grow the label set without bound.
+
+use crate::metrics::{GrpcMetrics, MethodLabels};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+use tower::{Layer, Service};
+
+/// Wraps a service with [`GrpcMetrics`] recording.
+#[derive(Debug, Clone)]
+pub struct GrpcMetricsLayer {
+    metrics: GrpcMetrics,
+}
+
+impl GrpcMetricsLayer {
+    /// A layer recording into `metrics`.
+    pub fn new(metrics: GrpcMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See [`GrpcMetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+    metrics: GrpcMetrics,
+}
+
+impl<S, B> Service<http::Request<B>> for GrpcMetricsService<S>
+where
+    S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let known =
+            path.starts_with("/hubbub.") || path.starts_with("/grpc.") || path == "/metrics";
+        let labels = MethodLabels {
+            method: if known {
+                path.to_owned()
+            } else {
+                "other".to_owned()
+            },
+        };
+        self.metrics.requests.get_or_create(&labels).inc();
+        let latency = self.metrics.latency.clone();
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            latency
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! Logs to stderr and, when an OTLP endpoint is configured, spans exported
+//! over OTLP/gRPC. The log filter applies to the log layer only: a global
+//! filter would also starve the OpenTelemetry layer of spans.
+
+use opentelemetry::{global, trace::TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use serde::Deserialize;
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
+};
+
+/// `[telemetry]` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Log filter, `RUST_LOG` syntax ("info", "svc_room=debug,info").
+    pub log: String,
+    /// OTLP/gRPC collector endpoint ("http://otel-collector:4317"); spans are
+    /// exported only when set.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans; defaults to "hubbub-<role>".
+    pub service_name: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log: "info".to_owned(),
+            otlp_endpoint: None,
+            service_name: None,
+        }
+    }
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The log filter does not parse.
+    #[error("telemetry.log {0:?} is not a valid filter: {1}")]
+    Filter(String, #[source] tracing_subscriber::filter::ParseError),
+    /// The OTLP exporter could not be built.
+    #[error("cannot build the OTLP exporter for {0}: {1}")]
+    Exporter(String, #[source] opentelemetry_otlp::ExporterBuildError),
+    /// A global subscriber was already installed.
+    #[error("a tracing subscriber is already installed in this process")]
+    AlreadyInstalled,
+}
+
+/// Keeps the exporter alive; `shutdown` flushes spans still queued.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes queued spans and stops the exporter. Blocks: call it from a
+    /// multi-thread runtime or a blocking task.
+    pub fn shutdown(&self) {
+        if let Some(provider) = &self.provider {
+            if let Err(err) = provider.shutdown() {
+                eprintln!("telemetry: flushing spans failed: {err}");
+            }
+        }
+    }
+
+    /// Exports every finished span now (used by tests and before exit).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            let _ = provider.force_flush();
+        }
+    }
+}
+
+/// Installs the process-wide subscriber and the W3C propagator. Must run
+/// inside a Tokio runtime when OTLP export is on.
+pub fn init(config: &TelemetryConfig, role: &str) -> Result<Telemetry, TelemetryError> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(&config.log)
+        .map_err(|err| TelemetryError::Filter(config.log.clone(), err))?;
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+
+    let (spans, provider) = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|err| TelemetryError::Exporter(endpoint.clone(), err))?;
+            let service_name = config
+                .service_name
+                .clone()
+                .unwrap_or_else(|| format!("hubbub-{role}"));
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(Resource::builder().with_service_name(service_name).build())
+                .build();
+            global::set_tracer_provider(provider.clone());
+            // Our own spans only: transport crates' internals are noise in a trace.
+            let targets = Targets::new()
+                .with_target("hubbub", tracing::Level::INFO)
+                .with_target("hubbub_kit", tracing::Level::INFO)
+                .with_target("svc_gateway", tracing::Level::INFO)
+                .with_target("svc_room", tracing::Level::INFO)
+                .with_target("svc_group", tracing::Level::INFO)
+                .with_target("svc_gift", tracing::Level::INFO)
+                .with_target("svc_presence", tracing::Level::INFO);
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("hubbub"))
+                .with_filter(targets);
+            (Some(layer), Some(provider))
+        }
+        None => (None, None),
+    };
+
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(Telemetry { provider })
+}

@@ -1,0 +1,60 @@
+//! `[gateway]` configuration.
+
+use serde::Deserialize;
+use std::{collections::BTreeMap, net::SocketAddr};
+
+/// Settings of a gateway replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address to listen on for clients (gRPC and gRPC-web) and for other
+    /// services (GatewayControl, health, reflection, `/metrics`).
+    pub listen: SocketAddr,
+    /// This replica's id: the prefix of its session ids, stable across
+    /// restarts (a StatefulSet pod name, say). Letters, digits, `-_.:`.
+    pub id: String,
+    /// Every room instance's address; rooms are spread over them by
+    /// rendezvous hashing, and the gateway attaches to each.
+    pub room_instances: Vec<String>,
+    /// Other gateway replicas by id, for forwarding calls whose session
+    /// lives there (`{ "gateway-1" = "http://gateway-1:7700" }`).
+    pub peers: BTreeMap<String, String>,
+    /// Interval of heartbeat events on client streams.
+    pub heartbeat_interval_ms: u32,
+    /// Largest room message body a client may send, in bytes.
+    pub max_room_message_bytes: usize,
+    /// Events queued per connection; a device that lets it fill is closed
+    /// (it reconnects and pulls).
+    pub outbox_capacity: usize,
+    /// Rooms one session may be in at once.
+    pub max_rooms_per_session: usize,
+    /// Client streams this replica accepts at once.
+    pub max_connections: usize,
+    /// How long JoinRoom waits for the room's owner to confirm a new
+    /// subscription before answering UNAVAILABLE.
+    pub join_timeout_ms: u64,
+    /// Upper bound of the jittered delay a draining gateway asks clients to
+    /// wait before reconnecting.
+    pub drain_reconnect_after_ms: u32,
+    /// Pause between attempts to re-attach to a room instance.
+    pub attach_retry_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7700)),
+            id: "gateway-0".to_owned(),
+            room_instances: vec!["http://127.0.0.1:7701".to_owned()],
+            peers: BTreeMap::new(),
+            heartbeat_interval_ms: 25_000,
+            max_room_message_bytes: 4096,
+            outbox_capacity: 1024,
+            max_rooms_per_session: 32,
+            max_connections: 100_000,
+            join_timeout_ms: 5_000,
+            drain_reconnect_after_ms: 5_000,
+            attach_retry_ms: 500,
+        }
+    }
+}

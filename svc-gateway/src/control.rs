@@ -1,0 +1,86 @@
+//! The `hubbub.v1.GatewayControl` handlers: what other services and peer
+//! replicas call on this gateway.
+
+use crate::gateway::Gateway;
+use hubbub_kit::auth::Identity;
+use hubbub_proto::v1::{
+    GatewayControlDeliverRequest, GatewayControlDeliverResponse, GatewayControlForwardRequest,
+    GatewayControlForwardResponse, ServerEvent, gateway_control_deliver_request::Notify,
+    gateway_control_forward_request::Call, gateway_control_forward_response::Result as Answer,
+    gateway_control_server::GatewayControl, server_event::Event,
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Serves `hubbub.v1.GatewayControl`.
+#[derive(Debug, Clone)]
+pub struct GatewayControlService {
+    gateway: Arc<Gateway>,
+}
+
+impl GatewayControlService {
+    /// Handlers of `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+#[tonic::async_trait]
+impl GatewayControl for GatewayControlService {
+    #[tracing::instrument(name = "gateway.deliver_notify", skip_all)]
+    async fn deliver(
+        &self,
+        request: Request<GatewayControlDeliverRequest>,
+    ) -> Result<Response<GatewayControlDeliverResponse>, Status> {
+        let request = request.into_inner();
+        let event = match request.notify {
+            Some(Notify::GroupNotify(notify)) => Event::GroupNotify(notify),
+            Some(Notify::GiftNotify(notify)) => Event::GiftNotify(notify),
+            None => return Err(Status::invalid_argument("notify is required")),
+        };
+        let event = ServerEvent { event: Some(event) };
+        let mut response = GatewayControlDeliverResponse::default();
+        for session_id in request.session_ids {
+            match self.gateway.sessions.get(&session_id) {
+                Some(session) if session.outbox.push(event.clone(), &self.gateway.metrics) => {
+                    response.delivered += 1
+                }
+                _ => response.gone_session_ids.push(session_id),
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(name = "gateway.forwarded", skip_all)]
+    async fn forward(
+        &self,
+        request: Request<GatewayControlForwardRequest>,
+    ) -> Result<Response<GatewayControlForwardResponse>, Status> {
+        let request = request.into_inner();
+        // The forwarding replica verified the token; peers are trusted.
+        let identity = if request.user_id.is_empty() {
+            Identity::Guest
+        } else {
+            Identity::User(request.user_id)
+        };
+        let gateway = &self.gateway;
+        let answer = match request.call {
+            Some(Call::JoinRoom(call)) => {
+                Answer::JoinRoom(gateway.join_room(&identity, call).await?)
+            }
+            Some(Call::LeaveRoom(call)) => Answer::LeaveRoom(gateway.leave_room(&identity, call)?),
+            Some(Call::SendRoomMessage(call)) => {
+                Answer::SendRoomMessage(gateway.send_room_message(&identity, call).await?)
+            }
+            Some(Call::PullMailbox(_)) | Some(Call::Ack(_)) | Some(Call::MarkRead(_)) => {
+                return Err(Status::unimplemented(
+                    "group mailbox calls are not available in this release yet",
+                ));
+            }
+            None => return Err(Status::invalid_argument("call is required")),
+        };
+        Ok(Response::new(GatewayControlForwardResponse {
+            result: Some(answer),
+        }))
+    }
+}

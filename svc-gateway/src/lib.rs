@@ -1,0 +1,151 @@
+//! The long-connection layer: terminates client streams (gRPC and gRPC-web),
+//! authenticates them, holds `room -> local viewers` and writes each room
+//! batch to every local viewer, and forwards session calls to the replica
+//! that owns the session.
+//!
+//! # Layout
+//! - [`config`]: `[gateway]` settings.
+//! - [`api`]: the `hubbub.v1.ClientApi` handlers.
+//! - [`control`]: the `hubbub.v1.GatewayControl` handlers.
+//! - [`gateway`]: `Gateway`, the replica's state and session calls.
+//! - [`sessions`]: client streams by session id.
+//! - [`rooms`]: `LocalRooms`, room -> local viewers, and the fan-out.
+//! - [`room_link`]: attach streams to the room instances.
+//! - [`outbox`]: the bounded queue of one client stream.
+//! - [`metrics`].
+
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod gateway;
+pub mod metrics;
+pub mod outbox;
+pub mod room_link;
+pub mod rooms;
+pub mod sessions;
+
+pub use config::GatewayConfig;
+
+use hubbub_kit::{
+    auth::JwtKey,
+    channel,
+    serve::{RoleServer, ServeError, serve as serve_role},
+};
+use hubbub_proto::v1::{
+    Heartbeat, ServerEvent, client_api_server::ClientApiServer,
+    gateway_control_client::GatewayControlClient, gateway_control_server::GatewayControlServer,
+    server_event::Event,
+};
+use prometheus_client::registry::Registry;
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// Recent messages a gateway keeps per held room for joiners.
+const KEEP_RECENT: usize = 20;
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A setting is unusable.
+    #[error("invalid [gateway] configuration: {0}")]
+    Config(String),
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Serves a gateway replica on `listener` until `shutdown` is cancelled;
+/// then clients are told to reconnect elsewhere and their streams end.
+pub async fn serve(
+    config: GatewayConfig,
+    jwt: JwtKey,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
+    hubbub_kit::ids::validate("gateway.id", &config.id)
+        .map_err(|s| GatewayError::Config(s.message().to_owned()))?;
+    if config.room_instances.is_empty() {
+        return Err(GatewayError::Config(
+            "room_instances lists no room instance".into(),
+        ));
+    }
+    let mut registry = Registry::default();
+    let metrics = metrics::GatewayMetrics::register(&mut registry);
+    let rooms = Arc::new(rooms::LocalRooms::new(KEEP_RECENT, metrics.clone()));
+    let links = room_link::RoomLinks::start(
+        &config.id,
+        &config.room_instances,
+        rooms.clone(),
+        Duration::from_millis(config.attach_retry_ms),
+        shutdown.clone(),
+    )
+    .map_err(|err| GatewayError::Config(err.to_string()))?;
+    let mut peers = std::collections::HashMap::new();
+    for (id, address) in &config.peers {
+        let channel =
+            channel::traced(address).map_err(|err| GatewayError::Config(err.to_string()))?;
+        peers.insert(id.clone(), GatewayControlClient::new(channel));
+    }
+    let gateway = Arc::new(gateway::Gateway {
+        config,
+        sessions: Default::default(),
+        rooms,
+        links,
+        peers,
+        metrics,
+    });
+
+    tokio::spawn(heartbeats(gateway.clone(), shutdown.clone()));
+    {
+        let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            gateway.drain();
+        });
+    }
+
+    let client_api = api::ClientApiService::new(gateway.clone(), jwt, shutdown.clone());
+    let control = control::GatewayControlService::new(gateway);
+    let server = RoleServer {
+        role: "gateway",
+        routes: Routes::new(ClientApiServer::new(client_api))
+            .add_service(GatewayControlServer::new(control)),
+        service_names: vec![
+            hubbub_proto::v1::client_api_server::SERVICE_NAME,
+            hubbub_proto::v1::gateway_control_server::SERVICE_NAME,
+        ],
+        registry,
+        http2_keepalive: None,
+    };
+    Ok(serve_role(server, listener, shutdown).await?)
+}
+
+/// One ticker for the whole replica rather than a timer per connection.
+async fn heartbeats(gateway: Arc<gateway::Gateway>, shutdown: CancellationToken) {
+    let period = Duration::from_millis(u64::from(gateway.config.heartbeat_interval_ms.max(100)));
+    let mut ticker = tokio::time::interval(period);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let event = ServerEvent {
+            event: Some(Event::Heartbeat(Heartbeat {
+                server_time_ms: now,
+            })),
+        };
+        for session in gateway.sessions.snapshot() {
+            session.outbox.offer(event.clone());
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Metrics of a gateway replica.
+
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+
+/// Counters and gauges of a gateway.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayMetrics {
+    /// Client streams open now.
+    pub connections: Gauge,
+    /// Rooms with at least one local viewer.
+    pub rooms: Gauge,
+    /// Room messages written to client outboxes.
+    pub deliveries: Counter,
+    /// Client streams closed because their outbox was full.
+    pub slow_closed: Counter,
+    /// Room joins.
+    pub joins: Counter,
+    /// Room leaves (explicit or by disconnect).
+    pub leaves: Counter,
+    /// Calls forwarded to the replica owning the session.
+    pub forwarded: Counter,
+}
+
+impl GatewayMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "hubbub_gateway_connections",
+            "Client streams open",
+            m.connections.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_rooms",
+            "Rooms with local viewers",
+            m.rooms.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_deliveries",
+            "Room messages written to outboxes",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_slow_closed",
+            "Streams closed for a full outbox",
+            m.slow_closed.clone(),
+        );
+        registry.register("hubbub_gateway_joins", "Room joins", m.joins.clone());
+        registry.register("hubbub_gateway_leaves", "Room leaves", m.leaves.clone());
+        registry.register(
+            "hubbub_gateway_forwarded",
+            "Calls forwarded to the owning replica",
+            m.forwarded.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,311 @@
+//! `LocalRooms`: room -> local viewers, in sharded buckets. The gateway keeps
+//! each held room's recent messages too (it sees all its traffic), so a join
+//! to a room already held costs no call to the room service.
+
+use crate::{metrics::GatewayMetrics, outbox::Outbox};
+use hubbub_proto::v1::{RoomBatch, RoomMessage, RoomSubscribed, ServerEvent, server_event::Event};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, Mutex, MutexGuard},
+};
+use tokio::sync::oneshot;
+
+const SHARDS: usize = 64;
+
+/// What a joiner gets: the room's context, after which its stream continues.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Recent messages, ascending by seq.
+    pub recent: Vec<RoomMessage>,
+    /// The room's last seq.
+    pub last_seq: u64,
+    /// Local viewers, this one included.
+    pub online: u64,
+}
+
+/// Outcome of adding a viewer.
+#[derive(Debug)]
+pub enum Joined {
+    /// The room is live here: the snapshot is immediate.
+    Ready(Snapshot),
+    /// The room's subscription is on its way; `subscribe` is true for the
+    /// joiner that must ask the room service for it.
+    Pending {
+        /// Resolves when the room service confirms.
+        snapshot: oneshot::Receiver<Snapshot>,
+        /// Send the subscription (first viewer of the room).
+        subscribe: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct LocalRoom {
+    viewers: HashMap<Arc<str>, Outbox>,
+    recent: VecDeque<RoomMessage>,
+    last_seq: u64,
+    live: bool,
+    waiters: Vec<oneshot::Sender<Snapshot>>,
+}
+
+impl LocalRoom {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            recent: self.recent.iter().cloned().collect(),
+            last_seq: self.last_seq,
+            online: self.viewers.len() as u64,
+        }
+    }
+
+    fn remember(&mut self, messages: &[RoomMessage], keep: usize) {
+        for message in messages {
+            self.last_seq = self.last_seq.max(message.seq);
+            self.recent.push_back(message.clone());
+        }
+        while self.recent.len() > keep {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Writes one event to every viewer; returns how many took it.
+    fn fan_out(&self, event: &ServerEvent, metrics: &GatewayMetrics) -> u64 {
+        let mut delivered = 0;
+        for outbox in self.viewers.values() {
+            if outbox.push(event.clone(), metrics) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+}
+
+/// The rooms this replica holds viewers of.
+#[derive(Debug)]
+pub struct LocalRooms {
+    // Why the fan-out runs under the room's shard lock: a joiner then either
+    // finds a message in the snapshot or receives it, never both or neither.
+    // The work under the lock is a non-blocking queue push per viewer.
+    shards: Box<[Mutex<HashMap<String, LocalRoom>>]>,
+    hasher: RandomState,
+    keep_recent: usize,
+    metrics: GatewayMetrics,
+}
+
+impl LocalRooms {
+    /// Rooms keeping `keep_recent` messages each.
+    pub fn new(keep_recent: usize, metrics: GatewayMetrics) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            keep_recent,
+            metrics,
+        }
+    }
+
+    /// Adds a viewer to a room.
+    pub fn join(&self, room_id: &str, session_id: Arc<str>, outbox: Outbox) -> Joined {
+        let mut shard = self.shard(room_id);
+        let is_new = !shard.contains_key(room_id);
+        let room = shard.entry(room_id.to_owned()).or_default();
+        if is_new {
+            self.metrics.rooms.inc();
+        }
+        room.viewers.insert(session_id, outbox);
+        if room.live {
+            return Joined::Ready(room.snapshot());
+        }
+        let (sender, receiver) = oneshot::channel();
+        room.waiters.push(sender);
+        Joined::Pending {
+            snapshot: receiver,
+            subscribe: is_new,
+        }
+    }
+
+    /// Removes a viewer; true when the room has no viewer left here (the
+    /// caller unsubscribes it).
+    pub fn leave(&self, room_id: &str, session_id: &str) -> bool {
+        let mut shard = self.shard(room_id);
+        let Some(room) = shard.get_mut(room_id) else {
+            return false;
+        };
+        room.viewers.remove(session_id);
+        if !room.viewers.is_empty() {
+            return false;
+        }
+        shard.remove(room_id);
+        self.metrics.rooms.dec();
+        true
+    }
+
+    /// Local viewers of a room.
+    pub fn online(&self, room_id: &str) -> u64 {
+        self.shard(room_id)
+            .get(room_id)
+            .map_or(0, |room| room.viewers.len() as u64)
+    }
+
+    /// The room service confirmed a subscription: the room goes live, waiting
+    /// joiners get their snapshot, and after a re-attach the viewers get the
+    /// messages they missed meanwhile (as far as the ring reaches).
+    pub fn on_subscribed(&self, subscribed: RoomSubscribed) {
+        let mut shard = self.shard(&subscribed.room_id);
+        let Some(room) = shard.get_mut(&subscribed.room_id) else {
+            return; // everyone left before the answer came
+        };
+        if room.live {
+            let missed: Vec<RoomMessage> = subscribed
+                .recent
+                .iter()
+                .filter(|message| message.seq > room.last_seq)
+                .cloned()
+                .collect();
+            if !missed.is_empty() {
+                room.remember(&missed, self.keep_recent);
+                let event = batch_event(&subscribed.room_id, missed);
+                let delivered = room.fan_out(&event, &self.metrics);
+                self.metrics.deliveries.inc_by(delivered);
+            }
+            room.last_seq = subscribed.last_seq;
+            return;
+        }
+        room.recent = subscribed.recent.into();
+        while room.recent.len() > self.keep_recent {
+            room.recent.pop_front();
+        }
+        room.last_seq = subscribed.last_seq;
+        room.live = true;
+        let snapshot = room.snapshot();
+        for waiter in room.waiters.drain(..) {
+            let _ = waiter.send(snapshot.clone());
+        }
+    }
+
+    /// Writes a room batch to every local viewer of the room. Returns the
+    /// number of viewers written to.
+    pub fn on_batch(&self, batch: RoomBatch) -> u64 {
+        let mut shard = self.shard(&batch.room_id);
+        let Some(room) = shard.get_mut(&batch.room_id) else {
+            return 0;
+        };
+        room.remember(&batch.messages, self.keep_recent);
+        let messages = batch.messages.len() as u64;
+        let event = ServerEvent {
+            event: Some(Event::RoomBatch(batch)),
+        };
+        let delivered = room.fan_out(&event, &self.metrics);
+        self.metrics.deliveries.inc_by(delivered * messages);
+        delivered
+    }
+
+    /// Rooms held here for which `keep` is true (re-subscription after a
+    /// room instance comes back).
+    pub fn room_ids(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut ids = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            ids.extend(shard.keys().filter(|id| keep(id)).cloned());
+        }
+        ids
+    }
+
+    fn shard(&self, room_id: &str) -> MutexGuard<'_, HashMap<String, LocalRoom>> {
+        let index = (self.hasher.hash_one(room_id) as usize) % SHARDS;
+        self.shards[index].lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn batch_event(room_id: &str, messages: Vec<RoomMessage>) -> ServerEvent {
+    ServerEvent {
+        event: Some(Event::RoomBatch(RoomBatch {
+            room_id: room_id.to_owned(),
+            messages,
+            ..Default::default()
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubbub_kit::closeable::Closer;
+    use tokio::sync::mpsc;
+
+    fn message(seq: u64) -> RoomMessage {
+        RoomMessage {
+            room_id: "r".into(),
+            seq,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn joiners_wait_for_the_subscription_then_receive_batches() {
+        let rooms = LocalRooms::new(2, GatewayMetrics::default());
+        let (tx, mut rx) = mpsc::channel(8);
+        let outbox = Outbox::new(tx, Closer::new());
+        let Joined::Pending {
+            mut snapshot,
+            subscribe,
+        } = rooms.join("r", "s1".into(), outbox.clone())
+        else {
+            panic!("a new room is pending");
+        };
+        assert!(subscribe);
+        assert!(snapshot.try_recv().is_err());
+        rooms.on_subscribed(RoomSubscribed {
+            room_id: "r".into(),
+            recent: vec![message(1), message(2), message(3)],
+            last_seq: 3,
+        });
+        let snap = snapshot.try_recv().unwrap();
+        assert_eq!((snap.last_seq, snap.recent.len(), snap.online), (3, 2, 1));
+
+        assert_eq!(
+            rooms.on_batch(RoomBatch {
+                room_id: "r".into(),
+                messages: vec![message(4)],
+                ..Default::default()
+            }),
+            1
+        );
+        assert!(matches!(
+            rx.try_recv().unwrap().unwrap().event,
+            Some(Event::RoomBatch(_))
+        ));
+
+        let Joined::Ready(snap) = rooms.join("r", "s2".into(), outbox) else {
+            panic!("live room answers at once")
+        };
+        assert_eq!(snap.last_seq, 4);
+        assert!(!rooms.leave("r", "s1"));
+        assert!(rooms.leave("r", "s2"), "last viewer out empties the room");
+        assert_eq!(rooms.online("r"), 0);
+    }
+
+    #[test]
+    fn a_resubscription_delivers_what_was_missed() {
+        let rooms = LocalRooms::new(10, GatewayMetrics::default());
+        let (tx, mut rx) = mpsc::channel(8);
+        let _ = rooms.join("r", "s".into(), Outbox::new(tx, Closer::new()));
+        rooms.on_subscribed(RoomSubscribed {
+            room_id: "r".into(),
+            recent: vec![message(1)],
+            last_seq: 1,
+        });
+        rooms.on_subscribed(RoomSubscribed {
+            room_id: "r".into(),
+            recent: vec![message(1), message(2), message(3)],
+            last_seq: 3,
+        });
+        match rx.try_recv().unwrap().unwrap().event {
+            Some(Event::RoomBatch(batch)) => {
+                assert_eq!(
+                    batch.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                    vec![2, 3]
+                )
+            }
+            other => panic!("expected the missed batch, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! `[gift]` configuration.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// Settings of the gift role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GiftConfig {
+    /// Address to listen on (gRPC, health, reflection, `/metrics`).
+    pub listen: SocketAddr,
+}
+
+impl Default for GiftConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7703)),
+        }
+    }
+}

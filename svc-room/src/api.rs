@@ -1,0 +1,228 @@
+//! The `hubbub.v1.Room` gRPC handlers: decode, check, call the router, map
+//! errors.
+
+use crate::{
+    config::RoomConfig,
+    error::RoomError,
+    router::{GatewayLink, Publish, RoomRouter},
+};
+use hubbub_kit::{
+    closeable::{CloseableStream, Closer},
+    ids, rendezvous, tracecontext,
+};
+use hubbub_proto::v1::{
+    AttachAccepted, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest,
+    RoomGetRecentResponse, RoomMessageKind, RoomPublishRequest, RoomPublishResponse,
+    room_attach_request::Command, room_attach_response::Event, room_server::Room,
+};
+use std::{collections::HashSet, sync::Arc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Serves `hubbub.v1.Room`.
+#[derive(Debug, Clone)]
+pub struct RoomApi {
+    router: Arc<RoomRouter>,
+    config: Arc<RoomConfig>,
+    shutdown: CancellationToken,
+}
+
+impl RoomApi {
+    /// Handlers over `router`; `shutdown` ends attach streams and refuses
+    /// publishes while draining.
+    pub fn new(
+        router: Arc<RoomRouter>,
+        config: Arc<RoomConfig>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            router,
+            config,
+            shutdown,
+        }
+    }
+
+    /// Errs unless this instance owns `room_id`.
+    fn check_owner(&self, room_id: &str) -> Result<(), RoomError> {
+        let instances = &self.config.instances;
+        let Some(owner) = rendezvous::owner(room_id, instances) else {
+            return Ok(());
+        };
+        if instances[owner] == self.config.advertise {
+            return Ok(());
+        }
+        Err(RoomError::NotOwner {
+            room_id: room_id.to_owned(),
+            owner: instances[owner].clone(),
+            this: self.config.advertise.clone(),
+        })
+    }
+
+    fn check_room(&self, room_id: &str) -> Result<(), Status> {
+        ids::validate("room_id", room_id)?;
+        Ok(self.check_owner(room_id)?)
+    }
+}
+
+#[tonic::async_trait]
+impl Room for RoomApi {
+    type AttachStream = CloseableStream<RoomAttachResponse>;
+
+    #[tracing::instrument(name = "room.attach", skip_all)]
+    async fn attach(
+        &self,
+        request: Request<Streaming<RoomAttachRequest>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(RoomError::Draining.into());
+        }
+        let mut inbound = request.into_inner();
+        let gateway_id = match inbound.message().await? {
+            Some(RoomAttachRequest {
+                command: Some(Command::Hello(hello)),
+            }) => hello.gateway_id,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Attach must be `hello`",
+                ));
+            }
+        };
+        ids::validate("hello.gateway_id", &gateway_id)?;
+
+        let (sender, receiver) = mpsc::channel(self.config.gateway_queue.max(2));
+        let accepted = RoomAttachResponse {
+            event: Some(Event::Accepted(AttachAccepted {
+                instance_id: self.config.advertise.clone(),
+            })),
+        };
+        sender
+            .try_send(Ok(accepted))
+            .expect("a fresh queue has room for one event");
+        let link = self.router.attach(gateway_id.clone(), sender);
+        let closer = Closer::new();
+        tracing::info!(gateway = %gateway_id, attach = link.attach_id, "gateway attached");
+        tokio::spawn(self.clone().follow_commands(inbound, link, closer.clone()));
+        Ok(Response::new(CloseableStream::new(receiver, closer)))
+    }
+
+    #[tracing::instrument(name = "room.publish", skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn publish(
+        &self,
+        request: Request<RoomPublishRequest>,
+    ) -> Result<Response<RoomPublishResponse>, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(RoomError::Draining.into());
+        }
+        let request = request.into_inner();
+        self.check_room(&request.room_id)?;
+        if request.sender_user_id.is_empty() {
+            return Err(RoomError::Invalid("sender_user_id is required".into()).into());
+        }
+        let kind = RoomMessageKind::try_from(request.kind)
+            .ok()
+            .filter(|kind| *kind != RoomMessageKind::Unspecified)
+            .ok_or_else(|| {
+                RoomError::Invalid(format!(
+                    "kind {} is not a known RoomMessageKind",
+                    request.kind
+                ))
+            })?;
+        if request.body.is_empty() {
+            return Err(RoomError::Invalid("body is empty".into()).into());
+        }
+        if request.body.len() > self.config.max_body_bytes {
+            return Err(RoomError::TooLarge {
+                size: request.body.len(),
+                limit: self.config.max_body_bytes,
+            }
+            .into());
+        }
+        let seq = self.router.publish(Publish {
+            room_id: request.room_id,
+            sender_user_id: request.sender_user_id,
+            kind,
+            body: request.body,
+            traceparent: tracecontext::current_traceparent(),
+        });
+        Ok(Response::new(RoomPublishResponse { seq }))
+    }
+
+    async fn get_recent(
+        &self,
+        request: Request<RoomGetRecentRequest>,
+    ) -> Result<Response<RoomGetRecentResponse>, Status> {
+        let room_id = request.into_inner().room_id;
+        self.check_room(&room_id)?;
+        let (recent, last_seq) = self.router.recent(&room_id);
+        Ok(Response::new(RoomGetRecentResponse { recent, last_seq }))
+    }
+}
+
+impl RoomApi {
+    /// Applies a gateway's subscribe/unsubscribe commands until its stream
+    /// ends, it is kicked for being slow, or the instance drains; then
+    /// removes it from every room it held.
+    async fn follow_commands(
+        self,
+        mut inbound: Streaming<RoomAttachRequest>,
+        link: GatewayLink,
+        closer: Closer,
+    ) {
+        let mut rooms: HashSet<String> = HashSet::new();
+        loop {
+            let message = tokio::select! {
+                message = inbound.message() => message,
+                _ = link.kick.cancelled() => {
+                    closer.fail(Status::resource_exhausted(
+                        "gateway did not keep up with its rooms' traffic: re-attach and re-subscribe",
+                    ));
+                    break;
+                }
+                _ = self.shutdown.cancelled() => {
+                    closer.close();
+                    break;
+                }
+            };
+            let command = match message {
+                Ok(Some(RoomAttachRequest {
+                    command: Some(command),
+                })) => command,
+                Ok(Some(_)) => {
+                    closer.fail(Status::invalid_argument("attach message without a command"));
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            };
+            match command {
+                Command::Hello(_) => {
+                    closer.fail(Status::invalid_argument("`hello` may only be sent once"));
+                    break;
+                }
+                Command::Subscribe(subscribe) => {
+                    if let Some(status) = subscribe
+                        .room_ids
+                        .iter()
+                        .find_map(|id| self.check_room(id).err())
+                    {
+                        closer.fail(status);
+                        break;
+                    }
+                    for room_id in subscribe.room_ids {
+                        self.router.subscribe(&link, &room_id);
+                        rooms.insert(room_id);
+                    }
+                }
+                Command::Unsubscribe(unsubscribe) => {
+                    for room_id in unsubscribe.room_ids {
+                        self.router.unsubscribe(&link, &room_id);
+                        rooms.remove(&room_id);
+                    }
+                }
+            }
+        }
+        self.router.detach(&link, rooms);
+        closer.close();
+        tracing::info!(gateway = %link.gateway_id, attach = link.attach_id, "gateway detached");
+    }
+}

@@ -1,0 +1,49 @@
+//! The route layer of live rooms: each room instance owns the rooms that
+//! rendezvous hashing gives it, numbers their messages, keeps a short ring of
+//! recent ones, and sends each room's traffic only to the gateways holding
+//! viewers of it.
+//!
+//! # Layout
+//! - [`config`]: `[room]` settings.
+//! - [`api`]: the `hubbub.v1.Room` handlers.
+//! - [`router`]: `RoomRouter`, rooms and attached gateways.
+//! - [`priority`]: the lane of each message kind.
+//! - [`metrics`], [`error`].
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod priority;
+pub mod router;
+
+pub use config::RoomConfig;
+
+use hubbub_kit::serve::{RoleServer, ServeError, serve as serve_role};
+use hubbub_proto::v1::room_server::{RoomServer, SERVICE_NAME};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// Serves a room instance on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    config: RoomConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let mut registry = Registry::default();
+    let metrics = metrics::RoomMetrics::register(&mut registry);
+    let config = Arc::new(config);
+    let router = Arc::new(router::RoomRouter::new(config.recent_messages, metrics));
+    let api = api::RoomApi::new(router, config, shutdown.clone());
+    let server = RoleServer {
+        role: "room",
+        routes: Routes::new(RoomServer::new(api)),
+        service_names: vec![SERVICE_NAME],
+        registry,
+        http2_keepalive: None,
+    };
+    serve_role(server, listener, shutdown).await
+}
