@@ -21,6 +21,7 @@ pub mod config;
 mod grpc_metrics;
 pub mod ids;
 pub mod metrics;
+mod metrics_endpoint;
 pub mod rendezvous;
 pub mod serve;
 pub mod shutdown;

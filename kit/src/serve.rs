@@ -3,11 +3,9 @@
 //! with CORS, and a trace span per call that continues the caller's trace.
 
 use crate::{
-    grpc_metrics::GrpcMetricsLayer,
-    metrics::{self, GrpcMetrics},
+    grpc_metrics::GrpcMetricsLayer, metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer,
     tracecontext,
 };
-use axum::routing::get;
 use http::{HeaderName, Method};
 use prometheus_client::registry::Registry;
 use std::{sync::Arc, time::Duration};
@@ -78,15 +76,10 @@ pub async fn serve(
 
     let grpc_metrics = GrpcMetrics::register(&mut registry);
     let registry = Arc::new(registry);
-    let router = routes
+    let routes = routes
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .into_axum_router()
-        .route(
-            "/metrics",
-            get(move || async move { metrics::render(&registry) }),
-        );
+        .add_service(reflection_v1alpha);
 
     {
         // Tell load balancers first, so no new call lands while we drain.
@@ -106,7 +99,9 @@ pub async fn serve(
         .accept_http1(true)
         .http2_keepalive_interval(http2_keepalive)
         .tcp_nodelay(true)
-        // Outermost: a browser's preflight is answered before anything else runs.
+        // Outermost: Prometheus scrapes over HTTP/1.1, which gRPC-web would refuse.
+        .layer(MetricsEndpointLayer::new(registry))
+        // Then CORS: a browser's preflight is answered before anything else runs.
         .layer(cors())
         // Translates gRPC-web to gRPC, so every layer below sees plain gRPC.
         .layer(tonic_web::GrpcWebLayer::new())
@@ -130,7 +125,7 @@ pub async fn serve(
         )
         // Innermost: counts what reached a service, timed without the layers above.
         .layer(GrpcMetricsLayer::new(grpc_metrics))
-        .add_routes(Routes::from(router))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;
     tracing::info!(role, "stopped serving");

@@ -41,6 +41,11 @@ impl ClientApiService {
     }
 
     fn route(&self, session_id: &str) -> Result<Route, Status> {
+        if session_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "session_id is required: use the session_id of Connect's Welcome",
+            ));
+        }
         match gateway_of(session_id) {
             Some(id) if id == self.gateway.config.id => Ok(Route::Here),
             Some(id) => self.gateway.peers.get(id).cloned().map(Route::Peer).ok_or_else(|| {

@@ -1,0 +1,322 @@
+//! The `hubbub` binary as a newcomer runs it: `hubbub all` on the embedded
+//! stores, a token minted with `hubbub token`, then connect, join, send and
+//! receive; every role answers health, reflection and `/metrics`; SIGTERM
+//! drains and exits cleanly.
+
+mod support;
+
+use hubbub_proto::v1::{
+    ConnectRequest, JoinRoomRequest, RoomMessageKind, SendRoomMessageRequest,
+    client_api_client::ClientApiClient, server_event::Event,
+};
+use std::{process::Stdio, time::Duration};
+use support::{authed, next_event};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    process::{Child, Command},
+};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_hubbub");
+const ROLES: [&str; 5] = ["gateway", "room", "group", "gift", "presence"];
+const SERVICES: [&str; 5] = [
+    "hubbub.v1.ClientApi",
+    "hubbub.v1.Room",
+    "hubbub.v1.Group",
+    "hubbub.v1.Gift",
+    "hubbub.v1.Presence",
+];
+
+fn free_ports() -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..ROLES.len())
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+async fn channel(port: u16) -> Channel {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        match Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(channel) => return channel,
+            Err(err) if tokio::time::Instant::now() > deadline => {
+                panic!("port {port} never answered: {err}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Starts `hubbub all` on free ports; returns the process, its ports in
+/// ROLES order, and the development secret it printed.
+async fn start_all() -> (Child, Vec<u16>, String) {
+    let ports = free_ports();
+    let mut command = Command::new(BINARY);
+    command
+        .env_remove("HUBBUB_JWT_SECRET")
+        .env("RUST_LOG", "warn");
+    for (role, port) in ROLES.iter().zip(&ports) {
+        command.args(["--set", &format!("{role}.listen=127.0.0.1:{port}")]);
+    }
+    command
+        .args([
+            "--set",
+            &format!("gateway.room_instances=[\"http://127.0.0.1:{}\"]", ports[1]),
+        ])
+        .arg("all")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut secret = None;
+    let mut listening = 0;
+    while listening < ROLES.len() {
+        let line = tokio::time::timeout(support::PATIENCE, lines.next_line())
+            .await
+            .expect("hubbub all printed its ports in time")
+            .unwrap()
+            .expect("hubbub all exited early");
+        if let Some(rest) =
+            line.strip_prefix("no token secret configured: using the development secret ")
+        {
+            secret = Some(rest.trim().to_owned());
+        }
+        if line.contains("listening on 127.0.0.1:") {
+            listening += 1;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (
+        child,
+        ports,
+        secret.expect("all mode prints its development secret"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
+    let (mut child, ports, secret) = start_all().await;
+    let minted = std::process::Command::new(BINARY)
+        .args(["token", "--user", "newcomer", "--ttl", "10m"])
+        .env("HUBBUB_JWT_SECRET", &secret)
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+
+    let mut client = ClientApiClient::new(channel(ports[0]).await);
+    let connect = ConnectRequest {
+        device_id: "laptop".into(),
+        client_info: "test".into(),
+    };
+    let mut events = client
+        .connect(authed(connect, Some(&token)))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Event::Welcome(welcome)) = next_event(&mut events).await else {
+        panic!("welcome first")
+    };
+    assert_eq!(welcome.user_id, "newcomer");
+    let join = JoinRoomRequest {
+        session_id: welcome.session_id.clone(),
+        room_id: "lobby".into(),
+    };
+    client.join_room(authed(join, Some(&token))).await.unwrap();
+    let send = SendRoomMessageRequest {
+        session_id: welcome.session_id.clone(),
+        room_id: "lobby".into(),
+        body: b"hello, hubbub".to_vec().into(),
+        kind: RoomMessageKind::Comment as i32,
+    };
+    assert_eq!(
+        client
+            .send_room_message(authed(send, Some(&token)))
+            .await
+            .unwrap()
+            .into_inner()
+            .seq,
+        1
+    );
+    loop {
+        match next_event(&mut events).await {
+            Some(Event::RoomBatch(batch)) => {
+                assert_eq!(batch.messages[0].body.as_ref(), b"hello, hubbub");
+                assert_eq!(batch.messages[0].sender_user_id, "newcomer");
+                break;
+            }
+            Some(Event::Heartbeat(_)) => {}
+            other => panic!("expected the room batch, got {other:?}"),
+        }
+    }
+
+    // Every role: health SERVING for its service, reflection v1 and v1alpha, /metrics.
+    for ((role, port), service) in ROLES.iter().zip(&ports).zip(SERVICES) {
+        let channel = channel(*port).await;
+        let mut health = HealthClient::new(channel.clone());
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{role} health: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{role}");
+        assert!(
+            reflected_services(channel.clone())
+                .await
+                .contains(&service.to_owned()),
+            "{role} reflection v1"
+        );
+        assert!(
+            reflected_services_v1alpha(channel)
+                .await
+                .contains(&service.to_owned()),
+            "{role} reflection v1alpha"
+        );
+        let metrics = http_get(*port, "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{role}: {metrics}");
+        assert!(
+            metrics.contains("hubbub_grpc_requests_total"),
+            "{role}: {metrics}"
+        );
+    }
+    let metrics = http_get(ports[0], "/metrics").await;
+    assert!(
+        metrics.contains("hubbub_gateway_connections 1"),
+        "{metrics}"
+    );
+
+    // A contract whose behaviour is not built yet says so precisely.
+    let err = client
+        .list_my_groups(authed(
+            hubbub_proto::v1::ListMyGroupsRequest::default(),
+            Some(&token),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+
+    // SIGTERM: the client is told to reconnect, then the process exits 0.
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    loop {
+        match next_event(&mut events).await {
+            Some(Event::Reconnect(reconnect)) => {
+                assert_eq!(reconnect.reason, "draining");
+                break;
+            }
+            Some(Event::Heartbeat(_)) => {}
+            other => panic!("expected Reconnect, got {other:?}"),
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn unknown_config_keys_stop_the_binary_with_the_key_named() {
+    let output = Command::new(BINARY)
+        .args(["--set", "gateway.heartbeat=5", "gateway"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("gateway") && stderr.contains("unknown field `heartbeat`"),
+        "{stderr}"
+    );
+
+    let output = Command::new(BINARY)
+        .arg("gateway")
+        .env_remove("HUBBUB_JWT_SECRET")
+        .args(["--set", "gateway.listen=127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HUBBUB_JWT_SECRET"));
+}
+
+async fn reflected_services(channel: Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    match responses.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+async fn reflected_services_v1alpha(channel: Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    match responses.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(support::PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    response
+}
