@@ -141,7 +141,7 @@ impl JwtKey {
             .decode(signature)
             .map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac.clone();
-        mac.update(token[..header_payload_len(token)].as_bytes());
+        mac.update(&token.as_bytes()[..header_payload_len(token)]);
         // verify_slice compares in constant time.
         mac.verify_slice(&signature)
             .map_err(|_| TokenError::Signature)?;

@@ -12,6 +12,7 @@
 //! - [`rendezvous`]: which instance owns a key.
 //! - [`ids`]: validation of ids that cross the API.
 //! - [`closeable`]: server streams their owner can end.
+//! - [`sharded`]: state split over many locks.
 //! - [`shutdown`]: signal handling.
 
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod metrics;
 mod metrics_endpoint;
 pub mod rendezvous;
 pub mod serve;
+pub mod sharded;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tracecontext;

@@ -57,10 +57,8 @@ impl Telemetry {
     /// Flushes queued spans and stops the exporter. Blocks: call it from a
     /// multi-thread runtime or a blocking task.
     pub fn shutdown(&self) {
-        if let Some(provider) = &self.provider {
-            if let Err(err) = provider.shutdown() {
-                eprintln!("telemetry: flushing spans failed: {err}");
-            }
+        if let Some(Err(err)) = self.provider.as_ref().map(SdkTracerProvider::shutdown) {
+            eprintln!("telemetry: flushing spans failed: {err}");
         }
     }
 

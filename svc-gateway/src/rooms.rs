@@ -3,15 +3,13 @@
 //! to a room already held costs no call to the room service.
 
 use crate::{metrics::GatewayMetrics, outbox::Outbox};
+use hubbub_kit::sharded::Sharded;
 use hubbub_proto::v1::{RoomBatch, RoomMessage, RoomSubscribed, ServerEvent, server_event::Event};
 use std::{
     collections::{HashMap, VecDeque},
-    hash::{BuildHasher, RandomState},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
 };
 use tokio::sync::oneshot;
-
-const SHARDS: usize = 64;
 
 /// What a joiner gets: the room's context, after which its stream continues.
 #[derive(Debug, Clone, Default)]
@@ -85,8 +83,7 @@ pub struct LocalRooms {
     // Why the fan-out runs under the room's shard lock: a joiner then either
     // finds a message in the snapshot or receives it, never both or neither.
     // The work under the lock is a non-blocking queue push per viewer.
-    shards: Box<[Mutex<HashMap<String, LocalRoom>>]>,
-    hasher: RandomState,
+    rooms: Sharded<HashMap<String, LocalRoom>>,
     keep_recent: usize,
     metrics: GatewayMetrics,
 }
@@ -95,8 +92,7 @@ impl LocalRooms {
     /// Rooms keeping `keep_recent` messages each.
     pub fn new(keep_recent: usize, metrics: GatewayMetrics) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            rooms: Sharded::default(),
             keep_recent,
             metrics,
         }
@@ -104,7 +100,7 @@ impl LocalRooms {
 
     /// Adds a viewer to a room.
     pub fn join(&self, room_id: &str, session_id: Arc<str>, outbox: Outbox) -> Joined {
-        let mut shard = self.shard(room_id);
+        let mut shard = self.rooms.lock(room_id);
         let is_new = !shard.contains_key(room_id);
         let room = shard.entry(room_id.to_owned()).or_default();
         if is_new {
@@ -125,7 +121,7 @@ impl LocalRooms {
     /// Removes a viewer; true when the room has no viewer left here (the
     /// caller unsubscribes it).
     pub fn leave(&self, room_id: &str, session_id: &str) -> bool {
-        let mut shard = self.shard(room_id);
+        let mut shard = self.rooms.lock(room_id);
         let Some(room) = shard.get_mut(room_id) else {
             return false;
         };
@@ -140,7 +136,8 @@ impl LocalRooms {
 
     /// Local viewers of a room.
     pub fn online(&self, room_id: &str) -> u64 {
-        self.shard(room_id)
+        self.rooms
+            .lock(room_id)
             .get(room_id)
             .map_or(0, |room| room.viewers.len() as u64)
     }
@@ -149,7 +146,7 @@ impl LocalRooms {
     /// joiners get their snapshot, and after a re-attach the viewers get the
     /// messages they missed meanwhile (as far as the ring reaches).
     pub fn on_subscribed(&self, subscribed: RoomSubscribed) {
-        let mut shard = self.shard(&subscribed.room_id);
+        let mut shard = self.rooms.lock(&subscribed.room_id);
         let Some(room) = shard.get_mut(&subscribed.room_id) else {
             return; // everyone left before the answer came
         };
@@ -184,7 +181,7 @@ impl LocalRooms {
     /// Writes a room batch to every local viewer of the room. Returns the
     /// number of viewers written to.
     pub fn on_batch(&self, batch: RoomBatch) -> u64 {
-        let mut shard = self.shard(&batch.room_id);
+        let mut shard = self.rooms.lock(&batch.room_id);
         let Some(room) = shard.get_mut(&batch.room_id) else {
             return 0;
         };
@@ -202,16 +199,10 @@ impl LocalRooms {
     /// room instance comes back).
     pub fn room_ids(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
         let mut ids = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        for shard in self.rooms.each() {
             ids.extend(shard.keys().filter(|id| keep(id)).cloned());
         }
         ids
-    }
-
-    fn shard(&self, room_id: &str) -> MutexGuard<'_, HashMap<String, LocalRoom>> {
-        let index = (self.hasher.hash_one(room_id) as usize) % SHARDS;
-        self.shards[index].lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

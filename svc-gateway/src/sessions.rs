@@ -2,18 +2,15 @@
 //! sharded maps (no global lock on connect, disconnect or lookup).
 
 use crate::outbox::Outbox;
-use hubbub_kit::auth::Identity;
+use hubbub_kit::{auth::Identity, sharded::Sharded};
 use std::{
     collections::{HashMap, HashSet},
-    hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
     },
 };
 use tonic::Status;
-
-const SHARDS: usize = 64;
 
 /// Separates the gateway id from the random part of a session id.
 pub const SESSION_ID_SEPARATOR: char = '~';
@@ -57,21 +54,10 @@ pub fn new_session_id(gateway_id: &str) -> String {
 }
 
 /// The sessions of this replica.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Sessions {
-    shards: Box<[Mutex<HashMap<Arc<str>, Arc<Session>>>]>,
-    hasher: RandomState,
+    map: Sharded<HashMap<Arc<str>, Arc<Session>>>,
     count: AtomicUsize,
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
-            count: AtomicUsize::new(0),
-        }
-    }
 }
 
 impl Sessions {
@@ -88,7 +74,8 @@ impl Sessions {
     /// Adds a session.
     pub fn insert(&self, session: Arc<Session>) {
         if self
-            .shard(&session.id)
+            .map
+            .lock(&session.id)
             .insert(session.id.clone(), session)
             .is_none()
         {
@@ -98,7 +85,7 @@ impl Sessions {
 
     /// Removes a session, returning it when it was held.
     pub fn remove(&self, session_id: &str) -> Option<Arc<Session>> {
-        let removed = self.shard(session_id).remove(session_id);
+        let removed = self.map.lock(session_id).remove(session_id);
         if removed.is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
@@ -108,7 +95,7 @@ impl Sessions {
     /// The session `session_id` when it belongs to `identity`. Unknown ids
     /// and other users' ids get the same NOT_FOUND, so ids cannot be probed.
     pub fn owned_by(&self, session_id: &str, identity: &Identity) -> Result<Arc<Session>, Status> {
-        self.shard(session_id)
+        self.map.lock(session_id)
             .get(session_id)
             .filter(|session| session.identity == *identity)
             .cloned()
@@ -121,28 +108,17 @@ impl Sessions {
 
     /// The session `session_id`, whoever holds it (internal delivery).
     pub fn get(&self, session_id: &str) -> Option<Arc<Session>> {
-        self.shard(session_id).get(session_id).cloned()
+        self.map.lock(session_id).get(session_id).cloned()
     }
 
     /// Every session, shard by shard (a snapshot: no lock is held while the
     /// caller works on them).
     pub fn snapshot(&self) -> Vec<Arc<Session>> {
         let mut all = Vec::with_capacity(self.len());
-        for shard in self.shards.iter() {
-            all.extend(
-                shard
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .cloned(),
-            );
+        for shard in self.map.each() {
+            all.extend(shard.values().cloned());
         }
         all
-    }
-
-    fn shard(&self, session_id: &str) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Session>>> {
-        let index = (self.hasher.hash_one(session_id) as usize) % SHARDS;
-        self.shards[index].lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

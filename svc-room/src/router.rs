@@ -3,6 +3,7 @@
 //! every message for exactly the gateways that subscribed the room.
 
 use crate::{metrics::RoomMetrics, priority::priority_of};
+use hubbub_kit::sharded::Sharded;
 use hubbub_proto::v1::{
     RoomAttachResponse, RoomBatch, RoomMessage, RoomMessageKind, RoomSubscribed,
     room_attach_response::Event,
@@ -10,19 +11,12 @@ use hubbub_proto::v1::{
 use prost::bytes::Bytes;
 use std::{
     collections::{HashMap, VecDeque},
-    hash::{BuildHasher, RandomState},
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-
-/// Shards of the room map: publishes to different rooms rarely share a lock.
-const SHARDS: usize = 64;
 
 /// What an attached gateway receives.
 pub type AttachSender = mpsc::Sender<Result<RoomAttachResponse, Status>>;
@@ -68,8 +62,7 @@ pub struct RoomRouter {
     // Why sharded mutexes: a publish holds its room's lock while it assigns
     // the sequence and queues to every gateway, which is what keeps per-room
     // order; rooms in other shards proceed in parallel.
-    shards: Box<[Mutex<HashMap<String, RoomState>>]>,
-    hasher: RandomState,
+    rooms: Sharded<HashMap<String, RoomState>>,
     recent_messages: usize,
     next_attach_id: AtomicU64,
     metrics: RoomMetrics,
@@ -79,8 +72,7 @@ impl RoomRouter {
     /// A router keeping `recent_messages` per room.
     pub fn new(recent_messages: usize, metrics: RoomMetrics) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            rooms: Sharded::default(),
             recent_messages,
             next_attach_id: AtomicU64::new(1),
             metrics,
@@ -110,7 +102,7 @@ impl RoomRouter {
     /// carrying the recent messages, queued under the room's lock so no batch
     /// can overtake it.
     pub fn subscribe(&self, link: &GatewayLink, room_id: &str) {
-        let mut shard = self.shard(room_id);
+        let mut shard = self.rooms.lock(room_id);
         let room = shard.entry(room_id.to_owned()).or_default();
         if !room.gateways.iter().any(|g| g.attach_id == link.attach_id) {
             room.gateways.push(link.clone());
@@ -129,7 +121,7 @@ impl RoomRouter {
 
     /// Stops sending `room_id` to `link`.
     pub fn unsubscribe(&self, link: &GatewayLink, room_id: &str) {
-        let mut shard = self.shard(room_id);
+        let mut shard = self.rooms.lock(room_id);
         if let Some(room) = shard.get_mut(room_id) {
             room.gateways.retain(|g| g.attach_id != link.attach_id);
         }
@@ -146,7 +138,7 @@ impl RoomRouter {
             traceparent: (traceparent, tracestate),
         } = publish;
         let priority = priority_of(kind);
-        let mut shard = self.shard(&room_id);
+        let mut shard = self.rooms.lock(&room_id);
         let room = shard.entry(room_id.clone()).or_default();
         room.last_seq += 1;
         let message = RoomMessage {
@@ -179,7 +171,7 @@ impl RoomRouter {
 
     /// The recent messages and last sequence of a room.
     pub fn recent(&self, room_id: &str) -> (Vec<RoomMessage>, u64) {
-        let shard = self.shard(room_id);
+        let shard = self.rooms.lock(room_id);
         shard
             .get(room_id)
             .map(|room| (room.recent.iter().cloned().collect(), room.last_seq))
@@ -202,14 +194,6 @@ impl RoomRouter {
             }
             Err(TrySendError::Closed(_)) => false,
         }
-    }
-
-    fn shard(&self, room_id: &str) -> std::sync::MutexGuard<'_, HashMap<String, RoomState>> {
-        let index = (self.hasher.hash_one(room_id) as usize) % SHARDS;
-        // A poisoned shard means a panic mid-update; the map is still usable.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
