@@ -78,6 +78,8 @@ pub fn init(config: &TelemetryConfig, role: &str) -> Result<Telemetry, Telemetry
         .map_err(|err| TelemetryError::Filter(config.log.clone(), err))?;
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not for log files and collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(filter);
 
     let (spans, provider) = match &config.otlp_endpoint {

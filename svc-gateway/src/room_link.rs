@@ -18,6 +18,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+/// Longest pause between attempts to attach to an instance that stays down.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
 /// The attach streams of this gateway, one per room instance.
 #[derive(Debug)]
 pub struct RoomLinks {
@@ -113,15 +116,24 @@ struct Attacher {
 
 impl Attacher {
     async fn run(mut self) {
+        let mut pause = self.retry / 2;
         while !self.shutdown.is_cancelled() {
+            let started = tokio::time::Instant::now();
             match self.attach_once().await {
                 Ok(()) => tracing::info!(room = %self.address, "attach stream ended"),
                 Err(status) => {
                     tracing::warn!(room = %self.address, %status, "attach stream failed")
                 }
             }
+            // Back off while the instance stays down; a stream that lived a
+            // while resets the pause, so a restarted instance is picked up fast.
+            pause = if started.elapsed() > MAX_RETRY_PAUSE {
+                self.retry
+            } else {
+                (pause * 2).min(MAX_RETRY_PAUSE).max(self.retry)
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.retry) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = self.shutdown.cancelled() => {}
             }
         }

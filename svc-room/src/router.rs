@@ -49,11 +49,27 @@ pub struct Publish {
     pub traceparent: (String, String),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RoomState {
     last_seq: u64,
     recent: VecDeque<RoomMessage>,
     gateways: Vec<GatewayLink>,
+}
+
+impl RoomState {
+    /// A room new to this instance. Its sequence starts from the clock
+    /// (milliseconds << 10) rather than from zero, so that after a restart
+    /// or an ownership move the new owner numbers above anything the old one
+    /// issued, without coordination: the old owner would have had to average
+    /// over 1,024 messages per millisecond in this room to get ahead. The
+    /// values stay below 2^53, so JavaScript clients read them exactly.
+    fn fresh() -> Self {
+        Self {
+            last_seq: (unix_ms().max(0) as u64) << 10,
+            recent: VecDeque::new(),
+            gateways: Vec::new(),
+        }
+    }
 }
 
 /// The rooms of this instance.
@@ -103,7 +119,9 @@ impl RoomRouter {
     /// can overtake it.
     pub fn subscribe(&self, link: &GatewayLink, room_id: &str) {
         let mut shard = self.rooms.lock(room_id);
-        let room = shard.entry(room_id.to_owned()).or_default();
+        let room = shard
+            .entry(room_id.to_owned())
+            .or_insert_with(RoomState::fresh);
         if !room.gateways.iter().any(|g| g.attach_id == link.attach_id) {
             room.gateways.push(link.clone());
         }
@@ -139,7 +157,9 @@ impl RoomRouter {
         } = publish;
         let priority = priority_of(kind);
         let mut shard = self.rooms.lock(&room_id);
-        let room = shard.entry(room_id.clone()).or_default();
+        let room = shard
+            .entry(room_id.clone())
+            .or_insert_with(RoomState::fresh);
         room.last_seq += 1;
         let message = RoomMessage {
             room_id: room_id.clone(),
@@ -228,15 +248,20 @@ mod tests {
     #[test]
     fn sequences_ring_and_subscriptions() {
         let router = RoomRouter::new(2, RoomMetrics::default());
-        assert_eq!(publish(&router, "a", "1"), 1);
-        assert_eq!(publish(&router, "a", "2"), 2);
-        assert_eq!(publish(&router, "b", "x"), 1, "each room counts on its own");
-        assert_eq!(publish(&router, "a", "3"), 3);
+        let first = publish(&router, "a", "1");
+        assert_eq!(publish(&router, "a", "2"), first + 1);
+        let other = publish(&router, "b", "x");
+        assert_eq!(
+            publish(&router, "b", "y"),
+            other + 1,
+            "each room counts on its own"
+        );
+        assert_eq!(publish(&router, "a", "3"), first + 2);
         let (recent, last) = router.recent("a");
-        assert_eq!(last, 3);
+        assert_eq!(last, first + 2);
         assert_eq!(
             recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
-            vec![2, 3],
+            vec![first + 1, first + 2],
             "ring keeps 2"
         );
 
@@ -244,12 +269,12 @@ mod tests {
         let link = router.attach("gw".into(), tx);
         router.subscribe(&link, "a");
         match rx.try_recv().unwrap().unwrap().event {
-            Some(Event::Subscribed(s)) => assert_eq!((s.last_seq, s.recent.len()), (3, 2)),
+            Some(Event::Subscribed(s)) => assert_eq!((s.last_seq, s.recent.len()), (first + 2, 2)),
             other => panic!("expected subscribed, got {other:?}"),
         }
-        publish(&router, "a", "4");
+        let fourth = publish(&router, "a", "4");
         publish(&router, "b", "not subscribed");
-        assert_eq!(batch_seqs(rx.try_recv().unwrap().unwrap()), vec![4]);
+        assert_eq!(batch_seqs(rx.try_recv().unwrap().unwrap()), vec![fourth]);
         assert!(rx.try_recv().is_err(), "room b is not sent to this gateway");
 
         router.unsubscribe(&link, "a");
@@ -258,16 +283,30 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_owner_numbers_above_an_earlier_one() {
+        let before = RoomRouter::new(2, RoomMetrics::default());
+        let mut last = 0;
+        for _ in 0..2000 {
+            last = publish(&before, "a", "burst");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let after = RoomRouter::new(2, RoomMetrics::default());
+        assert!(publish(&after, "a", "next") > last);
+        assert!(last < 1 << 53, "exact in JavaScript");
+    }
+
+    #[test]
     fn a_gateway_that_cannot_keep_up_is_kicked_not_waited_for() {
         let router = RoomRouter::new(4, RoomMetrics::default());
         let (tx, _rx) = mpsc::channel(1);
         let link = router.attach("slow".into(), tx);
         router.subscribe(&link, "a"); // fills the queue
-        publish(&router, "a", "1");
-        assert!(link.kick.is_cancelled());
+        assert!(!link.kick.is_cancelled());
+        let first = publish(&router, "a", "1");
+        assert!(link.kick.is_cancelled(), "the full queue ends its stream");
         assert_eq!(
             publish(&router, "a", "2"),
-            2,
+            first + 1,
             "publishing goes on without it"
         );
     }

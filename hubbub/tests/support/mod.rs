@@ -31,6 +31,8 @@ pub struct Sandbox {
     pub shutdown: CancellationToken,
     /// Cancels one gateway only.
     pub gateway_shutdowns: Vec<CancellationToken>,
+    /// Cancels the room instance only.
+    pub room_shutdown: CancellationToken,
 }
 
 impl Drop for Sandbox {
@@ -45,15 +47,11 @@ pub async fn start(gateways: usize, tweak: impl Fn(&mut GatewayConfig)) -> Sandb
     let shutdown = CancellationToken::new();
     let room_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let room = room_listener.local_addr().unwrap();
-    let room_config = RoomConfig {
-        listen: room,
-        advertise: format!("http://{room}"),
-        ..RoomConfig::default()
-    };
+    let room_shutdown = shutdown.child_token();
     tokio::spawn(svc_room::serve(
-        room_config,
+        room_config(room),
         room_listener,
-        shutdown.clone(),
+        room_shutdown.clone(),
     ));
 
     let mut listeners = Vec::new();
@@ -92,10 +90,41 @@ pub async fn start(gateways: usize, tweak: impl Fn(&mut GatewayConfig)) -> Sandb
         gateways: addresses,
         shutdown,
         gateway_shutdowns,
+        room_shutdown,
+    }
+}
+
+fn room_config(room: SocketAddr) -> RoomConfig {
+    RoomConfig {
+        listen: room,
+        advertise: format!("http://{room}"),
+        ..RoomConfig::default()
     }
 }
 
 impl Sandbox {
+    /// Stops the room instance and starts a fresh one (empty state) on the
+    /// same address, as a restarted pod would be.
+    pub async fn restart_room(&mut self) {
+        self.room_shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let listener = loop {
+            match TcpListener::bind(self.room).await {
+                Ok(listener) => break listener,
+                Err(err) if tokio::time::Instant::now() > deadline => {
+                    panic!("cannot rebind {}: {err}", self.room)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        self.room_shutdown = self.shutdown.child_token();
+        tokio::spawn(svc_room::serve(
+            room_config(self.room),
+            listener,
+            self.room_shutdown.clone(),
+        ));
+    }
+
     /// A client of gateway `index`.
     pub async fn client(&self, index: usize) -> ClientApiClient<Channel> {
         let address = format!("http://{}", self.gateways[index]);
