@@ -397,3 +397,40 @@ async fn viewers_keep_receiving_after_the_room_instance_restarts() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_goes_away_is_removed_from_its_rooms() {
+    let sandbox = support::start(1, |_| {}).await;
+    let mut stays = Viewer::connect(&sandbox, 0, Some("stays")).await;
+    let mut goes = Viewer::connect(&sandbox, 0, Some("goes")).await;
+    stays.join("r").await;
+    assert_eq!(goes.join("r").await.online, 2);
+    drop(goes);
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        let mut newcomer = Viewer::connect(&sandbox, 0, Some("newcomer")).await;
+        let online = newcomer.join("r").await.online;
+        if online == 2 {
+            break; // stays + newcomer: the vanished device was cleaned up
+        }
+        assert!(tokio::time::Instant::now() < deadline, "online stuck at {online}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_is_enforced() {
+    let sandbox = support::start(1, |config| config.max_connections = 1).await;
+    let _first = Viewer::connect(&sandbox, 0, Some("first")).await;
+    let mut client = sandbox.client(0).await;
+    let request = authed(
+        hubbub_proto::v1::ConnectRequest {
+            device_id: "d".into(),
+            client_info: String::new(),
+        },
+        Some(&support::token("second")),
+    );
+    let err = client.connect(request).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("limit of 1"), "{}", err.message());
+}
