@@ -54,9 +54,6 @@ impl Config {
         if let Some(file) = file {
             loader = loader.file(file)?;
         }
-        loader
-            .env(env)?
-            .flags(sets.iter().map(String::as_str))?
-            .load()
+        loader.env(env)?.flags(sets.iter().map(String::as_str))?.load()
     }
 }

@@ -70,9 +70,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     if label == "all" && config.auth.jwt_secret.is_none() {
         let secret = format!("{:032x}", rand::random::<u128>());
         println!("no token secret configured: using the development secret {secret}");
-        println!(
-            "mint a token with:  HUBBUB_JWT_SECRET={secret} cargo run --release -- token --user alice"
-        );
+        println!("mint a token with:  HUBBUB_JWT_SECRET={secret} cargo run --release -- token --user alice");
         config.auth.jwt_secret = Some(secret);
     }
     let shutdown = CancellationToken::new();

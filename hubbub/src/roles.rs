@@ -24,13 +24,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in the order `all` starts them.
-    pub const ALL: [Role; 5] = [
-        Role::Room,
-        Role::Presence,
-        Role::Group,
-        Role::Gift,
-        Role::Gateway,
-    ];
+    pub const ALL: [Role; 5] = [Role::Room, Role::Presence, Role::Group, Role::Gift, Role::Gateway];
 
     /// The role's name.
     pub fn name(self) -> &'static str {
@@ -59,11 +53,7 @@ type RoleFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 /// Binds every role's port first (so a busy port fails fast, before anything
 /// serves), then serves them all until `shutdown`; the first role to fail
 /// stops the others.
-pub async fn run(
-    roles: &[Role],
-    config: Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut bound = Vec::with_capacity(roles.len());
     for role in roles {
         let address = role.listen(&config);
@@ -86,9 +76,7 @@ pub async fn run(
     }
     let mut outcome = Ok(());
     while let Some(done) = tasks.join_next().await {
-        let result = done
-            .map_err(|err| anyhow!("a role panicked: {err}"))
-            .and_then(|r| r);
+        let result = done.map_err(|err| anyhow!("a role panicked: {err}")).and_then(|r| r);
         if let Err(err) = result {
             shutdown.cancel();
             if outcome.is_ok() {
@@ -107,11 +95,10 @@ fn start(
 ) -> anyhow::Result<RoleFuture> {
     Ok(match role {
         Role::Gateway => {
-            let secret = config.auth.jwt_secret.as_deref().ok_or_else(|| {
-                anyhow!(
-                    "the gateway needs a token secret: set HUBBUB_JWT_SECRET or auth.jwt_secret"
-                )
-            })?;
+            let secret =
+                config.auth.jwt_secret.as_deref().ok_or_else(|| {
+                    anyhow!("the gateway needs a token secret: set HUBBUB_JWT_SECRET or auth.jwt_secret")
+                })?;
             let future = svc_gateway::serve(
                 config.gateway.clone(),
                 JwtKey::new(secret.as_bytes()),

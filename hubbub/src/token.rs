@@ -7,13 +7,11 @@ use std::time::Duration;
 /// Parses "90s", "30m", "24h", "7d" or plain seconds.
 pub fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits.parse().with_context(|| {
-        format!("ttl {text:?} must be a number with an optional unit s, m, h or d")
-    })?;
+    let value: u64 = digits
+        .parse()
+        .with_context(|| format!("ttl {text:?} must be a number with an optional unit s, m, h or d"))?;
     let seconds = match unit {
         "" | "s" => value,
         "m" => value * 60,
@@ -27,12 +25,9 @@ pub fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
 /// Prints a token for `user` valid for `ttl`.
 pub fn mint(secret: Option<&str>, user: &str, ttl: &str) -> anyhow::Result<String> {
     let Some(secret) = secret else {
-        bail!(
-            "no signing secret: set HUBBUB_JWT_SECRET (or auth.jwt_secret) to the secret the gateway uses"
-        );
+        bail!("no signing secret: set HUBBUB_JWT_SECRET (or auth.jwt_secret) to the secret the gateway uses");
     };
-    hubbub_kit::ids::validate("--user", user)
-        .map_err(|status| anyhow::anyhow!(status.message().to_owned()))?;
+    hubbub_kit::ids::validate("--user", user).map_err(|status| anyhow::anyhow!(status.message().to_owned()))?;
     Ok(JwtKey::new(secret.as_bytes()).mint(user, parse_ttl(ttl)?))
 }
 

@@ -6,8 +6,8 @@
 mod support;
 
 use hubbub_proto::v1::{
-    ConnectRequest, JoinRoomRequest, RoomMessageKind, SendRoomMessageRequest,
-    client_api_client::ClientApiClient, server_event::Event,
+    ConnectRequest, JoinRoomRequest, RoomMessageKind, SendRoomMessageRequest, client_api_client::ClientApiClient,
+    server_event::Event,
 };
 use std::{process::Stdio, time::Duration};
 use support::{authed, next_event};
@@ -16,9 +16,7 @@ use tokio::{
     process::{Child, Command},
 };
 use tonic::transport::Channel;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hubbub");
 const ROLES: [&str; 5] = ["gateway", "room", "group", "gift", "presence"];
@@ -34,10 +32,7 @@ fn free_ports() -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..ROLES.len())
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 async fn channel(port: u16) -> Channel {
@@ -62,9 +57,7 @@ async fn channel(port: u16) -> Channel {
 async fn start_all() -> (Child, Vec<u16>, String) {
     let ports = free_ports();
     let mut command = Command::new(BINARY);
-    command
-        .env_remove("HUBBUB_JWT_SECRET")
-        .env("RUST_LOG", "warn");
+    command.env_remove("HUBBUB_JWT_SECRET").env("RUST_LOG", "warn");
     for (role, port) in ROLES.iter().zip(&ports) {
         command.args(["--set", &format!("{role}.listen=127.0.0.1:{port}")]);
     }
@@ -86,9 +79,7 @@ async fn start_all() -> (Child, Vec<u16>, String) {
             .expect("hubbub all printed its ports in time")
             .unwrap()
             .expect("hubbub all exited early");
-        if let Some(rest) =
-            line.strip_prefix("no token secret configured: using the development secret ")
-        {
+        if let Some(rest) = line.strip_prefix("no token secret configured: using the development secret ") {
             secret = Some(rest.trim().to_owned());
         }
         if line.contains("listening on 127.0.0.1:") {
@@ -96,11 +87,7 @@ async fn start_all() -> (Child, Vec<u16>, String) {
         }
     }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (
-        child,
-        ports,
-        secret.expect("all mode prints its development secret"),
-    )
+    (child, ports, secret.expect("all mode prints its development secret"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,11 +98,7 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
         .env("HUBBUB_JWT_SECRET", &secret)
         .output()
         .unwrap();
-    assert!(
-        minted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&minted.stderr)
-    );
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
     let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
 
     let mut client = ClientApiClient::new(channel(ports[0]).await);
@@ -176,36 +159,23 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
             .status;
         assert_eq!(status, ServingStatus::Serving as i32, "{role}");
         assert!(
-            reflected_services(channel.clone())
-                .await
-                .contains(&service.to_owned()),
+            reflected_services(channel.clone()).await.contains(&service.to_owned()),
             "{role} reflection v1"
         );
         assert!(
-            reflected_services_v1alpha(channel)
-                .await
-                .contains(&service.to_owned()),
+            reflected_services_v1alpha(channel).await.contains(&service.to_owned()),
             "{role} reflection v1alpha"
         );
         let metrics = http_get(*port, "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.1 200"), "{role}: {metrics}");
-        assert!(
-            metrics.contains("hubbub_grpc_requests_total"),
-            "{role}: {metrics}"
-        );
+        assert!(metrics.contains("hubbub_grpc_requests_total"), "{role}: {metrics}");
     }
     let metrics = http_get(ports[0], "/metrics").await;
-    assert!(
-        metrics.contains("hubbub_gateway_connections 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("hubbub_gateway_connections 1"), "{metrics}");
 
     // A contract whose behaviour is not built yet says so precisely.
     let err = client
-        .list_my_groups(authed(
-            hubbub_proto::v1::ListMyGroupsRequest::default(),
-            Some(&token),
-        ))
+        .list_my_groups(authed(hubbub_proto::v1::ListMyGroupsRequest::default(), Some(&token)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
@@ -279,11 +249,9 @@ macro_rules! list_services {
             .unwrap()
             .into_inner();
         match responses.message().await.unwrap().unwrap().message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => list
-                .service
-                .into_iter()
-                .map(|s| s.name)
-                .collect::<Vec<String>>(),
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+            }
             other => panic!("unexpected reflection answer {other:?}"),
         }
     }};
@@ -298,9 +266,7 @@ async fn reflected_services_v1alpha(channel: Channel) -> Vec<String> {
 }
 
 async fn http_get(port: u16, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();

@@ -69,20 +69,11 @@ async fn a_grpc_web_client_gets_connect_events_one_by_one_and_cors_preflight_pas
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
 
     let preflight = next_line(&mut lines).await["preflight"].clone();
-    assert!(
-        matches!(preflight["status"].as_u64(), Some(200 | 204)),
-        "{preflight}"
-    );
+    assert!(matches!(preflight["status"].as_u64(), Some(200 | 204)), "{preflight}");
     assert_eq!(preflight["allow_origin"], ORIGIN, "{preflight}");
-    let allow_headers = preflight["allow_headers"]
-        .as_str()
-        .unwrap()
-        .to_ascii_lowercase();
+    let allow_headers = preflight["allow_headers"].as_str().unwrap().to_ascii_lowercase();
     for header in ["authorization", "x-grpc-web", "content-type", "traceparent"] {
-        assert!(
-            allow_headers.contains(header),
-            "{header} not allowed: {preflight}"
-        );
+        assert!(allow_headers.contains(header), "{header} not allowed: {preflight}");
     }
 
     assert_eq!(next_line(&mut lines).await["event"], "welcome");
@@ -112,11 +103,7 @@ async fn a_grpc_web_client_gets_connect_events_one_by_one_and_cors_preflight_pas
                 break line;
             }
         };
-        assert_eq!(
-            event["seqs"],
-            serde_json::json!([seq.to_string()]),
-            "{event}"
-        );
+        assert_eq!(event["seqs"], serde_json::json!([seq.to_string()]), "{event}");
         assert_eq!(event["bodies"], serde_json::json!([body]), "{event}");
     }
     assert_eq!(next_line(&mut lines).await["done"], true);
@@ -132,9 +119,7 @@ async fn grpc_web_responses_let_a_browser_read_the_status() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sandbox = support::start(1, |_| {}).await;
     let _ = sandbox.client(0).await; // the gateway is up
-    let mut stream = tokio::net::TcpStream::connect(sandbox.gateways[0])
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(sandbox.gateways[0]).await.unwrap();
     // An empty LeaveRoomRequest in one gRPC-web frame: flag 0, length 0.
     let frame = [0u8, 0, 0, 0, 0];
     let head = format!(

@@ -92,22 +92,15 @@ async fn a_room_message_is_one_trace_from_sending_gateway_through_room_to_delive
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let flushing = telemetry.clone();
-        tokio::task::spawn_blocking(move || flushing.flush())
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || flushing.flush()).await.unwrap();
         let spans = collector.spans.lock().unwrap().clone();
-        let sent = spans
-            .iter()
-            .find(|s| s.name == "hubbub.v1.ClientApi/SendRoomMessage");
+        let sent = spans.iter().find(|s| s.name == "hubbub.v1.ClientApi/SendRoomMessage");
         if let Some(sent) = sent {
-            let trace: Vec<&Span> = spans
-                .iter()
-                .filter(|s| s.trace_id == sent.trace_id)
-                .collect();
+            let trace: Vec<&Span> = spans.iter().filter(|s| s.trace_id == sent.trace_id).collect();
             let publish = trace.iter().find(|s| s.name == "hubbub.v1.Room/Publish");
-            let delivered = trace.iter().find(|s| {
-                s.name == "gateway.deliver" && attribute(s, "gateway_id") == Some("gw-1")
-            });
+            let delivered = trace
+                .iter()
+                .find(|s| s.name == "gateway.deliver" && attribute(s, "gateway_id") == Some("gw-1"));
             if let (Some(publish), Some(delivered)) = (publish, delivered) {
                 assert_eq!(attribute(sent, "hubbub.role"), Some("gateway"));
                 assert_eq!(attribute(publish, "hubbub.role"), Some("room"));
@@ -116,18 +109,12 @@ async fn a_room_message_is_one_trace_from_sending_gateway_through_room_to_delive
                     !publish.parent_span_id.is_empty(),
                     "the room's span has a remote parent"
                 );
-                assert!(
-                    !delivered.parent_span_id.is_empty(),
-                    "delivery continues the publish"
-                );
+                assert!(!delivered.parent_span_id.is_empty(), "delivery continues the publish");
                 return;
             }
         }
         if tokio::time::Instant::now() > deadline {
-            let names: Vec<(String, String)> = spans
-                .iter()
-                .map(|s| (s.name.clone(), hex(&s.trace_id)))
-                .collect();
+            let names: Vec<(String, String)> = spans.iter().map(|s| (s.name.clone(), hex(&s.trace_id))).collect();
             panic!("no single trace spans gateway -> room -> gateway; spans seen: {names:#?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

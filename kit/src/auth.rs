@@ -118,8 +118,7 @@ impl JwtKey {
             nbf: None,
         };
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let payload =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialise"));
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialise"));
         let signing_input = format!("{header}.{payload}");
         let signature = URL_SAFE_NO_PAD.encode(self.sign(signing_input.as_bytes()));
         format!("{signing_input}.{signature}")
@@ -137,14 +136,11 @@ impl JwtKey {
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm(header.alg));
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac.clone();
         mac.update(&token.as_bytes()[..header_payload_len(token)]);
         // verify_slice compares in constant time.
-        mac.verify_slice(&signature)
-            .map_err(|_| TokenError::Signature)?;
+        mac.verify_slice(&signature).map_err(|_| TokenError::Signature)?;
 
         let claims: Claims = decode_json(payload)?;
         let now = unix_now();
@@ -173,9 +169,7 @@ impl JwtKey {
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                Status::unauthenticated("authorization metadata must be `Bearer <token>`")
-            })?;
+            .ok_or_else(|| Status::unauthenticated("authorization metadata must be `Bearer <token>`"))?;
         let claims = self
             .verify(token.trim())
             .map_err(|err| Status::unauthenticated(err.to_string()))?;
@@ -194,9 +188,7 @@ fn header_payload_len(token: &str) -> usize {
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
@@ -224,10 +216,7 @@ mod tests {
     #[test]
     fn tampering_other_keys_and_expiry_are_refused() {
         let token = key().mint("alice", Duration::from_secs(60));
-        assert_eq!(
-            JwtKey::new(b"other").verify(&token),
-            Err(TokenError::Signature)
-        );
+        assert_eq!(JwtKey::new(b"other").verify(&token), Err(TokenError::Signature));
 
         let (head, _) = token.rsplit_once('.').unwrap();
         let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory","exp":99999999999}"#);
@@ -246,10 +235,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode(br#"{"sub":"a","exp":99999999999}"#)
         );
-        assert_eq!(
-            key().verify(&none_alg),
-            Err(TokenError::Algorithm("none".into()))
-        );
+        assert_eq!(key().verify(&none_alg), Err(TokenError::Algorithm("none".into())));
 
         let expired = key().mint("alice", Duration::ZERO);
         let mut claims: Claims = decode_json(expired.split('.').nth(1).unwrap()).unwrap();
@@ -257,10 +243,7 @@ mod tests {
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
         let header = expired.split('.').next().unwrap();
         let input = format!("{header}.{payload}");
-        let signed = format!(
-            "{input}.{}",
-            URL_SAFE_NO_PAD.encode(key().sign(input.as_bytes()))
-        );
+        let signed = format!("{input}.{}", URL_SAFE_NO_PAD.encode(key().sign(input.as_bytes())));
         assert!(matches!(key().verify(&signed), Err(TokenError::Expired(_))));
     }
 
@@ -269,10 +252,7 @@ mod tests {
         let mut md = MetadataMap::new();
         assert_eq!(key().identify(&md).unwrap(), Identity::Guest);
         md.insert("authorization", "Bearer nope".parse().unwrap());
-        assert_eq!(
-            key().identify(&md).unwrap_err().code(),
-            tonic::Code::Unauthenticated
-        );
+        assert_eq!(key().identify(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
         let token = key().mint("bob", Duration::from_secs(60));
         md.insert("authorization", format!("Bearer {token}").parse().unwrap());
         assert_eq!(key().identify(&md).unwrap(), Identity::User("bob".into()));

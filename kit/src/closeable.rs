@@ -95,12 +95,7 @@ impl<T> Stream for CloseableStream<T> {
             this.is_closed = true;
         }
         if this.is_closed {
-            let failure = this
-                .closer
-                .reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+            let failure = this.closer.reason.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(status) = failure {
                 this.done = true;
                 return Poll::Ready(Some(Err(status)));

@@ -95,18 +95,12 @@ impl ConfigLoader {
     /// Merges environment variables: `HUBBUB_<SECTION>__<KEY>` sets
     /// `section.key`, plus the registered aliases. Other variables, including
     /// `HUBBUB_*` names without a `__`, are not configuration and are ignored.
-    pub fn env<'a>(
-        mut self,
-        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn env<'a>(mut self, vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ConfigError> {
         let mut pairs: Vec<(String, &str, String)> = Vec::new();
         for (name, raw) in vars {
             let key = if let Some(key) = self.aliases.get(name) {
                 key.clone()
-            } else if let Some(rest) = name
-                .strip_prefix(ENV_PREFIX)
-                .filter(|rest| rest.contains("__"))
-            {
+            } else if let Some(rest) = name.strip_prefix(ENV_PREFIX).filter(|rest| rest.contains("__")) {
                 rest.split("__")
                     .map(str::to_ascii_lowercase)
                     .collect::<Vec<_>>()
@@ -125,10 +119,7 @@ impl ConfigLoader {
     }
 
     /// Merges `--set section.key=value` flags.
-    pub fn flags<'a>(
-        mut self,
-        sets: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, ConfigError> {
+    pub fn flags<'a>(mut self, sets: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
         for flag in sets {
             let (key, raw) = flag
                 .split_once('=')
@@ -220,11 +211,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hubbub-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("hubbub.toml");
-        std::fs::write(
-            &file,
-            "[gateway]\nid = \"from-file\"\nheartbeat_interval_ms = 1\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "[gateway]\nid = \"from-file\"\nheartbeat_interval_ms = 1\n").unwrap();
         let env = [
             ("HUBBUB_GATEWAY__HEARTBEAT_INTERVAL_MS", "2000"),
             ("HUBBUB_JWT_SECRET", "s3cret"),
@@ -257,10 +244,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("gateway"), "{text}");
         assert!(text.contains("unknown field `heartbeat`"), "{text}");
-        assert!(
-            text.contains("heartbeat_interval_ms"),
-            "lists expected keys: {text}"
-        );
+        assert!(text.contains("heartbeat_interval_ms"), "lists expected keys: {text}");
 
         let err = ConfigLoader::new()
             .env([("HUBBUB_GATEWAY__NOPE", "1")])
@@ -277,10 +261,7 @@ mod tests {
             .unwrap()
             .load::<Sample>()
             .unwrap_err();
-        assert!(
-            err.to_string().contains("gateway.heartbeat_interval_ms"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("gateway.heartbeat_interval_ms"), "{err}");
         assert!(matches!(
             ConfigLoader::new().flags(["gateway.id"]),
             Err(ConfigError::BadFlag(_))

@@ -57,14 +57,9 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        let known =
-            path.starts_with("/hubbub.") || path.starts_with("/grpc.") || path == "/metrics";
+        let known = path.starts_with("/hubbub.") || path.starts_with("/grpc.") || path == "/metrics";
         let labels = MethodLabels {
-            method: if known {
-                path.to_owned()
-            } else {
-                "other".to_owned()
-            },
+            method: if known { path.to_owned() } else { "other".to_owned() },
         };
         self.metrics.requests.get_or_create(&labels).inc();
         let latency = self.metrics.latency.clone();
@@ -72,9 +67,7 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await;
-            latency
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
+            latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
             response
         })
     }

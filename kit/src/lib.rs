@@ -13,6 +13,7 @@
 //! - [`ids`]: validation of ids that cross the API.
 //! - [`closeable`]: server streams their owner can end.
 //! - [`sharded`]: state split over many locks.
+//! - [`rate`]: token buckets for limits and caps.
 //! - [`shutdown`]: signal handling.
 
 pub mod auth;
@@ -23,6 +24,7 @@ mod grpc_metrics;
 pub mod ids;
 pub mod metrics;
 mod metrics_endpoint;
+pub mod rate;
 pub mod rendezvous;
 pub mod serve;
 pub mod sharded;

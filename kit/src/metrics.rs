@@ -32,11 +32,7 @@ impl GrpcMetrics {
         let latency = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
         });
-        registry.register(
-            "hubbub_grpc_requests",
-            "gRPC requests received",
-            requests.clone(),
-        );
+        registry.register("hubbub_grpc_requests", "gRPC requests received", requests.clone());
         registry.register(
             "hubbub_grpc_response_seconds",
             "Time until gRPC response headers",
@@ -49,8 +45,7 @@ impl GrpcMetrics {
 /// Renders a registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry)
-        .expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("writing to a String cannot fail");
     text
 }
 

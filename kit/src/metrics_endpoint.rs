@@ -60,10 +60,7 @@ where
         if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
             let text = metrics::render(&self.registry);
             let response = http::Response::builder()
-                .header(
-                    http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )
+                .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
                 .body(tonic::body::Body::new(text))
                 .expect("static headers are valid");
             return Box::pin(async move { Ok(response) });

@@ -3,8 +3,7 @@
 //! with CORS, and a trace span per call that continues the caller's trace.
 
 use crate::{
-    grpc_metrics::GrpcMetricsLayer, metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer,
-    tracecontext,
+    grpc_metrics::GrpcMetricsLayer, metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer, tracecontext,
 };
 use http::{HeaderName, Method};
 use prometheus_client::registry::Registry;
@@ -47,11 +46,7 @@ pub struct RoleServer {
 /// Serves `server` on `listener` until `shutdown` is cancelled, then reports
 /// NOT_SERVING and waits for open calls to finish. Long-lived streams must be
 /// ended by the role itself when `shutdown` fires.
-pub async fn serve(
-    server: RoleServer,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
+pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let RoleServer {
         role,
         routes,
@@ -62,9 +57,7 @@ pub async fn serve(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in &service_names {
-        health
-            .set_service_status(*name, ServingStatus::Serving)
-            .await;
+        health.set_service_status(*name, ServingStatus::Serving).await;
     }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -87,9 +80,7 @@ pub async fn serve(
         tokio::spawn(async move {
             shutdown.cancelled().await;
             for name in service_names {
-                health
-                    .set_service_status(name, ServingStatus::NotServing)
-                    .await;
+                health.set_service_status(name, ServingStatus::NotServing).await;
             }
         });
     }

@@ -49,9 +49,7 @@ impl<T> Sharded<T> {
 /// A poisoned shard means a panic mid-update elsewhere; its data is still
 /// the best we have, so keep serving rather than spreading the panic.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

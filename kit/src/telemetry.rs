@@ -6,9 +6,7 @@ use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use serde::Deserialize;
-use tracing_subscriber::{
-    EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
-};
+use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// `[telemetry]` configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,8 +72,7 @@ impl Telemetry {
 /// inside a Tokio runtime when OTLP export is on.
 pub fn init(config: &TelemetryConfig, role: &str) -> Result<Telemetry, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_new(&config.log)
-        .map_err(|err| TelemetryError::Filter(config.log.clone(), err))?;
+    let filter = EnvFilter::try_new(&config.log).map_err(|err| TelemetryError::Filter(config.log.clone(), err))?;
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal, not for log files and collectors.
@@ -89,10 +86,7 @@ pub fn init(config: &TelemetryConfig, role: &str) -> Result<Telemetry, Telemetry
                 .with_endpoint(endpoint)
                 .build()
                 .map_err(|err| TelemetryError::Exporter(endpoint.clone(), err))?;
-            let service_name = config
-                .service_name
-                .clone()
-                .unwrap_or_else(|| format!("hubbub-{role}"));
+            let service_name = config.service_name.clone().unwrap_or_else(|| format!("hubbub-{role}"));
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(Resource::builder().with_service_name(service_name).build())

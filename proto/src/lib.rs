@@ -10,6 +10,7 @@ pub mod v1 {
     tonic::include_proto!("hubbub.v1");
 }
 
+pub mod wire;
+
 /// The encoded `FileDescriptorSet` of every hubbub proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/hubbub_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hubbub_descriptor.bin"));

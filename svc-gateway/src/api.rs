@@ -1,16 +1,18 @@
 //! The `hubbub.v1.ClientApi` handlers: authenticate, find the session's
 //! replica, run the call here or forward it to the owner, map errors.
 
+use crate::outbox::OutboxStream;
 use crate::{gateway::Gateway, sessions::gateway_of};
 use hubbub_kit::{
     auth::{Identity, JwtKey},
     channel::TracedChannel,
-    closeable::CloseableStream,
 };
-use hubbub_proto::v1::{
-    self as pb, GatewayControlForwardRequest, client_api_server::ClientApi,
-    gateway_control_client::GatewayControlClient, gateway_control_forward_request::Call,
-    gateway_control_forward_response::Result as Answer,
+use hubbub_proto::{
+    v1::{
+        self as pb, GatewayControlForwardRequest, gateway_control_client::GatewayControlClient,
+        gateway_control_forward_request::Call, gateway_control_forward_response::Result as Answer,
+    },
+    wire::server::client_api_server::ClientApi,
 };
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -33,11 +35,7 @@ enum Route {
 impl ClientApiService {
     /// Handlers of `gateway`, authenticating with `jwt`.
     pub fn new(gateway: Arc<Gateway>, jwt: JwtKey, shutdown: CancellationToken) -> Self {
-        Self {
-            gateway,
-            jwt,
-            shutdown,
-        }
+        Self { gateway, jwt, shutdown }
     }
 
     fn route(&self, session_id: &str) -> Result<Route, Status> {
@@ -88,38 +86,27 @@ fn not_yet(rpc: &str) -> Status {
 
 #[tonic::async_trait]
 impl ClientApi for ClientApiService {
-    type ConnectStream = CloseableStream<pb::ServerEvent>;
+    type ConnectStream = OutboxStream;
 
     #[tracing::instrument(name = "gateway.connect", skip_all)]
-    async fn connect(
-        &self,
-        request: Request<pb::ConnectRequest>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
+    async fn connect(&self, request: Request<pb::ConnectRequest>) -> Result<Response<Self::ConnectStream>, Status> {
         if self.shutdown.is_cancelled() {
             return Err(Status::unavailable(
                 "this gateway is draining: connect to another replica",
             ));
         }
         let identity = self.jwt.identify(request.metadata())?;
-        let stream = self
-            .gateway
-            .connect(identity, request.into_inner().device_id)?;
+        let stream = self.gateway.connect(identity, request.into_inner().device_id)?;
         Ok(Response::new(stream))
     }
 
     #[tracing::instrument(name = "gateway.join_room", skip_all, fields(room_id = %request.get_ref().room_id))]
-    async fn join_room(
-        &self,
-        request: Request<pb::JoinRoomRequest>,
-    ) -> Result<Response<pb::JoinRoomResponse>, Status> {
+    async fn join_room(&self, request: Request<pb::JoinRoomRequest>) -> Result<Response<pb::JoinRoomResponse>, Status> {
         let identity = self.jwt.identify(request.metadata())?;
         let request = request.into_inner();
         let answer = match self.route(&request.session_id)? {
             Route::Here => self.gateway.join_room(&identity, request).await?,
-            Route::Peer(peer) => match self
-                .forward(peer, &identity, Call::JoinRoom(request))
-                .await?
-            {
+            Route::Peer(peer) => match self.forward(peer, &identity, Call::JoinRoom(request)).await? {
                 Answer::JoinRoom(answer) => answer,
                 _ => return Err(unexpected()),
             },
@@ -136,10 +123,7 @@ impl ClientApi for ClientApiService {
         let request = request.into_inner();
         let answer = match self.route(&request.session_id)? {
             Route::Here => self.gateway.leave_room(&identity, request)?,
-            Route::Peer(peer) => match self
-                .forward(peer, &identity, Call::LeaveRoom(request))
-                .await?
-            {
+            Route::Peer(peer) => match self.forward(peer, &identity, Call::LeaveRoom(request)).await? {
                 Answer::LeaveRoom(answer) => answer,
                 _ => return Err(unexpected()),
             },
@@ -157,10 +141,7 @@ impl ClientApi for ClientApiService {
         let request = request.into_inner();
         let answer = match self.route(&request.session_id)? {
             Route::Here => self.gateway.send_room_message(&identity, request).await?,
-            Route::Peer(peer) => match self
-                .forward(peer, &identity, Call::SendRoomMessage(request))
-                .await?
-            {
+            Route::Peer(peer) => match self.forward(peer, &identity, Call::SendRoomMessage(request)).await? {
                 Answer::SendRoomMessage(answer) => answer,
                 _ => return Err(unexpected()),
             },
@@ -168,17 +149,11 @@ impl ClientApi for ClientApiService {
         Ok(Response::new(answer))
     }
 
-    async fn send_gift(
-        &self,
-        _: Request<pb::SendGiftRequest>,
-    ) -> Result<Response<pb::SendGiftResponse>, Status> {
+    async fn send_gift(&self, _: Request<pb::SendGiftRequest>) -> Result<Response<pb::SendGiftResponse>, Status> {
         Err(not_yet("SendGift"))
     }
 
-    async fn pull_gifts(
-        &self,
-        _: Request<pb::PullGiftsRequest>,
-    ) -> Result<Response<pb::PullGiftsResponse>, Status> {
+    async fn pull_gifts(&self, _: Request<pb::PullGiftsRequest>) -> Result<Response<pb::PullGiftsResponse>, Status> {
         Err(not_yet("PullGifts"))
     }
 
@@ -228,10 +203,7 @@ impl ClientApi for ClientApiService {
         Err(not_yet("Ack"))
     }
 
-    async fn mark_read(
-        &self,
-        _: Request<pb::MarkReadRequest>,
-    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+    async fn mark_read(&self, _: Request<pb::MarkReadRequest>) -> Result<Response<pb::MarkReadResponse>, Status> {
         Err(not_yet("MarkRead"))
     }
 }

@@ -38,6 +38,13 @@ pub struct GatewayConfig {
     pub drain_reconnect_after_ms: u32,
     /// Pause between attempts to re-attach to a room instance.
     pub attach_retry_ms: u64,
+    /// Room batches whose messages exceed this many bytes are gzip-compressed
+    /// once for all viewers (0: never).
+    pub compress_above_bytes: usize,
+    /// Room messages one user may send per second, over all their devices.
+    pub user_publish_per_sec: f64,
+    /// Messages a user may send in a burst above that rate.
+    pub user_publish_burst: f64,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +62,9 @@ impl Default for GatewayConfig {
             join_timeout_ms: 5_000,
             drain_reconnect_after_ms: 5_000,
             attach_retry_ms: 500,
+            compress_above_bytes: 8192,
+            user_publish_per_sec: 5.0,
+            user_publish_burst: 10.0,
         }
     }
 }

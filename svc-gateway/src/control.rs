@@ -2,6 +2,7 @@
 //! replicas call on this gateway.
 
 use crate::gateway::Gateway;
+use crate::outbox::Lane;
 use hubbub_kit::auth::Identity;
 use hubbub_proto::v1::{
     GatewayControlDeliverRequest, GatewayControlDeliverResponse, GatewayControlForwardRequest,
@@ -9,6 +10,7 @@ use hubbub_proto::v1::{
     gateway_control_forward_request::Call, gateway_control_forward_response::Result as Answer,
     gateway_control_server::GatewayControl, server_event::Event,
 };
+use hubbub_proto::wire::EncodedEvent;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -38,14 +40,19 @@ impl GatewayControl for GatewayControlService {
             Some(Notify::GiftNotify(notify)) => Event::GiftNotify(notify),
             None => return Err(Status::invalid_argument("notify is required")),
         };
-        let event = ServerEvent { event: Some(event) };
+        let event = EncodedEvent::encode(&ServerEvent { event: Some(event) });
         let mut response = GatewayControlDeliverResponse::default();
         for session_id in request.session_ids {
             match self.gateway.sessions.get(&session_id) {
-                Some(session) if session.outbox.push(event.clone(), &self.gateway.metrics) => {
-                    response.delivered += 1
+                Some(session) => {
+                    let metrics = &self.gateway.metrics;
+                    // Notifies are high priority: a device that cannot take one
+                    // is closed, reconnects and pulls.
+                    if session.outbox.push(event.clone(), Lane::High, None, 1, metrics) {
+                        response.delivered += 1;
+                    }
                 }
-                _ => response.gone_session_ids.push(session_id),
+                None => response.gone_session_ids.push(session_id),
             }
         }
         Ok(Response::new(response))
@@ -65,9 +72,7 @@ impl GatewayControl for GatewayControlService {
         };
         let gateway = &self.gateway;
         let answer = match request.call {
-            Some(Call::JoinRoom(call)) => {
-                Answer::JoinRoom(gateway.join_room(&identity, call).await?)
-            }
+            Some(Call::JoinRoom(call)) => Answer::JoinRoom(gateway.join_room(&identity, call).await?),
             Some(Call::LeaveRoom(call)) => Answer::LeaveRoom(gateway.leave_room(&identity, call)?),
             Some(Call::SendRoomMessage(call)) => {
                 Answer::SendRoomMessage(gateway.send_room_message(&identity, call).await?)
@@ -79,8 +84,6 @@ impl GatewayControl for GatewayControlService {
             }
             None => return Err(Status::invalid_argument("call is required")),
         };
-        Ok(Response::new(GatewayControlForwardResponse {
-            result: Some(answer),
-        }))
+        Ok(Response::new(GatewayControlForwardResponse { result: Some(answer) }))
     }
 }

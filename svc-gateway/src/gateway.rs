@@ -3,25 +3,23 @@
 
 use crate::{
     config::GatewayConfig,
+    limits::PublishLimiter,
     metrics::GatewayMetrics,
-    outbox::Outbox,
+    outbox::{Outbox, OutboxStream},
     room_link::RoomLinks,
     rooms::{Joined, LocalRooms},
     sessions::{Session, Sessions, new_session_id},
 };
-use hubbub_kit::{
-    auth::Identity,
-    channel::TracedChannel,
-    closeable::{CloseableStream, Closer},
-    ids,
-};
-use hubbub_proto::v1::{
-    JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, Reconnect,
-    RoomMessageKind, RoomPublishRequest, SendRoomMessageRequest, SendRoomMessageResponse,
-    ServerEvent, Welcome, gateway_control_client::GatewayControlClient, server_event::Event,
+use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after};
+use hubbub_proto::{
+    v1::{
+        JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, Reconnect, RoomMessageKind,
+        RoomPublishRequest, SendRoomMessageRequest, SendRoomMessageResponse, ServerEvent, Welcome,
+        gateway_control_client::GatewayControlClient, server_event::Event,
+    },
+    wire::EncodedEvent,
 };
 use std::{collections::HashMap, sync::Arc, time::Duration};
-use tokio::sync::mpsc;
 use tonic::Status;
 
 /// One gateway replica.
@@ -37,6 +35,8 @@ pub struct Gateway {
     pub links: Arc<RoomLinks>,
     /// Other replicas, for forwarding.
     pub peers: HashMap<String, GatewayControlClient<TracedChannel>>,
+    /// Per-user publish allowance.
+    pub limiter: PublishLimiter,
     /// Its metrics.
     pub metrics: GatewayMetrics,
 }
@@ -62,11 +62,7 @@ impl Drop for SessionGuard {
 
 impl Gateway {
     /// Opens a device's stream: registers the session and queues `Welcome`.
-    pub fn connect(
-        self: &Arc<Self>,
-        identity: Identity,
-        device_id: String,
-    ) -> Result<CloseableStream<ServerEvent>, Status> {
+    pub fn connect(self: &Arc<Self>, identity: Identity, device_id: String) -> Result<OutboxStream, Status> {
         ids::validate("device_id", &device_id)?;
         if self.sessions.len() >= self.config.max_connections {
             return Err(Status::resource_exhausted(format!(
@@ -74,11 +70,13 @@ impl Gateway {
                 self.config.max_connections
             )));
         }
-        let (sender, receiver) = mpsc::channel(self.config.outbox_capacity.max(4));
-        let closer = Closer::new();
-        let outbox = Outbox::new(sender, closer.clone());
         let session_id: Arc<str> = new_session_id(&self.config.id).into();
-        outbox.offer(ServerEvent {
+        let guard = SessionGuard {
+            gateway: self.clone(),
+            session_id: session_id.clone(),
+        };
+        let (outbox, stream) = Outbox::new(self.config.outbox_capacity, guard);
+        outbox.offer(EncodedEvent::encode(&ServerEvent {
             event: Some(Event::Welcome(Welcome {
                 session_id: session_id.to_string(),
                 user_id: identity.user_id().unwrap_or_default().to_owned(),
@@ -86,7 +84,7 @@ impl Gateway {
                 heartbeat_interval_ms: self.config.heartbeat_interval_ms,
                 max_room_message_bytes: self.config.max_room_message_bytes as u32,
             })),
-        });
+        }));
         self.sessions.insert(Arc::new(Session {
             id: session_id.clone(),
             identity,
@@ -96,25 +94,16 @@ impl Gateway {
         }));
         self.metrics.connections.inc();
         tracing::debug!(session = %session_id, "session opened");
-        let guard = SessionGuard {
-            gateway: self.clone(),
-            session_id,
-        };
-        Ok(CloseableStream::new(receiver, closer).with_guard(guard))
+        Ok(stream)
     }
 
     /// Joins a room on a session of this replica.
-    pub async fn join_room(
-        &self,
-        identity: &Identity,
-        request: JoinRoomRequest,
-    ) -> Result<JoinRoomResponse, Status> {
+    pub async fn join_room(&self, identity: &Identity, request: JoinRoomRequest) -> Result<JoinRoomResponse, Status> {
         ids::validate("room_id", &request.room_id)?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
         {
             let mut rooms = session.rooms();
-            if !rooms.contains(&request.room_id) && rooms.len() >= self.config.max_rooms_per_session
-            {
+            if !rooms.contains(&request.room_id) && rooms.len() >= self.config.max_rooms_per_session {
                 return Err(Status::resource_exhausted(format!(
                     "a session may be in {} rooms at once: leave one first",
                     self.config.max_rooms_per_session
@@ -128,10 +117,7 @@ impl Gateway {
             .join(&request.room_id, session.id.clone(), session.outbox.clone());
         let snapshot = match joined {
             Joined::Ready(snapshot) => snapshot,
-            Joined::Pending {
-                snapshot,
-                subscribe,
-            } => {
+            Joined::Pending { snapshot, subscribe } => {
                 if subscribe {
                     self.links.subscribe(&request.room_id);
                 }
@@ -157,11 +143,7 @@ impl Gateway {
     }
 
     /// Leaves a room on a session of this replica (idempotent).
-    pub fn leave_room(
-        &self,
-        identity: &Identity,
-        request: LeaveRoomRequest,
-    ) -> Result<LeaveRoomResponse, Status> {
+    pub fn leave_room(&self, identity: &Identity, request: LeaveRoomRequest) -> Result<LeaveRoomResponse, Status> {
         ids::validate("room_id", &request.room_id)?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
         if session.rooms().remove(&request.room_id) {
@@ -202,6 +184,17 @@ impl Gateway {
                 request.room_id
             )));
         }
+        if let Err(retry_after) = self.limiter.check(&user_id) {
+            self.metrics.rate_limited.inc();
+            return Err(exhausted_retry_after(
+                format!(
+                    "you are sending more than {} messages per second: retry after {} ms",
+                    self.config.user_publish_per_sec,
+                    retry_after.as_millis().max(1)
+                ),
+                retry_after,
+            ));
+        }
         let publish = RoomPublishRequest {
             room_id: request.room_id.clone(),
             sender_user_id: user_id,
@@ -226,12 +219,12 @@ impl Gateway {
         for session in sessions {
             // Jittered so a fleet of clients does not come back at once.
             let after_ms = (rand::random::<u64>() % spread) as u32;
-            session.outbox.offer(ServerEvent {
+            session.outbox.offer(EncodedEvent::encode(&ServerEvent {
                 event: Some(Event::Reconnect(Reconnect {
                     reason: "draining".into(),
                     after_ms,
                 })),
-            });
+            }));
             session.outbox.close();
         }
     }

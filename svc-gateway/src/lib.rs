@@ -11,13 +11,17 @@
 //! - [`sessions`]: client streams by session id.
 //! - [`rooms`]: `LocalRooms`, room -> local viewers, and the fan-out.
 //! - [`room_link`]: attach streams to the room instances.
-//! - [`outbox`]: the bounded queue of one client stream.
+//! - [`batch`]: a room batch encoded (and compressed) once for all viewers.
+//! - [`outbox`]: the bounded, laned queue of one client stream.
+//! - [`limits`]: the per-user publish rate.
 //! - [`metrics`].
 
 pub mod api;
+pub mod batch;
 pub mod config;
 pub mod control;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod room_link;
@@ -31,10 +35,12 @@ use hubbub_kit::{
     channel,
     serve::{RoleServer, ServeError, serve as serve_role},
 };
-use hubbub_proto::v1::{
-    Heartbeat, ServerEvent, client_api_server::ClientApiServer,
-    gateway_control_client::GatewayControlClient, gateway_control_server::GatewayControlServer,
-    server_event::Event,
+use hubbub_proto::{
+    v1::{
+        Heartbeat, ServerEvent, gateway_control_client::GatewayControlClient,
+        gateway_control_server::GatewayControlServer, server_event::Event,
+    },
+    wire::{EncodedEvent, server::client_api_server::ClientApiServer},
 };
 use prometheus_client::registry::Registry;
 use std::{
@@ -67,16 +73,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    hubbub_kit::ids::validate("gateway.id", &config.id)
-        .map_err(|s| GatewayError::Config(s.message().to_owned()))?;
+    hubbub_kit::ids::validate("gateway.id", &config.id).map_err(|s| GatewayError::Config(s.message().to_owned()))?;
     if config.room_instances.is_empty() {
-        return Err(GatewayError::Config(
-            "room_instances lists no room instance".into(),
-        ));
+        return Err(GatewayError::Config("room_instances lists no room instance".into()));
     }
     let mut registry = Registry::default();
     let metrics = metrics::GatewayMetrics::register(&mut registry);
-    let rooms = Arc::new(rooms::LocalRooms::new(KEEP_RECENT, metrics.clone()));
+    let rooms = Arc::new(rooms::LocalRooms::new(
+        KEEP_RECENT,
+        config.compress_above_bytes,
+        metrics.clone(),
+    ));
     let links = room_link::RoomLinks::start(
         &config.id,
         &config.room_instances,
@@ -87,16 +94,17 @@ pub async fn serve(
     .map_err(|err| GatewayError::Config(err.to_string()))?;
     let mut peers = std::collections::HashMap::new();
     for (id, address) in &config.peers {
-        let channel =
-            channel::traced(address).map_err(|err| GatewayError::Config(err.to_string()))?;
+        let channel = channel::traced(address).map_err(|err| GatewayError::Config(err.to_string()))?;
         peers.insert(id.clone(), GatewayControlClient::new(channel));
     }
+    let limiter = limits::PublishLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
     let gateway = Arc::new(gateway::Gateway {
         config,
         sessions: Default::default(),
         rooms,
         links,
         peers,
+        limiter,
         metrics,
     });
 
@@ -113,10 +121,9 @@ pub async fn serve(
     let control = control::GatewayControlService::new(gateway);
     let server = RoleServer {
         role: "gateway",
-        routes: Routes::new(ClientApiServer::new(client_api))
-            .add_service(GatewayControlServer::new(control)),
+        routes: Routes::new(ClientApiServer::new(client_api)).add_service(GatewayControlServer::new(control)),
         service_names: vec![
-            hubbub_proto::v1::client_api_server::SERVICE_NAME,
+            hubbub_proto::wire::server::client_api_server::SERVICE_NAME,
             hubbub_proto::v1::gateway_control_server::SERVICE_NAME,
         ],
         registry,
@@ -139,13 +146,12 @@ async fn heartbeats(gateway: Arc<gateway::Gateway>, shutdown: CancellationToken)
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let event = ServerEvent {
-            event: Some(Event::Heartbeat(Heartbeat {
-                server_time_ms: now,
-            })),
-        };
+        let event = EncodedEvent::encode(&ServerEvent {
+            event: Some(Event::Heartbeat(Heartbeat { server_time_ms: now })),
+        });
         for session in gateway.sessions.snapshot() {
             session.outbox.offer(event.clone());
         }
+        gateway.limiter.sweep();
     }
 }

@@ -14,8 +14,12 @@ pub struct GatewayMetrics {
     pub rooms: Gauge,
     /// Room messages written to client outboxes.
     pub deliveries: Counter,
-    /// Client streams closed because their outbox was full.
+    /// Client streams closed because their outbox was full of high-priority events.
     pub slow_closed: Counter,
+    /// Room messages dropped for devices that did not keep up (normal and low only).
+    pub dropped: Counter,
+    /// Room messages refused by the per-user publish limit.
+    pub rate_limited: Counter,
     /// Room joins.
     pub joins: Counter,
     /// Room leaves (explicit or by disconnect).
@@ -33,11 +37,7 @@ impl GatewayMetrics {
             "Client streams open",
             m.connections.clone(),
         );
-        registry.register(
-            "hubbub_gateway_rooms",
-            "Rooms with local viewers",
-            m.rooms.clone(),
-        );
+        registry.register("hubbub_gateway_rooms", "Rooms with local viewers", m.rooms.clone());
         registry.register(
             "hubbub_gateway_deliveries",
             "Room messages written to outboxes",
@@ -47,6 +47,16 @@ impl GatewayMetrics {
             "hubbub_gateway_slow_closed",
             "Streams closed for a full outbox",
             m.slow_closed.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_dropped",
+            "Room messages dropped for slow devices",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_rate_limited",
+            "Room messages refused by the per-user limit",
+            m.rate_limited.clone(),
         );
         registry.register("hubbub_gateway_joins", "Room joins", m.joins.clone());
         registry.register("hubbub_gateway_leaves", "Room leaves", m.leaves.clone());

@@ -96,8 +96,7 @@ impl RoomLinks {
     }
 
     fn owner(&self, room_id: &str) -> &RoomLink {
-        let index = rendezvous::owner(room_id, &self.addresses)
-            .expect("config validation requires a room instance");
+        let index = rendezvous::owner(room_id, &self.addresses).expect("config validation requires a room instance");
         &self.links[index]
     }
 }
@@ -145,17 +144,12 @@ impl Attacher {
         // Commands queued while down are stale: the held rooms are re-read below.
         while self.commands.try_recv().is_ok() {}
         let (outbound, receiver) = mpsc::unbounded_channel::<RoomAttachRequest>();
-        let send = |command| {
-            outbound.send(RoomAttachRequest {
-                command: Some(command),
-            })
-        };
+        let send = |command| outbound.send(RoomAttachRequest { command: Some(command) });
         let _ = send(Command::Hello(AttachHello {
             gateway_id: self.gateway_id.clone(),
         }));
         let held = self.rooms.room_ids(|room_id| {
-            rendezvous::owner(room_id, &self.all_addresses).map(|i| &self.all_addresses[i])
-                == Some(&self.address)
+            rendezvous::owner(room_id, &self.all_addresses).map(|i| &self.all_addresses[i]) == Some(&self.address)
         });
         if !held.is_empty() {
             let _ = send(Command::Subscribe(RoomSubscribe { room_ids: held }));

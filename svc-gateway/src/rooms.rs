@@ -2,9 +2,9 @@
 //! each held room's recent messages too (it sees all its traffic), so a join
 //! to a room already held costs no call to the room service.
 
-use crate::{metrics::GatewayMetrics, outbox::Outbox};
+use crate::{batch::PreparedBatch, metrics::GatewayMetrics, outbox::Outbox};
 use hubbub_kit::sharded::Sharded;
-use hubbub_proto::v1::{RoomBatch, RoomMessage, RoomSubscribed, ServerEvent, server_event::Event};
+use hubbub_proto::v1::{RoomBatch, RoomMessage, RoomSubscribed};
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -65,14 +65,16 @@ impl LocalRoom {
         }
     }
 
-    /// Writes one event to every viewer; returns how many took it.
-    fn fan_out(&self, event: &ServerEvent, metrics: &GatewayMetrics) -> u64 {
+    /// Hands one prepared batch to every viewer; returns how many took it.
+    fn fan_out(&self, batch: &PreparedBatch, metrics: &GatewayMetrics) -> u64 {
         let mut delivered = 0;
         for outbox in self.viewers.values() {
-            if outbox.push(event.clone(), metrics) {
+            let room = Some(batch.room_id.clone());
+            if outbox.push(batch.event.clone(), batch.lane, room, batch.messages, metrics) {
                 delivered += 1;
             }
         }
+        metrics.deliveries.inc_by(delivered * batch.messages);
         delivered
     }
 }
@@ -85,15 +87,18 @@ pub struct LocalRooms {
     // The work under the lock is a non-blocking queue push per viewer.
     rooms: Sharded<HashMap<String, LocalRoom>>,
     keep_recent: usize,
+    compress_above: usize,
     metrics: GatewayMetrics,
 }
 
 impl LocalRooms {
-    /// Rooms keeping `keep_recent` messages each.
-    pub fn new(keep_recent: usize, metrics: GatewayMetrics) -> Self {
+    /// Rooms keeping `keep_recent` messages each, compressing batches whose
+    /// messages exceed `compress_above` bytes (0: never).
+    pub fn new(keep_recent: usize, compress_above: usize, metrics: GatewayMetrics) -> Self {
         Self {
             rooms: Sharded::default(),
             keep_recent,
+            compress_above,
             metrics,
         }
     }
@@ -159,9 +164,13 @@ impl LocalRooms {
                 .collect();
             if !missed.is_empty() {
                 room.remember(&missed, self.keep_recent);
-                let event = batch_event(&subscribed.room_id, missed);
-                let delivered = room.fan_out(&event, &self.metrics);
-                self.metrics.deliveries.inc_by(delivered);
+                let batch = RoomBatch {
+                    room_id: subscribed.room_id.clone(),
+                    messages: missed,
+                    ..Default::default()
+                };
+                let prepared = PreparedBatch::new(batch, 0, self.compress_above);
+                room.fan_out(&prepared, &self.metrics);
             }
             room.last_seq = subscribed.last_seq;
             return;
@@ -178,21 +187,16 @@ impl LocalRooms {
         }
     }
 
-    /// Writes a room batch to every local viewer of the room. Returns the
-    /// number of viewers written to.
+    /// Writes a room batch to every local viewer of the room, encoded once
+    /// (outside the lock). Returns the number of viewers written to.
     pub fn on_batch(&self, batch: RoomBatch) -> u64 {
-        let mut shard = self.rooms.lock(&batch.room_id);
-        let Some(room) = shard.get_mut(&batch.room_id) else {
+        let prepared = PreparedBatch::new(batch, self.keep_recent, self.compress_above);
+        let mut shard = self.rooms.lock(&prepared.room_id);
+        let Some(room) = shard.get_mut(&*prepared.room_id) else {
             return 0;
         };
-        room.remember(&batch.messages, self.keep_recent);
-        let messages = batch.messages.len() as u64;
-        let event = ServerEvent {
-            event: Some(Event::RoomBatch(batch)),
-        };
-        let delivered = room.fan_out(&event, &self.metrics);
-        self.metrics.deliveries.inc_by(delivered * messages);
-        delivered
+        room.remember(&prepared.tail, self.keep_recent);
+        room.fan_out(&prepared, &self.metrics)
     }
 
     /// Rooms held here for which `keep` is true (re-subscription after a
@@ -206,21 +210,12 @@ impl LocalRooms {
     }
 }
 
-fn batch_event(room_id: &str, messages: Vec<RoomMessage>) -> ServerEvent {
-    ServerEvent {
-        event: Some(Event::RoomBatch(RoomBatch {
-            room_id: room_id.to_owned(),
-            messages,
-            ..Default::default()
-        })),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hubbub_kit::closeable::Closer;
-    use tokio::sync::mpsc;
+    use hubbub_proto::v1::{ServerEvent, server_event::Event};
+    use prost::Message;
+    use tokio_stream::StreamExt;
 
     fn message(seq: u64) -> RoomMessage {
         RoomMessage {
@@ -230,11 +225,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn joiners_wait_for_the_subscription_then_receive_batches() {
-        let rooms = LocalRooms::new(2, GatewayMetrics::default());
-        let (tx, mut rx) = mpsc::channel(8);
-        let outbox = Outbox::new(tx, Closer::new());
+    async fn next_event(stream: &mut crate::outbox::OutboxStream) -> Event {
+        let item = stream.next().await.unwrap().unwrap();
+        ServerEvent::decode(item.0).unwrap().event.unwrap()
+    }
+
+    #[tokio::test]
+    async fn joiners_wait_for_the_subscription_then_receive_batches() {
+        let rooms = LocalRooms::new(2, 0, GatewayMetrics::default());
+        let (outbox, mut stream) = Outbox::new(8, ());
         let Joined::Pending {
             mut snapshot,
             subscribe,
@@ -260,10 +259,7 @@ mod tests {
             }),
             1
         );
-        assert!(matches!(
-            rx.try_recv().unwrap().unwrap().event,
-            Some(Event::RoomBatch(_))
-        ));
+        assert!(matches!(next_event(&mut stream).await, Event::RoomBatch(_)));
 
         let Joined::Ready(snap) = rooms.join("r", "s2".into(), outbox) else {
             panic!("live room answers at once")
@@ -274,11 +270,11 @@ mod tests {
         assert_eq!(rooms.online("r"), 0);
     }
 
-    #[test]
-    fn a_resubscription_delivers_what_was_missed() {
-        let rooms = LocalRooms::new(10, GatewayMetrics::default());
-        let (tx, mut rx) = mpsc::channel(8);
-        let _ = rooms.join("r", "s".into(), Outbox::new(tx, Closer::new()));
+    #[tokio::test]
+    async fn a_resubscription_delivers_what_was_missed() {
+        let rooms = LocalRooms::new(10, 0, GatewayMetrics::default());
+        let (outbox, mut stream) = Outbox::new(8, ());
+        let _ = rooms.join("r", "s".into(), outbox);
         rooms.on_subscribed(RoomSubscribed {
             room_id: "r".into(),
             recent: vec![message(1)],
@@ -289,12 +285,9 @@ mod tests {
             recent: vec![message(1), message(2), message(3)],
             last_seq: 3,
         });
-        match rx.try_recv().unwrap().unwrap().event {
-            Some(Event::RoomBatch(batch)) => {
-                assert_eq!(
-                    batch.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
-                    vec![2, 3]
-                )
+        match next_event(&mut stream).await {
+            Event::RoomBatch(batch) => {
+                assert_eq!(batch.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2, 3])
             }
             other => panic!("expected the missed batch, got {other:?}"),
         }

@@ -40,17 +40,12 @@ impl Session {
 
 /// The gateway id a session id names, if it is well-formed.
 pub fn gateway_of(session_id: &str) -> Option<&str> {
-    session_id
-        .split_once(SESSION_ID_SEPARATOR)
-        .map(|(gateway, _)| gateway)
+    session_id.split_once(SESSION_ID_SEPARATOR).map(|(gateway, _)| gateway)
 }
 
 /// A fresh, unguessable session id of gateway `gateway_id`.
 pub fn new_session_id(gateway_id: &str) -> String {
-    format!(
-        "{gateway_id}{SESSION_ID_SEPARATOR}{:032x}",
-        rand::random::<u128>()
-    )
+    format!("{gateway_id}{SESSION_ID_SEPARATOR}{:032x}", rand::random::<u128>())
 }
 
 /// The sessions of this replica.
@@ -73,12 +68,7 @@ impl Sessions {
 
     /// Adds a session.
     pub fn insert(&self, session: Arc<Session>) {
-        if self
-            .map
-            .lock(&session.id)
-            .insert(session.id.clone(), session)
-            .is_none()
-        {
+        if self.map.lock(&session.id).insert(session.id.clone(), session).is_none() {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }

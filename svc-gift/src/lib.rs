@@ -16,11 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 /// Serves the gift role on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    _config: GiftConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
+pub async fn serve(_config: GiftConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let server = RoleServer {
         role: "gift",
         routes: Routes::new(GiftServer::new(api::GiftApi)),

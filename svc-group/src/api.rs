@@ -57,10 +57,7 @@ impl Group for GroupApi {
         Err(not_yet("PullMailbox"))
     }
 
-    async fn ack(
-        &self,
-        _: Request<pb::GroupAckRequest>,
-    ) -> Result<Response<pb::GroupAckResponse>, Status> {
+    async fn ack(&self, _: Request<pb::GroupAckRequest>) -> Result<Response<pb::GroupAckResponse>, Status> {
         Err(not_yet("Ack"))
     }
 

@@ -16,11 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 /// Serves the group role on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    _config: GroupConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
+pub async fn serve(_config: GroupConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let server = RoleServer {
         role: "group",
         routes: Routes::new(GroupServer::new(api::GroupApi)),

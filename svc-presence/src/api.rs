@@ -9,9 +9,7 @@ use tonic::{Request, Response, Status};
 pub struct PresenceApi;
 
 fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "Presence.{rpc} is not available in this release yet"
-    ))
+    Status::unimplemented(format!("Presence.{rpc} is not available in this release yet"))
 }
 
 #[tonic::async_trait]

@@ -4,6 +4,7 @@
 use crate::{
     config::RoomConfig,
     error::RoomError,
+    room_state::Incoming,
     router::{GatewayLink, Publish, RoomRouter},
 };
 use hubbub_kit::{
@@ -11,9 +12,9 @@ use hubbub_kit::{
     ids, rendezvous, tracecontext,
 };
 use hubbub_proto::v1::{
-    AttachAccepted, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest,
-    RoomGetRecentResponse, RoomMessageKind, RoomPublishRequest, RoomPublishResponse,
-    room_attach_request::Command, room_attach_response::Event, room_server::Room,
+    AttachAccepted, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest, RoomGetRecentResponse,
+    RoomMessageKind, RoomPublishRequest, RoomPublishResponse, room_attach_request::Command,
+    room_attach_response::Event, room_server::Room,
 };
 use std::{collections::HashSet, sync::Arc};
 use tokio::sync::mpsc;
@@ -31,11 +32,7 @@ pub struct RoomApi {
 impl RoomApi {
     /// Handlers over `router`; `shutdown` ends attach streams and refuses
     /// publishes while draining.
-    pub fn new(
-        router: Arc<RoomRouter>,
-        config: Arc<RoomConfig>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(router: Arc<RoomRouter>, config: Arc<RoomConfig>, shutdown: CancellationToken) -> Self {
         Self {
             router,
             config,
@@ -83,9 +80,7 @@ impl Room for RoomApi {
                 command: Some(Command::Hello(hello)),
             }) => hello.gateway_id,
             _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of Attach must be `hello`",
-                ));
+                return Err(Status::invalid_argument("the first message of Attach must be `hello`"));
             }
         };
         ids::validate("hello.gateway_id", &gateway_id)?;
@@ -107,10 +102,7 @@ impl Room for RoomApi {
     }
 
     #[tracing::instrument(name = "room.publish", skip_all, fields(room_id = %request.get_ref().room_id))]
-    async fn publish(
-        &self,
-        request: Request<RoomPublishRequest>,
-    ) -> Result<Response<RoomPublishResponse>, Status> {
+    async fn publish(&self, request: Request<RoomPublishRequest>) -> Result<Response<RoomPublishResponse>, Status> {
         if self.shutdown.is_cancelled() {
             return Err(RoomError::Draining.into());
         }
@@ -122,12 +114,7 @@ impl Room for RoomApi {
         let kind = RoomMessageKind::try_from(request.kind)
             .ok()
             .filter(|kind| *kind != RoomMessageKind::Unspecified)
-            .ok_or_else(|| {
-                RoomError::Invalid(format!(
-                    "kind {} is not a known RoomMessageKind",
-                    request.kind
-                ))
-            })?;
+            .ok_or_else(|| RoomError::Invalid(format!("kind {} is not a known RoomMessageKind", request.kind)))?;
         if request.body.is_empty() {
             return Err(RoomError::Invalid("body is empty".into()).into());
         }
@@ -138,13 +125,21 @@ impl Room for RoomApi {
             }
             .into());
         }
-        let seq = self.router.publish(Publish {
+        let room_id = request.room_id.clone();
+        let published = self.router.publish(Publish {
             room_id: request.room_id,
-            sender_user_id: request.sender_user_id,
-            kind,
-            body: request.body,
-            traceparent: tracecontext::current_traceparent(),
+            message: Incoming {
+                sender_user_id: request.sender_user_id,
+                kind,
+                body: request.body,
+                trace: tracecontext::current_traceparent(),
+            },
         });
+        let seq = published.map_err(|over| RoomError::OverCap {
+            room_id,
+            cap_per_sec: over.cap_per_sec,
+            retry_after: over.retry_after,
+        })?;
         Ok(Response::new(RoomPublishResponse { seq }))
     }
 
@@ -163,12 +158,7 @@ impl RoomApi {
     /// Applies a gateway's subscribe/unsubscribe commands until its stream
     /// ends, it is kicked for being slow, or the instance drains; then
     /// removes it from every room it held.
-    async fn follow_commands(
-        self,
-        mut inbound: Streaming<RoomAttachRequest>,
-        link: GatewayLink,
-        closer: Closer,
-    ) {
+    async fn follow_commands(self, mut inbound: Streaming<RoomAttachRequest>, link: GatewayLink, closer: Closer) {
         let mut rooms: HashSet<String> = HashSet::new();
         loop {
             let message = tokio::select! {
@@ -185,9 +175,7 @@ impl RoomApi {
                 }
             };
             let command = match message {
-                Ok(Some(RoomAttachRequest {
-                    command: Some(command),
-                })) => command,
+                Ok(Some(RoomAttachRequest { command: Some(command) })) => command,
                 Ok(Some(_)) => {
                     closer.fail(Status::invalid_argument("attach message without a command"));
                     break;
@@ -200,11 +188,7 @@ impl RoomApi {
                     break;
                 }
                 Command::Subscribe(subscribe) => {
-                    if let Some(status) = subscribe
-                        .room_ids
-                        .iter()
-                        .find_map(|id| self.check_room(id).err())
-                    {
+                    if let Some(status) = subscribe.room_ids.iter().find_map(|id| self.check_room(id).err()) {
                         closer.fail(status);
                         break;
                     }

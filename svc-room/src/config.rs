@@ -1,7 +1,7 @@
 //! `[room]` configuration.
 
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 /// Settings of a room instance.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +22,41 @@ pub struct RoomConfig {
     /// Events queued per attached gateway before it counts as too slow and
     /// its stream is ended (it re-attaches).
     pub gateway_queue: usize,
+    /// How long normal and low messages are gathered into one batch per
+    /// room. High-priority messages never wait: they flush the batch at once.
+    pub batch_window_ms: u64,
+    /// A batch is sent as soon as it holds this many messages.
+    pub max_batch_messages: usize,
+    /// Limits of every room, unless overridden.
+    pub limits: RoomLimits,
+    /// Limits of particular rooms, by room id (`[room.overrides."big-show"]`).
+    pub overrides: BTreeMap<String, RoomLimits>,
+}
+
+/// Per-room delivery caps and publish limits. High-priority messages are
+/// exempt from all of them.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomLimits {
+    /// Normal messages (comments) a viewer can read per second; above it
+    /// they are sampled: delivered at this rate, the rest dropped and counted.
+    pub delivery_cap_per_sec: f64,
+    /// Low messages (likes, entrances) delivered one by one per second; above
+    /// it they are coalesced into per-kind counters in the next batch.
+    pub low_cap_per_sec: f64,
+    /// Normal and low messages the room accepts per second; above it
+    /// `Publish` answers RESOURCE_EXHAUSTED with a retry hint.
+    pub publish_cap_per_sec: f64,
+}
+
+impl Default for RoomLimits {
+    fn default() -> Self {
+        Self {
+            delivery_cap_per_sec: 50.0,
+            low_cap_per_sec: 20.0,
+            publish_cap_per_sec: 20_000.0,
+        }
+    }
 }
 
 impl Default for RoomConfig {
@@ -33,6 +68,17 @@ impl Default for RoomConfig {
             recent_messages: 20,
             max_body_bytes: 16 * 1024,
             gateway_queue: 16 * 1024,
+            batch_window_ms: 40,
+            max_batch_messages: 256,
+            limits: RoomLimits::default(),
+            overrides: BTreeMap::new(),
         }
+    }
+}
+
+impl RoomConfig {
+    /// The limits of `room_id`.
+    pub fn limits_of(&self, room_id: &str) -> RoomLimits {
+        self.overrides.get(room_id).copied().unwrap_or(self.limits)
     }
 }

@@ -17,9 +17,7 @@ pub enum RoomError {
         limit: usize,
     },
     /// Another instance owns the room.
-    #[error(
-        "room {room_id:?} is owned by {owner}, not by this instance ({this}): refresh the room instance list"
-    )]
+    #[error("room {room_id:?} is owned by {owner}, not by this instance ({this}): refresh the room instance list")]
     NotOwner {
         /// The room.
         room_id: String,
@@ -27,6 +25,16 @@ pub enum RoomError {
         owner: String,
         /// This instance.
         this: String,
+    },
+    /// The room is above its publish cap.
+    #[error("room {room_id:?} is above its publish cap of {cap_per_sec}/s: retry after {} ms", retry_after.as_millis().max(1))]
+    OverCap {
+        /// The room.
+        room_id: String,
+        /// The cap.
+        cap_per_sec: f64,
+        /// When it takes messages again.
+        retry_after: std::time::Duration,
     },
     /// The instance is shutting down.
     #[error("room instance is draining; retry on the new owner")]
@@ -36,11 +44,15 @@ pub enum RoomError {
 impl From<RoomError> for Status {
     fn from(err: RoomError) -> Self {
         let message = err.to_string();
+        if let RoomError::OverCap { retry_after, .. } = &err {
+            return hubbub_kit::rate::exhausted_retry_after(message, *retry_after);
+        }
         match err {
             RoomError::Invalid(_) => Status::invalid_argument(message),
             RoomError::TooLarge { .. } => Status::resource_exhausted(message),
             RoomError::NotOwner { .. } => Status::failed_precondition(message),
             RoomError::Draining => Status::unavailable(message),
+            RoomError::OverCap { .. } => unreachable!("handled above"),
         }
     }
 }

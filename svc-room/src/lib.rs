@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`config`]: `[room]` settings.
 //! - [`api`]: the `hubbub.v1.Room` handlers.
-//! - [`router`]: `RoomRouter`, rooms and attached gateways.
+//! - [`router`]: `RoomRouter`, rooms and attached gateways, batching.
+//! - [`room_state`]: one room's sequence, ring, lanes and pending batch.
 //! - [`priority`]: the lane of each message kind.
 //! - [`metrics`], [`error`].
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod priority;
+pub mod room_state;
 pub mod router;
 
 pub use config::RoomConfig;
@@ -28,15 +30,16 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 /// Serves a room instance on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    config: RoomConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
+pub async fn serve(config: RoomConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let mut registry = Registry::default();
     let metrics = metrics::RoomMetrics::register(&mut registry);
     let config = Arc::new(config);
-    let router = Arc::new(router::RoomRouter::new(config.recent_messages, metrics));
+    let router = Arc::new(router::RoomRouter::new(config.clone(), metrics));
+    tokio::spawn(router::run_flusher(
+        router.clone(),
+        std::time::Duration::from_millis(config.batch_window_ms),
+        shutdown.clone(),
+    ));
     let api = api::RoomApi::new(router, config, shutdown.clone());
     let server = RoleServer {
         role: "room",

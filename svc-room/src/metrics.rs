@@ -25,6 +25,14 @@ pub struct RoomMetrics {
     pub gateways: Gauge,
     /// Gateway streams ended because they could not keep up.
     pub gateways_kicked: Counter,
+    /// Batches sent (each to every subscribed gateway).
+    pub batches: Counter,
+    /// Normal messages sampled away above a room's per-viewer cap.
+    pub sampled: Counter,
+    /// Low messages coalesced into counters above a room's low cap.
+    pub coalesced: Counter,
+    /// Publishes refused by a room's publish cap.
+    pub refused: Counter,
 }
 
 impl RoomMetrics {
@@ -51,6 +59,26 @@ impl RoomMetrics {
             "Gateway streams ended for being too slow",
             metrics.gateways_kicked.clone(),
         );
+        registry.register(
+            "hubbub_room_batches",
+            "Batches sent to gateways",
+            metrics.batches.clone(),
+        );
+        registry.register(
+            "hubbub_room_sampled",
+            "Normal messages sampled away above the per-viewer cap",
+            metrics.sampled.clone(),
+        );
+        registry.register(
+            "hubbub_room_coalesced",
+            "Low messages coalesced into counters",
+            metrics.coalesced.clone(),
+        );
+        registry.register(
+            "hubbub_room_refused",
+            "Publishes refused by a room's cap",
+            metrics.refused.clone(),
+        );
         metrics
     }
 
@@ -61,8 +89,6 @@ impl RoomMetrics {
             Priority::Normal => "normal",
             _ => "low",
         };
-        self.published
-            .get_or_create(&PriorityLabel { priority })
-            .inc();
+        self.published.get_or_create(&PriorityLabel { priority }).inc();
     }
 }

@@ -1,18 +1,25 @@
 //! `RoomRouter`: the rooms this instance owns and the gateways attached to
-//! them. It assigns each room's sequence, keeps its recent ring, and queues
-//! every message for exactly the gateways that subscribed the room.
+//! them. It numbers each room's messages, gathers them into one batch per
+//! room per window, and queues each batch for exactly the gateways that
+//! subscribed the room.
 
-use crate::{metrics::RoomMetrics, priority::priority_of};
+use crate::{
+    config::RoomConfig,
+    metrics::RoomMetrics,
+    priority::priority_of,
+    room_state::{Accepted, Incoming, RoomState},
+};
 use hubbub_kit::sharded::Sharded;
 use hubbub_proto::v1::{
-    RoomAttachResponse, RoomBatch, RoomMessage, RoomMessageKind, RoomSubscribed,
-    room_attach_response::Event,
+    RoomAttachResponse, RoomBatch, RoomMessage, RoomMessageKind, RoomSubscribed, room_attach_response::Event,
 };
-use prost::bytes::Bytes;
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::atomic::{AtomicU64, Ordering},
-    time::{SystemTime, UNIX_EPOCH},
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
@@ -39,57 +46,44 @@ pub struct GatewayLink {
 pub struct Publish {
     /// The room.
     pub room_id: String,
-    /// The sender.
-    pub sender_user_id: String,
-    /// Its kind.
-    pub kind: RoomMessageKind,
-    /// Its payload.
-    pub body: Bytes,
-    /// W3C context of the publishing call, carried to the delivering gateways.
-    pub traceparent: (String, String),
+    /// The message.
+    pub message: Incoming,
 }
 
-#[derive(Debug)]
-struct RoomState {
-    last_seq: u64,
-    recent: VecDeque<RoomMessage>,
-    gateways: Vec<GatewayLink>,
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverCap {
+    /// When the room takes a message again.
+    pub retry_after: Duration,
+    /// The cap that was hit, per second.
+    pub cap_per_sec: f64,
 }
 
-impl RoomState {
-    /// A room new to this instance. Its sequence starts from the clock
-    /// (milliseconds << 10) rather than from zero, so that after a restart
-    /// or an ownership move the new owner numbers above anything the old one
-    /// issued, without coordination: the old owner would have had to average
-    /// over 1,024 messages per millisecond in this room to get ahead. The
-    /// values stay below 2^53, so JavaScript clients read them exactly.
-    fn fresh() -> Self {
-        Self {
-            last_seq: (unix_ms().max(0) as u64) << 10,
-            recent: VecDeque::new(),
-            gateways: Vec::new(),
-        }
-    }
+#[derive(Debug, Default)]
+struct RoomShard {
+    rooms: HashMap<String, RoomState>,
+    /// Rooms with a pending batch, flushed at the next window.
+    dirty: Vec<String>,
 }
 
 /// The rooms of this instance.
 #[derive(Debug)]
 pub struct RoomRouter {
-    // Why sharded mutexes: a publish holds its room's lock while it assigns
-    // the sequence and queues to every gateway, which is what keeps per-room
-    // order; rooms in other shards proceed in parallel.
-    rooms: Sharded<HashMap<String, RoomState>>,
-    recent_messages: usize,
+    // Why sharded mutexes: a publish holds its room's lock while it numbers
+    // the message and, for a flush, queues to every gateway, which is what
+    // keeps per-room order; rooms in other shards proceed in parallel.
+    rooms: Sharded<RoomShard>,
+    config: Arc<RoomConfig>,
     next_attach_id: AtomicU64,
     metrics: RoomMetrics,
 }
 
 impl RoomRouter {
-    /// A router keeping `recent_messages` per room.
-    pub fn new(recent_messages: usize, metrics: RoomMetrics) -> Self {
+    /// A router with `config`'s ring size, batching and limits.
+    pub fn new(config: Arc<RoomConfig>, metrics: RoomMetrics) -> Self {
         Self {
             rooms: Sharded::default(),
-            recent_messages,
+            config,
             next_attach_id: AtomicU64::new(1),
             metrics,
         }
@@ -119,9 +113,7 @@ impl RoomRouter {
     /// can overtake it.
     pub fn subscribe(&self, link: &GatewayLink, room_id: &str) {
         let mut shard = self.rooms.lock(room_id);
-        let room = shard
-            .entry(room_id.to_owned())
-            .or_insert_with(RoomState::fresh);
+        let room = self.room(&mut shard, room_id);
         if !room.gateways.iter().any(|g| g.attach_id == link.attach_id) {
             room.gateways.push(link.clone());
         }
@@ -140,62 +132,90 @@ impl RoomRouter {
     /// Stops sending `room_id` to `link`.
     pub fn unsubscribe(&self, link: &GatewayLink, room_id: &str) {
         let mut shard = self.rooms.lock(room_id);
-        if let Some(room) = shard.get_mut(room_id) {
+        if let Some(room) = shard.rooms.get_mut(room_id) {
             room.gateways.retain(|g| g.attach_id != link.attach_id);
         }
     }
 
-    /// Assigns the next sequence, records the message in the ring and queues
-    /// it for every subscribed gateway. Returns the sequence.
-    pub fn publish(&self, publish: Publish) -> u64 {
-        let Publish {
-            room_id,
-            sender_user_id,
-            kind,
-            body,
-            traceparent: (traceparent, tracestate),
-        } = publish;
-        let priority = priority_of(kind);
+    /// Numbers a message and puts it in its lane; a high-priority message or
+    /// a full batch is sent at once, the rest at the next window. Returns the
+    /// sequence, or the cap that refused it.
+    pub fn publish(&self, publish: Publish) -> Result<u64, OverCap> {
+        let Publish { room_id, message } = publish;
+        let now = Instant::now();
+        let kind = message.kind;
         let mut shard = self.rooms.lock(&room_id);
-        let room = shard
-            .entry(room_id.clone())
-            .or_insert_with(RoomState::fresh);
-        room.last_seq += 1;
-        let message = RoomMessage {
-            room_id: room_id.clone(),
-            seq: room.last_seq,
-            sender_user_id,
-            kind: kind as i32,
-            priority: priority as i32,
-            body,
-            sent_at_ms: unix_ms(),
-        };
-        room.recent.push_back(message.clone());
-        while room.recent.len() > self.recent_messages {
-            room.recent.pop_front();
+        let room = self.room(&mut shard, &room_id);
+        if let Err(retry_after) = room.admit(kind, now) {
+            self.metrics.refused.inc();
+            return Err(OverCap {
+                retry_after,
+                cap_per_sec: self.config.limits_of(&room_id).publish_cap_per_sec,
+            });
         }
-        let event = RoomAttachResponse {
-            event: Some(Event::Batch(RoomBatch {
-                room_id,
-                messages: vec![message],
-                traceparent,
-                tracestate,
-                ..Default::default()
-            })),
-        };
-        let seq = room.last_seq;
-        room.gateways.retain(|link| self.queue(link, event.clone()));
-        self.metrics.published(priority);
-        seq
+        let (seq, accepted) = room.accept(&room_id, message, self.config.max_batch_messages, now);
+        self.metrics.published(priority_of(kind));
+        match accepted {
+            Accepted::FlushNow => self.flush(room, &room_id),
+            Accepted::Sampled => {
+                self.metrics.sampled.inc();
+            }
+            Accepted::Coalesced => {
+                self.metrics.coalesced.inc();
+            }
+            Accepted::Queued => {}
+        }
+        let mark_dirty = matches!(accepted, Accepted::Queued | Accepted::Coalesced) && !room.dirty;
+        if mark_dirty {
+            room.dirty = true;
+            shard.dirty.push(room_id);
+        }
+        Ok(seq)
+    }
+
+    /// Sends every pending batch: called once per window.
+    pub fn flush_due(&self) {
+        for mut shard in self.rooms.each() {
+            let shard = &mut *shard;
+            for room_id in std::mem::take(&mut shard.dirty) {
+                if let Some(room) = shard.rooms.get_mut(&room_id) {
+                    room.dirty = false;
+                    self.flush(room, &room_id);
+                }
+            }
+        }
     }
 
     /// The recent messages and last sequence of a room.
     pub fn recent(&self, room_id: &str) -> (Vec<RoomMessage>, u64) {
         let shard = self.rooms.lock(room_id);
         shard
+            .rooms
             .get(room_id)
             .map(|room| (room.recent.iter().cloned().collect(), room.last_seq))
             .unwrap_or_default()
+    }
+
+    fn room<'a>(&self, shard: &'a mut RoomShard, room_id: &str) -> &'a mut RoomState {
+        shard
+            .rooms
+            .entry(room_id.to_owned())
+            .or_insert_with(|| RoomState::fresh(self.config.limits_of(room_id)))
+    }
+
+    fn flush(&self, room: &mut RoomState, room_id: &str) {
+        let Some(batch) = room.take_batch(room_id, self.config.recent_messages) else {
+            return;
+        };
+        self.metrics.batches.inc();
+        self.send_batch(room, batch);
+    }
+
+    fn send_batch(&self, room: &mut RoomState, batch: RoomBatch) {
+        let event = RoomAttachResponse {
+            event: Some(Event::Batch(batch)),
+        };
+        room.gateways.retain(|link| self.queue(link, event.clone()));
     }
 
     /// Queues an event for a gateway; false when the gateway is gone or too
@@ -217,25 +237,54 @@ impl RoomRouter {
     }
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Flushes pending batches every window until `shutdown`.
+pub async fn run_flusher(router: Arc<RoomRouter>, window: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(window.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => router.flush_due(),
+            _ = shutdown.cancelled() => {
+                router.flush_due();
+                return;
+            }
+        }
+    }
+}
+
+/// A message of `kind` from `sender`, untraced (tests and benchmarks).
+pub fn incoming(sender: &str, kind: RoomMessageKind, body: &str) -> Incoming {
+    Incoming {
+        sender_user_id: sender.to_owned(),
+        kind,
+        body: prost::bytes::Bytes::copy_from_slice(body.as_bytes()),
+        trace: Default::default(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn publish(router: &RoomRouter, room: &str, body: &str) -> u64 {
-        router.publish(Publish {
-            room_id: room.into(),
-            sender_user_id: "u".into(),
-            kind: RoomMessageKind::Comment,
-            body: Bytes::from(body.to_owned()),
-            traceparent: Default::default(),
-        })
+    fn router() -> RoomRouter {
+        let config = RoomConfig {
+            recent_messages: 2,
+            ..RoomConfig::default()
+        };
+        RoomRouter::new(Arc::new(config), RoomMetrics::default())
+    }
+
+    fn publish(router: &RoomRouter, room: &str, kind: RoomMessageKind, body: &str) -> u64 {
+        router
+            .publish(Publish {
+                room_id: room.into(),
+                message: incoming("u", kind, body),
+            })
+            .unwrap()
+    }
+
+    fn comment(router: &RoomRouter, room: &str, body: &str) -> u64 {
+        publish(router, room, RoomMessageKind::Comment, body)
     }
 
     fn batch_seqs(event: RoomAttachResponse) -> Vec<u64> {
@@ -246,17 +295,15 @@ mod tests {
     }
 
     #[test]
-    fn sequences_ring_and_subscriptions() {
-        let router = RoomRouter::new(2, RoomMetrics::default());
-        let first = publish(&router, "a", "1");
-        assert_eq!(publish(&router, "a", "2"), first + 1);
-        let other = publish(&router, "b", "x");
-        assert_eq!(
-            publish(&router, "b", "y"),
-            other + 1,
-            "each room counts on its own"
-        );
-        assert_eq!(publish(&router, "a", "3"), first + 2);
+    fn sequences_batches_ring_and_subscriptions() {
+        let router = router();
+        let first = comment(&router, "a", "1");
+        assert_eq!(comment(&router, "a", "2"), first + 1);
+        let other = comment(&router, "b", "x");
+        assert_eq!(comment(&router, "b", "y"), other + 1, "each room counts on its own");
+        assert_eq!(comment(&router, "a", "3"), first + 2);
+        assert_eq!(router.recent("a").0.len(), 0, "nothing delivered before the window");
+        router.flush_due();
         let (recent, last) = router.recent("a");
         assert_eq!(last, first + 2);
         assert_eq!(
@@ -272,40 +319,64 @@ mod tests {
             Some(Event::Subscribed(s)) => assert_eq!((s.last_seq, s.recent.len()), (first + 2, 2)),
             other => panic!("expected subscribed, got {other:?}"),
         }
-        let fourth = publish(&router, "a", "4");
-        publish(&router, "b", "not subscribed");
-        assert_eq!(batch_seqs(rx.try_recv().unwrap().unwrap()), vec![fourth]);
+        let fourth = comment(&router, "a", "4");
+        let fifth = comment(&router, "a", "5");
+        comment(&router, "b", "not subscribed");
+        assert!(rx.try_recv().is_err(), "gathered until the window ends");
+        router.flush_due();
+        assert_eq!(
+            batch_seqs(rx.try_recv().unwrap().unwrap()),
+            vec![fourth, fifth],
+            "one batch"
+        );
         assert!(rx.try_recv().is_err(), "room b is not sent to this gateway");
 
         router.unsubscribe(&link, "a");
-        publish(&router, "a", "5");
+        comment(&router, "a", "6");
+        router.flush_due();
         assert!(rx.try_recv().is_err(), "nothing after unsubscribe");
     }
 
     #[test]
+    fn high_priority_goes_at_once_and_takes_the_pending_batch_with_it() {
+        let router = router();
+        let (tx, mut rx) = mpsc::channel(8);
+        let link = router.attach("gw".into(), tx);
+        router.subscribe(&link, "a");
+        let _ = rx.try_recv();
+        let comment_seq = comment(&router, "a", "c");
+        let gift_seq = publish(&router, "a", RoomMessageKind::Gift, "g");
+        assert_eq!(
+            batch_seqs(rx.try_recv().unwrap().unwrap()),
+            vec![comment_seq, gift_seq],
+            "no window wait, order kept"
+        );
+    }
+
+    #[test]
     fn a_fresh_owner_numbers_above_an_earlier_one() {
-        let before = RoomRouter::new(2, RoomMetrics::default());
+        let before = router();
         let mut last = 0;
         for _ in 0..2000 {
-            last = publish(&before, "a", "burst");
+            last = comment(&before, "a", "burst");
         }
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        let after = RoomRouter::new(2, RoomMetrics::default());
-        assert!(publish(&after, "a", "next") > last);
+        std::thread::sleep(Duration::from_millis(3));
+        let after = router();
+        assert!(comment(&after, "a", "next") > last);
         assert!(last < 1 << 53, "exact in JavaScript");
     }
 
     #[test]
     fn a_gateway_that_cannot_keep_up_is_kicked_not_waited_for() {
-        let router = RoomRouter::new(4, RoomMetrics::default());
+        let router = router();
         let (tx, _rx) = mpsc::channel(1);
         let link = router.attach("slow".into(), tx);
         router.subscribe(&link, "a"); // fills the queue
         assert!(!link.kick.is_cancelled());
-        let first = publish(&router, "a", "1");
+        let first = publish(&router, "a", RoomMessageKind::Gift, "1");
         assert!(link.kick.is_cancelled(), "the full queue ends its stream");
         assert_eq!(
-            publish(&router, "a", "2"),
+            publish(&router, "a", RoomMessageKind::Gift, "2"),
             first + 1,
             "publishing goes on without it"
         );

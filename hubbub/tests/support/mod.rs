@@ -5,8 +5,7 @@
 
 use hubbub_kit::auth::JwtKey;
 use hubbub_proto::v1::{
-    ConnectRequest, JoinRoomRequest, RoomMessage, ServerEvent, client_api_client::ClientApiClient,
-    server_event::Event,
+    ConnectRequest, JoinRoomRequest, RoomMessage, ServerEvent, client_api_client::ClientApiClient, server_event::Event,
 };
 use std::{net::SocketAddr, time::Duration};
 use svc_gateway::GatewayConfig;
@@ -44,15 +43,22 @@ impl Drop for Sandbox {
 /// Starts a room instance and `gateways` gateways (peers of each other),
 /// each gateway config adjusted by `tweak`.
 pub async fn start(gateways: usize, tweak: impl Fn(&mut GatewayConfig)) -> Sandbox {
+    start_with_room(gateways, tweak, |_| {}).await
+}
+
+/// [`start`], with the room config adjusted by `tweak_room`.
+pub async fn start_with_room(
+    gateways: usize,
+    tweak: impl Fn(&mut GatewayConfig),
+    tweak_room: impl Fn(&mut RoomConfig) + Send + Sync + 'static,
+) -> Sandbox {
     let shutdown = CancellationToken::new();
     let room_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let room = room_listener.local_addr().unwrap();
     let room_shutdown = shutdown.child_token();
-    tokio::spawn(svc_room::serve(
-        room_config(room),
-        room_listener,
-        room_shutdown.clone(),
-    ));
+    let mut config = room_config(room);
+    tweak_room(&mut config);
+    tokio::spawn(svc_room::serve(config, room_listener, room_shutdown.clone()));
 
     let mut listeners = Vec::new();
     for _ in 0..gateways {
@@ -73,17 +79,15 @@ pub async fn start(gateways: usize, tweak: impl Fn(&mut GatewayConfig)) -> Sandb
                 .collect(),
             heartbeat_interval_ms: 500,
             attach_retry_ms: 50,
+            // Tests send in bursts; the limit has its own test.
+            user_publish_per_sec: 10_000.0,
+            user_publish_burst: 10_000.0,
             ..GatewayConfig::default()
         };
         tweak(&mut config);
         let own = shutdown.child_token();
         gateway_shutdowns.push(own.clone());
-        tokio::spawn(svc_gateway::serve(
-            config,
-            JwtKey::new(SECRET),
-            listener,
-            own,
-        ));
+        tokio::spawn(svc_gateway::serve(config, JwtKey::new(SECRET), listener, own));
     }
     Sandbox {
         room,
@@ -130,11 +134,7 @@ impl Sandbox {
         let address = format!("http://{}", self.gateways[index]);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            match Channel::from_shared(address.clone())
-                .unwrap()
-                .connect()
-                .await
-            {
+            match Channel::from_shared(address.clone()).unwrap().connect().await {
                 Ok(channel) => return ClientApiClient::new(channel),
                 Err(err) if tokio::time::Instant::now() > deadline => {
                     panic!("gateway {address} unreachable: {err}")
@@ -206,11 +206,7 @@ impl Viewer {
             },
             self.token.as_deref(),
         );
-        self.client
-            .join_room(request)
-            .await
-            .expect("join")
-            .into_inner()
+        self.client.join_room(request).await.expect("join").into_inner()
     }
 
     /// Room messages until `count` have arrived (heartbeats skipped).
@@ -230,9 +226,7 @@ impl Viewer {
     pub async fn room_batch_within(&mut self, wait: Duration) -> Option<Vec<RoomMessage>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let event = tokio::time::timeout_at(deadline, self.events.message())
-                .await
-                .ok()?;
+            let event = tokio::time::timeout_at(deadline, self.events.message()).await.ok()?;
             match event.expect("stream error") {
                 Some(ServerEvent {
                     event: Some(Event::RoomBatch(batch)),

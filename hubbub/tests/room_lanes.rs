@@ -1,0 +1,153 @@
+//! Lanes and limits over real gRPC: high priority always arrives, in order
+//! and without waiting for the batch window, while comments above a room's
+//! cap are sampled; users and rooms over their publish limits are refused
+//! with a retry hint.
+
+mod support;
+
+use hubbub_kit::channel;
+use hubbub_proto::v1::{RoomMessageKind, RoomPublishRequest, SendRoomMessageRequest, room_client::RoomClient};
+use std::time::{Duration, Instant};
+use support::{Viewer, authed};
+use tonic::Code;
+
+fn publish(room_id: &str, kind: RoomMessageKind, body: String) -> RoomPublishRequest {
+    RoomPublishRequest {
+        room_id: room_id.into(),
+        sender_user_id: "backend".into(),
+        kind: kind as i32,
+        body: body.into_bytes().into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_priority_arrives_in_full_and_in_order_while_comments_are_sampled() {
+    let sandbox = support::start(1, |_| {}).await;
+    let mut viewer = Viewer::connect(&sandbox, 0, Some("viewer")).await;
+    viewer.join("show").await;
+    let mut room = RoomClient::new(channel::traced(&format!("http://{}", sandbox.room)).unwrap());
+
+    // 600 comments against a cap of 50/s (burst 50), with 30 gifts among them.
+    let mut gifts = Vec::new();
+    for i in 0..600 {
+        let kind = if i % 20 == 0 {
+            RoomMessageKind::Gift
+        } else {
+            RoomMessageKind::Comment
+        };
+        let seq = room
+            .publish(publish("show", kind, format!("{i}")))
+            .await
+            .unwrap()
+            .into_inner()
+            .seq;
+        if kind == RoomMessageKind::Gift {
+            gifts.push(seq);
+        }
+    }
+    let mut got_gifts = Vec::new();
+    let mut comments = 0;
+    while got_gifts.len() < gifts.len() {
+        let batch = viewer
+            .room_batch_within(support::PATIENCE)
+            .await
+            .expect("gifts keep arriving");
+        for message in batch {
+            match RoomMessageKind::try_from(message.kind).unwrap() {
+                RoomMessageKind::Gift => got_gifts.push(message.seq),
+                _ => comments += 1,
+            }
+        }
+    }
+    assert_eq!(got_gifts, gifts, "every gift, in order");
+    assert!(
+        comments < 200,
+        "comments above the cap were sampled: {comments} of 570 delivered"
+    );
+    assert!(comments >= 40, "comments up to the cap still flow: {comments}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gift_does_not_wait_for_the_batch_window() {
+    let sandbox = support::start(1, |_| {}).await;
+    let mut viewer = Viewer::connect(&sandbox, 0, Some("viewer")).await;
+    viewer.join("show").await;
+    let mut room = RoomClient::new(channel::traced(&format!("http://{}", sandbox.room)).unwrap());
+    // Warm the path, then time a lone gift from publish to arrival.
+    room.publish(publish("show", RoomMessageKind::Gift, "warm".into()))
+        .await
+        .unwrap();
+    viewer.room_batch_within(support::PATIENCE).await.unwrap();
+    let mut fastest = Duration::MAX;
+    for i in 0..5 {
+        let started = Instant::now();
+        room.publish(publish("show", RoomMessageKind::Gift, format!("g{i}")))
+            .await
+            .unwrap();
+        viewer.room_batch_within(support::PATIENCE).await.unwrap();
+        fastest = fastest.min(started.elapsed());
+    }
+    // The window is 40 ms; a gift that waited for it could never beat that.
+    assert!(fastest < Duration::from_millis(35), "fastest gift took {fastest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_over_the_publish_rate_is_refused_with_a_retry_hint() {
+    let sandbox = support::start(1, |config| {
+        config.user_publish_per_sec = 1.0;
+        config.user_publish_burst = 2.0;
+    })
+    .await;
+    let mut user = Viewer::connect(&sandbox, 0, Some("chatty")).await;
+    user.join("r").await;
+    let mut results = Vec::new();
+    for i in 0..3 {
+        let request = SendRoomMessageRequest {
+            session_id: user.session_id.clone(),
+            room_id: "r".into(),
+            body: format!("{i}").into_bytes().into(),
+            kind: RoomMessageKind::Comment as i32,
+        };
+        results.push(
+            user.client
+                .send_room_message(authed(request, user.token.as_deref()))
+                .await,
+        );
+    }
+    assert!(results[0].is_ok() && results[1].is_ok(), "the burst passes");
+    let err = results[2].as_ref().unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let retry: u64 = err
+        .metadata()
+        .get("retry-after-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1000).contains(&retry), "retry hint {retry} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_over_its_publish_cap_refuses_comments_but_not_gifts() {
+    let sandbox = support::start_with_room(1, |_| {}, |room| room.limits.publish_cap_per_sec = 3.0).await;
+    let mut room = RoomClient::new(channel::traced(&format!("http://{}", sandbox.room)).unwrap());
+    for i in 0..3 {
+        room.publish(publish("capped", RoomMessageKind::Comment, format!("{i}")))
+            .await
+            .unwrap();
+    }
+    let err = room
+        .publish(publish("capped", RoomMessageKind::Comment, "over".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("publish cap of 3/s"), "{}", err.message());
+    assert!(err.metadata().get("retry-after-ms").is_some());
+    room.publish(publish("capped", RoomMessageKind::Gift, "gift".into()))
+        .await
+        .expect("high priority is exempt");
+    room.publish(publish("other", RoomMessageKind::Comment, "x".into()))
+        .await
+        .expect("other rooms are not affected");
+}

@@ -1,0 +1,254 @@
+//! `RoomState`: one room's sequence, recent ring, pending batch and lanes.
+//!
+//! Lanes: a high-priority message flushes the pending batch at once (so it
+//! never waits, and sequence order is kept); normal messages are delivered
+//! up to the room's per-viewer cap and sampled above it; low messages are
+//! delivered up to their own cap and coalesced into counters above it.
+
+use crate::{config::RoomLimits, priority::priority_of, router::GatewayLink};
+use hubbub_kit::rate::TokenBucket;
+use hubbub_proto::v1::{Priority, RoomBatch, RoomMessage, RoomMessageKind};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Queued for the next batch.
+    Queued,
+    /// Queued, and the batch must go now (high priority or full).
+    FlushNow,
+    /// Sampled away: over the room's per-viewer cap.
+    Sampled,
+    /// Counted into the batch's coalesced counters.
+    Coalesced,
+}
+
+/// A message to add, with its trace context.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The sender.
+    pub sender_user_id: String,
+    /// Its kind.
+    pub kind: RoomMessageKind,
+    /// Its payload.
+    pub body: prost::bytes::Bytes,
+    /// W3C `traceparent` and `tracestate` of the publishing call.
+    pub trace: (String, String),
+}
+
+/// One room on its owning instance.
+#[derive(Debug)]
+pub struct RoomState {
+    /// Last assigned sequence.
+    pub last_seq: u64,
+    /// Delivered messages, newest last.
+    pub recent: VecDeque<RoomMessage>,
+    /// Gateways subscribed to the room.
+    pub gateways: Vec<GatewayLink>,
+    pending: Vec<RoomMessage>,
+    coalesced: HashMap<i32, u64>,
+    trace: Option<(String, String)>,
+    normal: TokenBucket,
+    low: TokenBucket,
+    publish: TokenBucket,
+    /// True while the room waits in its shard's list of rooms to flush.
+    pub dirty: bool,
+}
+
+impl RoomState {
+    /// A room new to this instance. Its sequence starts from the clock
+    /// (milliseconds << 10) rather than from zero, so that after a restart
+    /// or an ownership move the new owner numbers above anything the old one
+    /// issued, without coordination: the old owner would have had to average
+    /// over 1,024 messages per millisecond in this room to get ahead. The
+    /// values stay below 2^53, so JavaScript clients read them exactly.
+    pub fn fresh(limits: RoomLimits) -> Self {
+        // Caps allow one second of burst: a quiet room's first messages all go out.
+        let bucket = |rate: f64| TokenBucket::new(rate, rate.max(1.0));
+        Self {
+            last_seq: (unix_ms().max(0) as u64) << 10,
+            recent: VecDeque::new(),
+            gateways: Vec::new(),
+            pending: Vec::new(),
+            coalesced: HashMap::new(),
+            trace: None,
+            normal: bucket(limits.delivery_cap_per_sec),
+            low: bucket(limits.low_cap_per_sec),
+            publish: bucket(limits.publish_cap_per_sec),
+            dirty: false,
+        }
+    }
+
+    /// Checks the room's publish cap for a message of `kind` (high priority
+    /// is exempt); on refusal, how long until the room takes one again.
+    pub fn admit(&mut self, kind: RoomMessageKind, now: Instant) -> Result<(), Duration> {
+        if priority_of(kind) == Priority::High {
+            return Ok(());
+        }
+        self.publish.take_at(now)
+    }
+
+    /// Numbers a message and puts it in its lane. Returns its sequence.
+    pub fn accept(&mut self, room_id: &str, incoming: Incoming, max_batch: usize, now: Instant) -> (u64, Accepted) {
+        let priority = priority_of(incoming.kind);
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        let delivered = match priority {
+            Priority::High => true,
+            Priority::Normal => self.normal.take_at(now).is_ok(),
+            _ => self.low.take_at(now).is_ok(),
+        };
+        if !delivered {
+            if priority == Priority::Normal {
+                return (seq, Accepted::Sampled);
+            }
+            *self.coalesced.entry(incoming.kind as i32).or_default() += 1;
+            return (seq, Accepted::Coalesced);
+        }
+        if self.trace.is_none() && !incoming.trace.0.is_empty() {
+            self.trace = Some(incoming.trace);
+        }
+        self.pending.push(RoomMessage {
+            room_id: room_id.to_owned(),
+            seq,
+            sender_user_id: incoming.sender_user_id,
+            kind: incoming.kind as i32,
+            priority: priority as i32,
+            body: incoming.body,
+            sent_at_ms: unix_ms(),
+        });
+        let outcome = if priority == Priority::High || self.pending.len() >= max_batch {
+            Accepted::FlushNow
+        } else {
+            Accepted::Queued
+        };
+        (seq, outcome)
+    }
+
+    /// Takes the pending batch (None when there is nothing to send) and
+    /// records its messages in the ring of `keep` recent ones.
+    pub fn take_batch(&mut self, room_id: &str, keep: usize) -> Option<RoomBatch> {
+        if self.pending.is_empty() && self.coalesced.is_empty() {
+            return None;
+        }
+        let messages = std::mem::take(&mut self.pending);
+        for message in &messages {
+            self.recent.push_back(message.clone());
+        }
+        while self.recent.len() > keep {
+            self.recent.pop_front();
+        }
+        let coalesced = self
+            .coalesced
+            .drain()
+            .map(|(kind, count)| {
+                let name = RoomMessageKind::try_from(kind).unwrap_or_default().as_str_name();
+                (name.to_owned(), count)
+            })
+            .collect();
+        let (traceparent, tracestate) = self.trace.take().unwrap_or_default();
+        Some(RoomBatch {
+            room_id: room_id.to_owned(),
+            messages,
+            coalesced,
+            traceparent,
+            tracestate,
+            ..Default::default()
+        })
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(kind: RoomMessageKind) -> Incoming {
+        Incoming {
+            sender_user_id: "u".into(),
+            kind,
+            body: "x".into(),
+            trace: Default::default(),
+        }
+    }
+
+    fn limits(normal: f64, low: f64) -> RoomLimits {
+        RoomLimits {
+            delivery_cap_per_sec: normal,
+            low_cap_per_sec: low,
+            publish_cap_per_sec: 1000.0,
+        }
+    }
+
+    #[test]
+    fn normal_is_sampled_above_the_cap_low_is_coalesced_high_always_goes() {
+        let now = Instant::now();
+        let mut room = RoomState::fresh(limits(2.0, 1.0));
+        let outcomes: Vec<Accepted> = (0..4)
+            .map(|_| room.accept("r", incoming(RoomMessageKind::Comment), 100, now).1)
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![Accepted::Queued, Accepted::Queued, Accepted::Sampled, Accepted::Sampled]
+        );
+        assert_eq!(
+            room.accept("r", incoming(RoomMessageKind::Like), 100, now).1,
+            Accepted::Queued
+        );
+        for _ in 0..5 {
+            assert_eq!(
+                room.accept("r", incoming(RoomMessageKind::Like), 100, now).1,
+                Accepted::Coalesced
+            );
+        }
+        assert_eq!(
+            room.accept("r", incoming(RoomMessageKind::Gift), 100, now).1,
+            Accepted::FlushNow
+        );
+
+        let batch = room.take_batch("r", 10).unwrap();
+        let seqs: Vec<u64> = batch.messages.iter().map(|m| m.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "ascending: {seqs:?}");
+        assert_eq!(batch.messages.len(), 4, "2 comments, 1 like, 1 gift");
+        assert_eq!(batch.coalesced.get("ROOM_MESSAGE_KIND_LIKE"), Some(&5));
+        assert_eq!(room.recent.len(), 4);
+        assert!(room.take_batch("r", 10).is_none(), "nothing left");
+    }
+
+    #[test]
+    fn the_publish_cap_refuses_normal_with_a_hint_but_never_high() {
+        let now = Instant::now();
+        let mut room = RoomState::fresh(RoomLimits {
+            publish_cap_per_sec: 2.0,
+            ..RoomLimits::default()
+        });
+        assert!(room.admit(RoomMessageKind::Comment, now).is_ok());
+        assert!(room.admit(RoomMessageKind::Comment, now).is_ok());
+        let wait = room.admit(RoomMessageKind::Comment, now).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500));
+        assert!(room.admit(RoomMessageKind::Gift, now).is_ok());
+    }
+
+    #[test]
+    fn a_full_batch_asks_to_be_sent() {
+        let now = Instant::now();
+        let mut room = RoomState::fresh(limits(100.0, 100.0));
+        assert_eq!(
+            room.accept("r", incoming(RoomMessageKind::Comment), 2, now).1,
+            Accepted::Queued
+        );
+        assert_eq!(
+            room.accept("r", incoming(RoomMessageKind::Comment), 2, now).1,
+            Accepted::FlushNow
+        );
+    }
+}
