@@ -77,7 +77,6 @@ impl TokenBucket {
 mod tests {
     use super::TokenBucket;
     use std::time::{Duration, Instant};
-    use tonic::Status;
 
     #[test]
     fn a_burst_then_the_rate_with_a_retry_hint() {
