@@ -24,6 +24,7 @@ mod grpc_metrics;
 pub mod ids;
 pub mod metrics;
 mod metrics_endpoint;
+pub mod process_metrics;
 pub mod rate;
 pub mod rendezvous;
 pub mod serve;

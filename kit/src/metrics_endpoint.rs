@@ -2,7 +2,7 @@
 //! the gRPC-web layer refuses every other HTTP/1.1 request, and Prometheus
 //! scrapes over HTTP/1.1.
 
-use crate::metrics;
+use crate::{metrics, process_metrics};
 use prometheus_client::registry::Registry;
 use std::{
     future::Future,
@@ -58,7 +58,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
-            let text = metrics::render(&self.registry);
+            let mut text = process_metrics::render();
+            text.push_str(&metrics::render(&self.registry));
             let response = http::Response::builder()
                 .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
                 .body(tonic::body::Body::new(text))

@@ -1,0 +1,114 @@
+//! A lean gRPC client over one HTTP/2 connection, as a browser tab would
+//! hold: hyper's HTTP/2 client with no pool, no buffer layer and no retry, so
+//! tens of thousands fit in one process. Messages stay raw bytes: the load
+//! generator scans them instead of decoding them.
+
+use anyhow::{Context, bail};
+use http::{Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Bytes, client::conn::http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message;
+use std::net::{IpAddr, SocketAddr};
+use tokio::net::TcpSocket;
+
+/// One HTTP/2 connection to a gateway.
+#[derive(Clone)]
+pub struct GrpcConn {
+    sender: http2::SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl GrpcConn {
+    /// Connects from `source` (a loopback address, to spread connections
+    /// over many source addresses) to `target`.
+    pub async fn connect(source: Option<IpAddr>, target: SocketAddr) -> anyhow::Result<Self> {
+        let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(source) = source {
+            socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("bind {source}"))?;
+        }
+        socket.set_nodelay(true)?;
+        let stream = socket.connect(target).await.with_context(|| format!("connect {target}"))?;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        // Small windows and buffers: a viewer reads as it goes.
+        builder.initial_stream_window_size(256 * 1024).initial_connection_window_size(512 * 1024);
+        let (sender, connection) = builder.handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self {
+            sender,
+            authority: target.to_string(),
+        })
+    }
+
+    fn request(&self, path: &str, message: &impl Message) -> Request<Full<Bytes>> {
+        let body = message.encode_to_vec();
+        let mut framed = Vec::with_capacity(body.len() + 5);
+        framed.push(0);
+        framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&body);
+        Request::post(format!("http://{}{path}", self.authority))
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from(framed)))
+            .expect("static request parts are valid")
+    }
+
+    /// A unary call: the response message's bytes.
+    pub async fn unary(&mut self, path: &str, message: &impl Message) -> anyhow::Result<Bytes> {
+        let mut stream = self.server_stream(path, message).await?;
+        let reply = stream.next().await?.context("no response message")?;
+        Ok(reply)
+    }
+
+    /// A server-streaming call: its messages, one by one.
+    pub async fn server_stream(&mut self, path: &str, message: &impl Message) -> anyhow::Result<MessageStream> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(self.request(path, message)).await?;
+        if let Some(status) = response.headers().get("grpc-status").filter(|s| *s != "0") {
+            let message = response.headers().get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("");
+            bail!("{path}: grpc-status {status:?} {message}");
+        }
+        Ok(MessageStream {
+            body: response.into_body(),
+            buffer: Vec::new(),
+        })
+    }
+}
+
+/// Length-prefixed gRPC messages read from a response body.
+pub struct MessageStream {
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+}
+
+impl MessageStream {
+    /// The next message, or None at the end of the stream.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Bytes>> {
+        loop {
+            if self.buffer.len() >= 5 {
+                let len = u32::from_be_bytes(self.buffer[1..5].try_into().expect("4 bytes")) as usize;
+                if self.buffer.len() >= 5 + len {
+                    let message = Bytes::copy_from_slice(&self.buffer[5..5 + len]);
+                    self.buffer.drain(..5 + len);
+                    return Ok(Some(message));
+                }
+            }
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
+            let frame = frame?;
+            if let Some(trailers) = frame.trailers_ref() {
+                if let Some(status) = trailers.get("grpc-status").filter(|s| *s != "0") {
+                    let message = trailers.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("");
+                    bail!("stream ended with grpc-status {status:?} {message}");
+                }
+                return Ok(None);
+            }
+            if let Ok(data) = frame.into_data() {
+                self.buffer.extend_from_slice(&data);
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! hubbub's load generator: point it at any deployment.
+//!
+//! ```text
+//! hubbub-bench fanout --gateways 127.0.0.1:7700 --room 127.0.0.1:7701 \
+//!     --viewers 1000 --rate 5000 --duration 10
+//! ```
+//!
+//! Viewers connect as browsers would (one HTTP/2 connection each, from
+//! several 127.0.0.x source addresses, over several processes); messages are
+//! published through the room service with their send time in the body.
+
+mod fanout;
+mod grpc_conn;
+mod histogram;
+mod scan;
+mod scrape;
+mod viewers;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "hubbub-bench", about = "Load generator and benchmarks for hubbub")]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Room fan-out: viewers, rooms, a publish rate and mix; prints JSON.
+    Fanout(fanout::FanoutArgs),
+    /// One process of viewers (started by `fanout`).
+    Viewers(viewers::ViewersArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        BenchCommand::Fanout(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(fanout::run(args)),
+        BenchCommand::Viewers(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, viewers::run(args))
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `hubbub-bench viewers`: one load-generator process holding many viewer
+//! connections. It connects and joins, prints `{"ready":..}`, counts what
+//! arrives until a `stop` line on stdin, then prints its tallies as JSON.
+//!
+//! It runs on one thread: tallies need no locks, and several processes use
+//! several cores (and stay under the per-process file limit).
+
+use crate::{grpc_conn::GrpcConn, histogram::Histogram, scan};
+use anyhow::Context;
+use hubbub_proto::v1::{ConnectRequest, JoinRoomRequest, ServerEvent, server_event::Event};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use std::{
+    cell::RefCell,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    rc::Rc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+use tokio::io::AsyncBufReadExt;
+
+/// Where this process's viewers go.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ViewersArgs {
+    /// Gateway addresses (host:port), viewers spread round-robin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub gateways: Vec<SocketAddr>,
+    /// Viewers in this process.
+    #[arg(long)]
+    pub viewers: usize,
+    /// Global index of this process's first viewer (spreads rooms, gateways
+    /// and source addresses evenly over all processes).
+    #[arg(long, default_value_t = 0)]
+    pub first: usize,
+    /// Rooms `room-0` .. `room-{rooms-1}`.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Source addresses 127.0.0.1 .. 127.0.0.N, so that many connections
+    /// fit in the ephemeral port range.
+    #[arg(long, default_value_t = 16)]
+    pub sources: usize,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+}
+
+/// What a viewers process saw.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Tally {
+    /// Messages received by priority: [unspecified, low, normal, high].
+    pub received: [u64; 4],
+    /// Publish-to-viewer latency by priority.
+    pub latency: [Histogram; 4],
+    /// Batches received.
+    pub batches: u64,
+    /// Compressed batches (their messages were not counted).
+    pub compressed: u64,
+    /// `Missed` events and the messages they reported.
+    pub missed: u64,
+    /// Streams that ended or failed before `stop`.
+    pub streams_lost: u64,
+    /// Viewers that could not connect or join.
+    pub failed: u64,
+}
+
+pub async fn run(args: ViewersArgs) -> anyhow::Result<()> {
+    let tally = Rc::new(RefCell::new(Tally::default()));
+    let mut connected = 0usize;
+    let indices: Vec<usize> = (args.first..args.first + args.viewers).collect();
+    for chunk in indices.chunks(args.concurrency.max(1)) {
+        let joins: Vec<_> = chunk
+            .iter()
+            .map(|&index| tokio::task::spawn_local(open_viewer(args.clone(), index, tally.clone())))
+            .collect();
+        for join in joins {
+            match join.await? {
+                Ok(()) => connected += 1,
+                Err(err) => {
+                    tally.borrow_mut().failed += 1;
+                    if tally.borrow().failed <= 3 {
+                        eprintln!("viewer failed: {err:#}");
+                    }
+                }
+            }
+        }
+    }
+    println!("{}", serde_json::json!({ "ready": connected, "failed": args.viewers - connected }));
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim() == "stop" {
+            break;
+        }
+    }
+    println!("{}", serde_json::to_string(&*tally.borrow())?);
+    Ok(())
+}
+
+async fn open_viewer(args: ViewersArgs, index: usize, tally: Rc<RefCell<Tally>>) -> anyhow::Result<()> {
+    let gateway = args.gateways[index % args.gateways.len()];
+    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % args.sources.clamp(1, 250)) as u8));
+    let source = gateway.ip().is_loopback().then_some(source);
+    let mut conn = GrpcConn::connect(source, gateway).await?;
+    let connect = ConnectRequest {
+        device_id: format!("bench-{index}"),
+        client_info: "hubbub-bench".into(),
+    };
+    let mut events = conn.server_stream("/hubbub.v1.ClientApi/Connect", &connect).await?;
+    let welcome = events.next().await?.context("stream ended before Welcome")?;
+    let Some(Event::Welcome(welcome)) = ServerEvent::decode(welcome)?.event else {
+        anyhow::bail!("first event was not Welcome");
+    };
+    let join = JoinRoomRequest {
+        session_id: welcome.session_id,
+        room_id: format!("room-{}", index % args.rooms.max(1)),
+    };
+    conn.unary("/hubbub.v1.ClientApi/JoinRoom", &join).await?;
+    tokio::task::spawn_local(async move {
+        let _conn = conn; // the connection lives as long as its stream
+        loop {
+            match events.next().await {
+                Ok(Some(event)) => count(&event, &tally),
+                _ => {
+                    tally.borrow_mut().streams_lost += 1;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn count(event: &[u8], tally: &RefCell<Tally>) {
+    let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let mut tally = tally.borrow_mut();
+    let tally = &mut *tally;
+    let scanned = scan::scan(event, |seen| {
+        let lane = usize::from(seen.priority.min(3));
+        tally.received[lane] += 1;
+        if seen.sent_ns > 0 {
+            tally.latency[lane].record(now_ns.saturating_sub(seen.sent_ns) / 1000);
+        }
+    });
+    if scanned.is_batch {
+        tally.batches += 1;
+        tally.compressed += u64::from(scanned.compressed);
+    } else if let Ok(ServerEvent {
+        event: Some(Event::Missed(missed)),
+    }) = ServerEvent::decode(event)
+    {
+        tally.missed += missed.count;
+    }
+}
