@@ -93,14 +93,22 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     }
     let mut ready = 0u64;
     for worker in &mut workers {
-        let line = worker.lines.next_line().await?.context("a viewers process exited early")?;
+        let line = worker
+            .lines
+            .next_line()
+            .await?
+            .context("a viewers process exited early")?;
         let value: serde_json::Value = serde_json::from_str(&line)?;
         ready += value["ready"].as_u64().context("bad ready line")?;
     }
     tokio::time::sleep(Duration::from_secs(args.idle)).await;
     let idle = scrape::total(&args.gateways).await?;
     let room_start = scrape::sample(args.room).await?;
-    let bench_cpu_start: f64 = workers.iter().filter_map(|w| w.child.id()).map(scrape::child_cpu_seconds).sum();
+    let bench_cpu_start: f64 = workers
+        .iter()
+        .filter_map(|w| w.child.id())
+        .map(scrape::child_cpu_seconds)
+        .sum();
 
     // Publish.
     let published = publish(&args).await?;
@@ -108,8 +116,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last batches land
     let gateways_end = scrape::total(&args.gateways).await?;
     let room_end = scrape::sample(args.room).await?;
-    let bench_cpu: f64 =
-        workers.iter().filter_map(|w| w.child.id()).map(scrape::child_cpu_seconds).sum::<f64>() - bench_cpu_start;
+    let bench_cpu: f64 = workers
+        .iter()
+        .filter_map(|w| w.child.id())
+        .map(scrape::child_cpu_seconds)
+        .sum::<f64>()
+        - bench_cpu_start;
 
     // Tallies.
     let mut tally = Tally::default();
@@ -170,6 +182,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             "under_load": per_connection(&under_load).round(),
         },
         "server_cpu_seconds": (server_cpu * 1000.0).round() / 1000.0,
+        "gateway_cpu_seconds": ((gateways_end.cpu_seconds - idle.cpu_seconds) * 1000.0).round() / 1000.0,
+        "room_cpu_seconds": ((room_end.cpu_seconds - room_start.cpu_seconds) * 1000.0).round() / 1000.0,
         "server_cpu_s_per_million_deliveries": if deliveries > 0 {
             ((server_cpu / (deliveries as f64 / 1e6)) * 1000.0).round() / 1000.0
         } else { 0.0 },
@@ -230,12 +244,13 @@ async fn publish(args: &FanoutArgs) -> anyhow::Result<[u64; 3]> {
             let mut client = client.clone();
             let counts = counts.clone();
             let payload = args.payload;
+            let seed = sent;
             tokio::spawn(async move {
                 let request = RoomPublishRequest {
                     room_id,
                     sender_user_id: "bench".into(),
                     kind: kind as i32,
-                    body: body(payload).into(),
+                    body: body(payload, seed).into(),
                 };
                 if client.publish(request).await.is_ok() {
                     counts[lane].fetch_add(1, Ordering::Relaxed);
@@ -254,9 +269,24 @@ async fn publish(args: &FanoutArgs) -> anyhow::Result<[u64; 3]> {
     ])
 }
 
-fn body(size: usize) -> Vec<u8> {
+/// The send time, then words drawn from a small vocabulary: compressible
+/// about as much as real chat text, not as much as a run of one letter.
+fn body(size: usize, seed: u64) -> Vec<u8> {
+    const WORDS: [&str; 32] = [
+        "wow", "so", "good", "lol", "gg", "nice", "play", "again", "this", "is", "amazing", "haha", "love", "it",
+        "from", "brazil", "hello", "everyone", "first", "time", "here", "best", "stream", "ever", "what", "a", "move",
+        "clutch", "insane", "let's", "go", "team",
+    ];
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let mut body = now.to_le_bytes().to_vec();
-    body.resize(size.max(8), b'x');
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while body.len() < size.max(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        body.extend_from_slice(WORDS[(state % WORDS.len() as u64) as usize].as_bytes());
+        body.push(b' ');
+    }
+    body.truncate(size.max(8));
     body
 }

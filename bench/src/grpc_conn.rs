@@ -23,15 +23,26 @@ impl GrpcConn {
     /// Connects from `source` (a loopback address, to spread connections
     /// over many source addresses) to `target`.
     pub async fn connect(source: Option<IpAddr>, target: SocketAddr) -> anyhow::Result<Self> {
-        let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         if let Some(source) = source {
-            socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("bind {source}"))?;
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .with_context(|| format!("bind {source}"))?;
         }
         socket.set_nodelay(true)?;
-        let stream = socket.connect(target).await.with_context(|| format!("connect {target}"))?;
+        let stream = socket
+            .connect(target)
+            .await
+            .with_context(|| format!("connect {target}"))?;
         let mut builder = http2::Builder::new(TokioExecutor::new());
         // Small windows and buffers: a viewer reads as it goes.
-        builder.initial_stream_window_size(256 * 1024).initial_connection_window_size(512 * 1024);
+        builder
+            .initial_stream_window_size(256 * 1024)
+            .initial_connection_window_size(512 * 1024);
         let (sender, connection) = builder.handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = connection.await;
@@ -67,7 +78,11 @@ impl GrpcConn {
         self.sender.ready().await?;
         let response = self.sender.send_request(self.request(path, message)).await?;
         if let Some(status) = response.headers().get("grpc-status").filter(|s| *s != "0") {
-            let message = response.headers().get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("");
+            let message = response
+                .headers()
+                .get("grpc-message")
+                .and_then(|m| m.to_str().ok())
+                .unwrap_or("");
             bail!("{path}: grpc-status {status:?} {message}");
         }
         Ok(MessageStream {

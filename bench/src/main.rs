@@ -14,6 +14,7 @@ mod grpc_conn;
 mod histogram;
 mod scan;
 mod scrape;
+mod unpack;
 mod viewers;
 
 use clap::{Parser, Subcommand};

@@ -20,15 +20,16 @@ pub struct Seen {
 
 /// What one event held.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Scanned {
+pub struct Scanned<'a> {
     /// True when the event was a room batch.
     pub is_batch: bool,
-    /// True when the batch was compressed (its messages were not counted).
-    pub compressed: bool,
+    /// The compressed messages of the batch, when it was compressed.
+    pub compressed: Option<&'a [u8]>,
 }
 
-/// Calls `each` for every room message of `event`.
-pub fn scan(event: &[u8], mut each: impl FnMut(Seen)) -> Scanned {
+/// Calls `each` for every plain room message of `event`; a compressed
+/// batch's bytes are returned for the caller to unpack once.
+pub fn scan(event: &[u8], mut each: impl FnMut(Seen)) -> Scanned<'_> {
     let mut scanned = Scanned::default();
     for (field, value) in Fields(event) {
         if field != EVENT_ROOM_BATCH {
@@ -38,7 +39,7 @@ pub fn scan(event: &[u8], mut each: impl FnMut(Seen)) -> Scanned {
         for (field, value) in Fields(value) {
             match field {
                 BATCH_MESSAGES => each(message(value)),
-                BATCH_COMPRESSED => scanned.compressed = true,
+                BATCH_COMPRESSED => scanned.compressed = Some(value),
                 _ => {}
             }
         }
@@ -46,8 +47,20 @@ pub fn scan(event: &[u8], mut each: impl FnMut(Seen)) -> Scanned {
     scanned
 }
 
+/// Calls `each` for every message of an unpacked `RoomMessageList`.
+pub fn scan_list(list: &[u8], mut each: impl FnMut(Seen)) {
+    for (field, value) in Fields(list) {
+        if field == 1 {
+            each(message(value));
+        }
+    }
+}
+
 fn message(bytes: &[u8]) -> Seen {
-    let mut seen = Seen { priority: 0, sent_ns: 0 };
+    let mut seen = Seen {
+        priority: 0,
+        sent_ns: 0,
+    };
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some((key, after)) = varint(rest) else { break };
@@ -146,14 +159,24 @@ mod tests {
             })),
         };
         let mut seen = Vec::new();
-        let scanned = scan(&event.encode_to_vec(), |s| seen.push(s));
-        assert!(scanned.is_batch && !scanned.compressed);
+        let encoded = event.encode_to_vec();
+        let scanned = scan(&encoded, |s| seen.push(s));
+        assert!(scanned.is_batch && scanned.compressed.is_none());
         assert_eq!(
             seen,
             vec![
-                Seen { priority: 2, sent_ns: 1000 },
-                Seen { priority: 3, sent_ns: 1001 },
-                Seen { priority: 2, sent_ns: 1002 }
+                Seen {
+                    priority: 2,
+                    sent_ns: 1000
+                },
+                Seen {
+                    priority: 3,
+                    sent_ns: 1001
+                },
+                Seen {
+                    priority: 2,
+                    sent_ns: 1002
+                }
             ]
         );
     }

@@ -15,7 +15,9 @@ pub struct ProcessSample {
 
 /// Scrapes `address`'s `/metrics`.
 pub async fn sample(address: SocketAddr) -> anyhow::Result<ProcessSample> {
-    let mut stream = tokio::net::TcpStream::connect(address).await.with_context(|| format!("scrape {address}"))?;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("scrape {address}"))?;
     let request = format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut text = String::new();
@@ -50,7 +52,9 @@ pub fn child_cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
-    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // USER_HZ is 100 on Linux.

@@ -8,12 +8,18 @@ use std::fmt::Write;
 pub fn render() -> String {
     let mut text = String::new();
     if let Some(cpu) = cpu_seconds() {
-        let _ = writeln!(text, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.");
+        let _ = writeln!(
+            text,
+            "# HELP process_cpu_seconds_total User and system CPU time spent in seconds."
+        );
         let _ = writeln!(text, "# TYPE process_cpu_seconds_total counter");
         let _ = writeln!(text, "process_cpu_seconds_total {cpu}");
     }
     if let Some(rss) = resident_bytes() {
-        let _ = writeln!(text, "# HELP process_resident_memory_bytes Resident memory size in bytes.");
+        let _ = writeln!(
+            text,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes."
+        );
         let _ = writeln!(text, "# TYPE process_resident_memory_bytes gauge");
         let _ = writeln!(text, "process_resident_memory_bytes {rss}");
     }
@@ -49,8 +55,15 @@ mod tests {
     #[test]
     fn reports_cpu_memory_and_files_of_this_process() {
         let text = super::render();
-        for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds "] {
-            let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text}"));
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+        ] {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
             let value: f64 = line[name.len()..].parse().unwrap();
             assert!(value >= 0.0);
         }

@@ -35,9 +35,14 @@ pub async fn serve(config: RoomConfig, listener: TcpListener, shutdown: Cancella
     let metrics = metrics::RoomMetrics::register(&mut registry);
     let config = Arc::new(config);
     let router = Arc::new(router::RoomRouter::new(config.clone(), metrics));
+    // Tick at the shorter window so high-priority batches are not late.
+    let tick = match config.high_window_ms {
+        0 => config.batch_window_ms,
+        high => high.min(config.batch_window_ms),
+    };
     tokio::spawn(router::run_flusher(
         router.clone(),
-        std::time::Duration::from_millis(config.batch_window_ms),
+        std::time::Duration::from_millis(tick),
         shutdown.clone(),
     ));
     let api = api::RoomApi::new(router, config, shutdown.clone());

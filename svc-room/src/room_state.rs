@@ -18,8 +18,10 @@ use std::{
 pub enum Accepted {
     /// Queued for the next batch.
     Queued,
-    /// Queued, and the batch must go now (high priority or full).
+    /// Queued, and the batch must go now (it is full).
     FlushNow,
+    /// A high-priority message: the batch goes within the high window.
+    Urgent,
     /// Sampled away: over the room's per-viewer cap.
     Sampled,
     /// Counted into the batch's coalesced counters.
@@ -56,6 +58,10 @@ pub struct RoomState {
     publish: TokenBucket,
     /// True while the room waits in its shard's list of rooms to flush.
     pub dirty: bool,
+    /// When the oldest pending message or counter arrived.
+    pub pending_since: Option<Instant>,
+    /// True when a high-priority message is pending.
+    pub urgent: bool,
 }
 
 impl RoomState {
@@ -79,6 +85,8 @@ impl RoomState {
             low: bucket(limits.low_cap_per_sec),
             publish: bucket(limits.publish_cap_per_sec),
             dirty: false,
+            pending_since: None,
+            urgent: false,
         }
     }
 
@@ -94,6 +102,7 @@ impl RoomState {
     /// Numbers a message and puts it in its lane. Returns its sequence.
     pub fn accept(&mut self, room_id: &str, incoming: Incoming, max_batch: usize, now: Instant) -> (u64, Accepted) {
         let priority = priority_of(incoming.kind);
+        self.pending_since.get_or_insert(now);
         self.last_seq += 1;
         let seq = self.last_seq;
         let delivered = match priority {
@@ -120,8 +129,11 @@ impl RoomState {
             body: incoming.body,
             sent_at_ms: unix_ms(),
         });
-        let outcome = if priority == Priority::High || self.pending.len() >= max_batch {
+        let outcome = if self.pending.len() >= max_batch {
             Accepted::FlushNow
+        } else if priority == Priority::High {
+            self.urgent = true;
+            Accepted::Urgent
         } else {
             Accepted::Queued
         };
@@ -131,6 +143,8 @@ impl RoomState {
     /// Takes the pending batch (None when there is nothing to send) and
     /// records its messages in the ring of `keep` recent ones.
     pub fn take_batch(&mut self, room_id: &str, keep: usize) -> Option<RoomBatch> {
+        self.pending_since = None;
+        self.urgent = false;
         if self.pending.is_empty() && self.coalesced.is_empty() {
             return None;
         }
@@ -212,8 +226,9 @@ mod tests {
         }
         assert_eq!(
             room.accept("r", incoming(RoomMessageKind::Gift), 100, now).1,
-            Accepted::FlushNow
+            Accepted::Urgent
         );
+        assert!(room.urgent);
 
         let batch = room.take_batch("r", 10).unwrap();
         let seqs: Vec<u64> = batch.messages.iter().map(|m| m.seq).collect();

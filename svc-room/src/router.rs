@@ -155,34 +155,66 @@ impl RoomRouter {
         }
         let (seq, accepted) = room.accept(&room_id, message, self.config.max_batch_messages, now);
         self.metrics.published(priority_of(kind));
-        match accepted {
-            Accepted::FlushNow => self.flush(room, &room_id),
+        let flush_now = match accepted {
+            Accepted::FlushNow => true,
+            Accepted::Urgent => self.config.high_window_ms == 0,
             Accepted::Sampled => {
                 self.metrics.sampled.inc();
+                false
             }
             Accepted::Coalesced => {
                 self.metrics.coalesced.inc();
+                false
             }
-            Accepted::Queued => {}
-        }
-        let mark_dirty = matches!(accepted, Accepted::Queued | Accepted::Coalesced) && !room.dirty;
-        if mark_dirty {
+            Accepted::Queued => false,
+        };
+        if flush_now {
+            self.flush(room, &room_id);
+        } else if accepted != Accepted::Sampled && !room.dirty {
             room.dirty = true;
             shard.dirty.push(room_id);
         }
         Ok(seq)
     }
 
-    /// Sends every pending batch: called once per window.
+    /// Sends the batches that are due: those holding a high-priority message
+    /// (after the high window), and the others once their window is over.
+    /// Called on every tick of the flusher.
     pub fn flush_due(&self) {
+        self.flush_where(|room, now| {
+            let Some(since) = room.pending_since else { return true };
+            let waited = now.saturating_duration_since(since);
+            let window = if room.urgent {
+                self.config.high_window_ms
+            } else {
+                self.config.batch_window_ms
+            };
+            waited >= Duration::from_millis(window)
+        });
+    }
+
+    /// Sends every pending batch now (tests, shutdown).
+    pub fn flush_all(&self) {
+        self.flush_where(|_, _| true);
+    }
+
+    fn flush_where(&self, due: impl Fn(&RoomState, Instant) -> bool) {
+        let now = Instant::now();
         for mut shard in self.rooms.each() {
             let shard = &mut *shard;
+            let mut waiting = Vec::new();
             for room_id in std::mem::take(&mut shard.dirty) {
-                if let Some(room) = shard.rooms.get_mut(&room_id) {
+                let Some(room) = shard.rooms.get_mut(&room_id) else {
+                    continue;
+                };
+                if due(room, now) {
                     room.dirty = false;
                     self.flush(room, &room_id);
+                } else {
+                    waiting.push(room_id);
                 }
             }
+            shard.dirty = waiting;
         }
     }
 
@@ -237,15 +269,15 @@ impl RoomRouter {
     }
 }
 
-/// Flushes pending batches every window until `shutdown`.
-pub async fn run_flusher(router: Arc<RoomRouter>, window: Duration, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(window.max(Duration::from_millis(1)));
+/// Sends batches as they fall due, ticking every `tick`, until `shutdown`.
+pub async fn run_flusher(router: Arc<RoomRouter>, tick: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(tick.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => router.flush_due(),
             _ = shutdown.cancelled() => {
-                router.flush_due();
+                router.flush_all();
                 return;
             }
         }
@@ -303,7 +335,7 @@ mod tests {
         assert_eq!(comment(&router, "b", "y"), other + 1, "each room counts on its own");
         assert_eq!(comment(&router, "a", "3"), first + 2);
         assert_eq!(router.recent("a").0.len(), 0, "nothing delivered before the window");
-        router.flush_due();
+        router.flush_all();
         let (recent, last) = router.recent("a");
         assert_eq!(last, first + 2);
         assert_eq!(
@@ -323,7 +355,7 @@ mod tests {
         let fifth = comment(&router, "a", "5");
         comment(&router, "b", "not subscribed");
         assert!(rx.try_recv().is_err(), "gathered until the window ends");
-        router.flush_due();
+        router.flush_all();
         assert_eq!(
             batch_seqs(rx.try_recv().unwrap().unwrap()),
             vec![fourth, fifth],
@@ -333,12 +365,12 @@ mod tests {
 
         router.unsubscribe(&link, "a");
         comment(&router, "a", "6");
-        router.flush_due();
+        router.flush_all();
         assert!(rx.try_recv().is_err(), "nothing after unsubscribe");
     }
 
     #[test]
-    fn high_priority_goes_at_once_and_takes_the_pending_batch_with_it() {
+    fn high_priority_goes_within_the_high_window_and_takes_the_pending_batch_along() {
         let router = router();
         let (tx, mut rx) = mpsc::channel(8);
         let link = router.attach("gw".into(), tx);
@@ -346,10 +378,13 @@ mod tests {
         let _ = rx.try_recv();
         let comment_seq = comment(&router, "a", "c");
         let gift_seq = publish(&router, "a", RoomMessageKind::Gift, "g");
+        assert!(rx.try_recv().is_err(), "within the high window");
+        std::thread::sleep(Duration::from_millis(12));
+        router.flush_due();
         assert_eq!(
             batch_seqs(rx.try_recv().unwrap().unwrap()),
             vec![comment_seq, gift_seq],
-            "no window wait, order kept"
+            "no batch-window wait, order kept"
         );
     }
 
@@ -374,6 +409,7 @@ mod tests {
         router.subscribe(&link, "a"); // fills the queue
         assert!(!link.kick.is_cancelled());
         let first = publish(&router, "a", RoomMessageKind::Gift, "1");
+        router.flush_all();
         assert!(link.kick.is_cancelled(), "the full queue ends its stream");
         assert_eq!(
             publish(&router, "a", RoomMessageKind::Gift, "2"),
