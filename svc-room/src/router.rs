@@ -301,6 +301,7 @@ mod tests {
     fn router() -> RoomRouter {
         let config = RoomConfig {
             recent_messages: 2,
+            high_window_ms: 10,
             ..RoomConfig::default()
         };
         RoomRouter::new(Arc::new(config), RoomMetrics::default())
