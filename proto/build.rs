@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         .extern_path(".hubbub.v1", "crate::v1")
         .extern_path(".hubbub.v1.ServerEvent", "crate::wire::EncodedEvent")
+        .codec_path("crate::wire::SmallBufferCodec")
         .compile_fds(wire_fds)?;
     Ok(())
 }

@@ -64,6 +64,39 @@ impl Message for EncodedEvent {
     }
 }
 
+/// The codec of the `ClientApi` server: prost, with small per-call buffers.
+/// A gateway holds one `Connect` call per connection for hours; the default
+/// 8 KiB encode buffer per call would be a quarter of an idle connection's
+/// memory. Buffers grow on demand when a batch is large.
+#[derive(Debug, Clone, Default)]
+pub struct SmallBufferCodec<T, U>(std::marker::PhantomData<(T, U)>);
+
+/// Initial encode/decode buffer of a `ClientApi` call.
+const CALL_BUFFER_BYTES: usize = 512;
+/// Encoded bytes after which a stream yields to the transport.
+const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
+
+impl<T, U> tonic::codec::Codec for SmallBufferCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Encoder;
+    type Decoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        let settings = tonic::codec::BufferSettings::new(CALL_BUFFER_BYTES, YIELD_THRESHOLD_BYTES);
+        tonic_prost::ProstCodec::<T, U>::raw_encoder(settings)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        let settings = tonic::codec::BufferSettings::new(CALL_BUFFER_BYTES, YIELD_THRESHOLD_BYTES);
+        tonic_prost::ProstCodec::<T, U>::raw_decoder(settings)
+    }
+}
+
 /// The `hubbub.v1.ClientApi` server whose `Connect` stream yields
 /// [`EncodedEvent`]s.
 pub mod server {
