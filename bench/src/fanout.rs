@@ -277,7 +277,10 @@ fn body(size: usize, seed: u64) -> Vec<u8> {
         "from", "brazil", "hello", "everyone", "first", "time", "here", "best", "stream", "ever", "what", "a", "move",
         "clutch", "insane", "let's", "go", "team",
     ];
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let mut body = now.to_le_bytes().to_vec();
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     while body.len() < size.max(8) {

@@ -152,7 +152,10 @@ async fn open_viewer(args: ViewersArgs, index: usize, tally: Rc<RefCell<Tally>>)
 }
 
 fn count(event: &[u8], tally: &RefCell<Tally>) {
-    let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let mut tally = tally.borrow_mut();
     let tally = &mut *tally;
     let mut record = |seen: scan::Seen| {

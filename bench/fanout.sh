@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs one fan-out scenario on this machine: a room instance and GATEWAYS
+# gateway processes on 127.0.0.1, then hubbub-bench against them; prints the
+# bench's JSON line and stops the servers.
+#
+#   bench/fanout.sh [GATEWAYS] -- [hubbub-bench fanout options]
+#   bench/fanout.sh 1 -- --viewers 1000 --rate 5000 --duration 10
+#   ROOM_CAPS=default bench/fanout.sh 1 -- --viewers 1000 --rate 5000   # keep the rooms' delivery caps
+#
+# The room's per-viewer caps are lifted unless ROOM_CAPS=default, so that
+# throughput runs measure delivery rather than sampling.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+gateways=${1:-1}
+shift || true
+[ "${1:-}" = "--" ] && shift
+
+cargo build --release --quiet -p hubbub -p hubbub-bench
+bin=target/release
+room_port=${ROOM_PORT:-7801}
+first_gateway_port=${GATEWAY_PORT:-7810}
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+caps=()
+if [ "${ROOM_CAPS:-lifted}" != default ]; then
+  caps=(--set room.limits.delivery_cap_per_sec=1e9 --set room.limits.low_cap_per_sec=1e9
+        --set room.limits.publish_cap_per_sec=1e9)
+fi
+HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" room --set "room.listen=127.0.0.1:$room_port" \
+  --set "room.advertise=http://127.0.0.1:$room_port" "${caps[@]}" >&2 &
+pids+=($!)
+
+addresses=()
+for i in $(seq 0 $((gateways - 1))); do
+  port=$((first_gateway_port + i))
+  HUBBUB_TELEMETRY__LOG=warn HUBBUB_JWT_SECRET=bench "$bin/hubbub" gateway \
+    --set "gateway.listen=127.0.0.1:$port" --set "gateway.id=gateway-$i" \
+    --set "gateway.room_instances=[\"http://127.0.0.1:$room_port\"]" >&2 &
+  pids+=($!)
+  addresses+=("127.0.0.1:$port")
+done
+sleep 1
+for pid in "${pids[@]}"; do
+  kill -0 "$pid" 2>/dev/null || { echo "fanout.sh: a server did not start (port in use?)" >&2; exit 1; }
+done
+
+"$bin/hubbub-bench" fanout --gateways "$(IFS=,; echo "${addresses[*]}")" --room "127.0.0.1:$room_port" "$@"
