@@ -10,6 +10,7 @@
 //! - [`metrics`]: Prometheus registry helpers.
 //! - [`channel`]: trace-propagating client channels.
 //! - [`rendezvous`]: which instance owns a key.
+//! - [`discovery`]: instance lists, fixed or from DNS.
 //! - [`ids`]: validation of ids that cross the API.
 //! - [`closeable`]: server streams their owner can end.
 //! - [`sharded`]: state split over many locks.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod channel;
 pub mod closeable;
 pub mod config;
+pub mod discovery;
 mod grpc_metrics;
 pub mod ids;
 pub mod metrics;

@@ -16,6 +16,11 @@ pub struct GatewayConfig {
     /// Every room instance's address; rooms are spread over them by
     /// rendezvous hashing, and the gateway attaches to each.
     pub room_instances: Vec<String>,
+    /// Instead of `room_instances`: a DNS name (`host:port`) resolving to
+    /// every room instance, such as a headless Service, followed as it changes.
+    pub room_instances_dns: Option<String>,
+    /// How often `room_instances_dns` is resolved again.
+    pub room_dns_refresh_ms: u64,
     /// Other gateway replicas by id, for forwarding calls whose session
     /// lives there (`{ "gateway-1" = "http://gateway-1:7700" }`).
     pub peers: BTreeMap<String, String>,
@@ -53,6 +58,8 @@ impl Default for GatewayConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 7700)),
             id: "gateway-0".to_owned(),
             room_instances: vec!["http://127.0.0.1:7701".to_owned()],
+            room_instances_dns: None,
+            room_dns_refresh_ms: 5_000,
             peers: BTreeMap::new(),
             heartbeat_interval_ms: 25_000,
             max_room_message_bytes: 4096,

@@ -203,9 +203,16 @@ impl Gateway {
         };
         let response = self
             .links
-            .client_for(&request.room_id)
+            .client_for(&request.room_id)?
             .publish(publish)
-            .await?
+            .await
+            .map_err(|status| match status.code() {
+                // The instance lists of gateway and room disagree for a moment.
+                tonic::Code::FailedPrecondition => {
+                    Status::unavailable(format!("room {:?} is moving between instances: retry", request.room_id))
+                }
+                _ => status,
+            })?
             .into_inner();
         Ok(SendRoomMessageResponse { seq: response.seq })
     }

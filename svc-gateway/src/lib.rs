@@ -73,10 +73,32 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
+    let instances = match &config.room_instances_dns {
+        Some(name) => {
+            let refresh = Duration::from_millis(config.room_dns_refresh_ms.max(100));
+            hubbub_kit::discovery::dns(name.clone(), refresh, shutdown.clone())
+                .await
+                .map_err(|err| GatewayError::Config(err.to_string()))?
+        }
+        None if config.room_instances.is_empty() => {
+            return Err(GatewayError::Config(
+                "set room_instances (addresses) or room_instances_dns (host:port)".into(),
+            ));
+        }
+        None => hubbub_kit::discovery::fixed(&config.room_instances).1,
+    };
+    serve_with(config, instances, jwt, listener, shutdown).await
+}
+
+/// [`serve`] with an explicit room instance list (tests, embedders).
+pub async fn serve_with(
+    config: GatewayConfig,
+    instances: hubbub_kit::discovery::Instances,
+    jwt: JwtKey,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
     hubbub_kit::ids::validate("gateway.id", &config.id).map_err(|s| GatewayError::Config(s.message().to_owned()))?;
-    if config.room_instances.is_empty() {
-        return Err(GatewayError::Config("room_instances lists no room instance".into()));
-    }
     let mut registry = Registry::default();
     let metrics = metrics::GatewayMetrics::register(&mut registry);
     let rooms = Arc::new(rooms::LocalRooms::new(
@@ -86,7 +108,7 @@ pub async fn serve(
     ));
     let links = room_link::RoomLinks::start(
         &config.id,
-        &config.room_instances,
+        instances,
         rooms.clone(),
         Duration::from_millis(config.attach_retry_ms),
         shutdown.clone(),

@@ -2,80 +2,96 @@
 //! link subscribes the rooms this gateway holds that its instance owns,
 //! feeds the instance's batches into `LocalRooms`, and after a broken stream
 //! attaches again and re-subscribes everything, so viewers see a short gap at
-//! worst (and the ring fills it).
+//! worst (and the ring fills it). When the instance list changes, links to
+//! new instances start, links to departed ones stop, and every held room
+//! whose owner changed is subscribed at its new owner.
 
 use crate::rooms::LocalRooms;
 use hubbub_kit::{
     channel::{self, AddressError, TracedChannel},
+    discovery::Instances,
     rendezvous, tracecontext,
 };
 use hubbub_proto::v1::{
     AttachHello, RoomAttachRequest, RoomSubscribe, RoomUnsubscribe, room_attach_request::Command,
     room_attach_response::Event, room_client::RoomClient,
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 
 /// Longest pause between attempts to attach to an instance that stays down.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
+/// The current instance list, shared with the attach tasks.
+type SharedAddresses = Arc<RwLock<Arc<Vec<String>>>>;
+
 /// The attach streams of this gateway, one per room instance.
 #[derive(Debug)]
 pub struct RoomLinks {
-    addresses: Vec<String>,
-    links: Vec<RoomLink>,
+    gateway_id: String,
+    rooms: Arc<LocalRooms>,
+    retry: Duration,
+    shutdown: CancellationToken,
+    addresses: SharedAddresses,
+    // Why a lock: the set changes only when the instance list does; every
+    // publish and subscription reads it.
+    links: RwLock<HashMap<String, RoomLink>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RoomLink {
     client: RoomClient<TracedChannel>,
     commands: mpsc::UnboundedSender<Command>,
+    stop: CancellationToken,
 }
 
 impl RoomLinks {
-    /// Starts a link to every address in `addresses`; they run until
-    /// `shutdown` is cancelled.
+    /// Starts a link to every instance in `instances`, and follows the list
+    /// as it changes, until `shutdown` is cancelled.
     pub fn start(
         gateway_id: &str,
-        addresses: &[String],
+        mut instances: Instances,
         rooms: Arc<LocalRooms>,
         retry: Duration,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, AddressError> {
-        let mut links = Vec::with_capacity(addresses.len());
-        let mut tasks = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            let client = RoomClient::new(channel::traced(address)?);
-            let (commands, receiver) = mpsc::unbounded_channel();
-            links.push(RoomLink {
-                client: client.clone(),
-                commands,
-            });
-            tasks.push(Attacher {
-                gateway_id: gateway_id.to_owned(),
-                address: address.clone(),
-                all_addresses: addresses.to_vec(),
-                client,
-                commands: receiver,
-                rooms: rooms.clone(),
-                retry,
-                shutdown: shutdown.clone(),
-            });
-        }
-        for task in tasks {
-            tokio::spawn(task.run());
-        }
-        Ok(Arc::new(Self {
-            addresses: addresses.to_vec(),
-            links,
-        }))
+        let links = Arc::new(Self {
+            gateway_id: gateway_id.to_owned(),
+            rooms,
+            retry,
+            shutdown: shutdown.clone(),
+            addresses: Arc::default(),
+            links: RwLock::default(),
+        });
+        links.apply(instances.borrow_and_update().clone())?;
+        let follower = links.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = instances.changed() => if changed.is_err() { return },
+                    _ = shutdown.cancelled() => return,
+                }
+                let list = instances.borrow_and_update().clone();
+                if let Err(err) = follower.apply(list) {
+                    tracing::warn!(%err, "ignoring an unusable room instance list");
+                }
+            }
+        });
+        Ok(links)
     }
 
     /// A client of the instance owning `room_id`.
-    pub fn client_for(&self, room_id: &str) -> RoomClient<TracedChannel> {
-        self.owner(room_id).client.clone()
+    pub fn client_for(&self, room_id: &str) -> Result<RoomClient<TracedChannel>, Status> {
+        self.owner(room_id)
+            .map(|link| link.client)
+            .ok_or_else(|| Status::unavailable("no room instance is known yet: retry"))
     }
 
     /// Asks the owner of `room_id` for its traffic.
@@ -83,8 +99,10 @@ impl RoomLinks {
         let command = Command::Subscribe(RoomSubscribe {
             room_ids: vec![room_id.to_owned()],
         });
-        // A closed link is down: it re-subscribes from LocalRooms when back.
-        let _ = self.owner(room_id).commands.send(command);
+        // A link that is down re-subscribes from LocalRooms when back.
+        if let Some(link) = self.owner(room_id) {
+            let _ = link.commands.send(command);
+        }
     }
 
     /// Tells the owner of `room_id` to stop sending it here.
@@ -92,12 +110,74 @@ impl RoomLinks {
         let command = Command::Unsubscribe(RoomUnsubscribe {
             room_ids: vec![room_id.to_owned()],
         });
-        let _ = self.owner(room_id).commands.send(command);
+        if let Some(link) = self.owner(room_id) {
+            let _ = link.commands.send(command);
+        }
     }
 
-    fn owner(&self, room_id: &str) -> &RoomLink {
-        let index = rendezvous::owner(room_id, &self.addresses).expect("config validation requires a room instance");
-        &self.links[index]
+    fn owner(&self, room_id: &str) -> Option<RoomLink> {
+        let addresses = self.addresses.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let owner = &addresses[rendezvous::owner(room_id, &addresses)?];
+        self.links.read().unwrap_or_else(|p| p.into_inner()).get(owner).cloned()
+    }
+
+    /// Moves to a new instance list: starts and stops links, then moves each
+    /// held room whose owner changed.
+    fn apply(&self, addresses: Arc<Vec<String>>) -> Result<(), AddressError> {
+        let mut links = self.links.write().unwrap_or_else(|p| p.into_inner());
+        let mut started = Vec::new();
+        let new: Vec<&String> = addresses.iter().filter(|a| !links.contains_key(*a)).collect();
+        for address in new {
+            let client = RoomClient::new(channel::traced(address)?);
+            let (commands, receiver) = mpsc::unbounded_channel();
+            let stop = self.shutdown.child_token();
+            started.push(Attacher {
+                gateway_id: self.gateway_id.clone(),
+                address: address.clone(),
+                addresses: self.addresses.clone(),
+                client: client.clone(),
+                commands: receiver,
+                rooms: self.rooms.clone(),
+                retry: self.retry,
+                shutdown: stop.clone(),
+            });
+            links.insert(address.clone(), RoomLink { client, commands, stop });
+        }
+        links.retain(|address, link| {
+            let keep = addresses.contains(address);
+            if !keep {
+                tracing::info!(room = %address, "room instance left the list");
+                link.stop.cancel();
+            }
+            keep
+        });
+        let before = std::mem::replace(
+            &mut *self.addresses.write().unwrap_or_else(|p| p.into_inner()),
+            addresses.clone(),
+        );
+        for attacher in started {
+            tokio::spawn(attacher.run());
+        }
+        if before.is_empty() || before == addresses {
+            return Ok(());
+        }
+        for room_id in self.rooms.room_ids(|_| true) {
+            let old = rendezvous::owner(&room_id, &before).map(|i| &before[i]);
+            let new = rendezvous::owner(&room_id, &addresses).map(|i| &addresses[i]);
+            if old == new {
+                continue;
+            }
+            tracing::debug!(room_id, ?old, ?new, "room moves to another instance");
+            if let Some(link) = new.and_then(|address| links.get(address)) {
+                let room_ids = vec![room_id.clone()];
+                let _ = link.commands.send(Command::Subscribe(RoomSubscribe { room_ids }));
+            }
+            if let Some(link) = old.and_then(|address| links.get(address)) {
+                let room_ids = vec![room_id.clone()];
+                let _ = link.commands.send(Command::Unsubscribe(RoomUnsubscribe { room_ids }));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -105,7 +185,7 @@ impl RoomLinks {
 struct Attacher {
     gateway_id: String,
     address: String,
-    all_addresses: Vec<String>,
+    addresses: SharedAddresses,
     client: RoomClient<TracedChannel>,
     commands: mpsc::UnboundedReceiver<Command>,
     rooms: Arc<LocalRooms>,
@@ -148,9 +228,10 @@ impl Attacher {
         let _ = send(Command::Hello(AttachHello {
             gateway_id: self.gateway_id.clone(),
         }));
-        let held = self.rooms.room_ids(|room_id| {
-            rendezvous::owner(room_id, &self.all_addresses).map(|i| &self.all_addresses[i]) == Some(&self.address)
-        });
+        let addresses = self.addresses.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let held = self
+            .rooms
+            .room_ids(|room_id| rendezvous::owner(room_id, &addresses).map(|i| &addresses[i]) == Some(&self.address));
         if !held.is_empty() {
             let _ = send(Command::Subscribe(RoomSubscribe { room_ids: held }));
         }

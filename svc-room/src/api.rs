@@ -9,6 +9,7 @@ use crate::{
 };
 use hubbub_kit::{
     closeable::{CloseableStream, Closer},
+    discovery::Instances,
     ids, rendezvous, tracecontext,
 };
 use hubbub_proto::v1::{
@@ -26,24 +27,31 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct RoomApi {
     router: Arc<RoomRouter>,
     config: Arc<RoomConfig>,
+    instances: Instances,
     shutdown: CancellationToken,
 }
 
 impl RoomApi {
     /// Handlers over `router`; `shutdown` ends attach streams and refuses
     /// publishes while draining.
-    pub fn new(router: Arc<RoomRouter>, config: Arc<RoomConfig>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        router: Arc<RoomRouter>,
+        config: Arc<RoomConfig>,
+        instances: Instances,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             router,
             config,
+            instances,
             shutdown,
         }
     }
 
     /// Errs unless this instance owns `room_id`.
     fn check_owner(&self, room_id: &str) -> Result<(), RoomError> {
-        let instances = &self.config.instances;
-        let Some(owner) = rendezvous::owner(room_id, instances) else {
+        let instances = self.instances.borrow().clone();
+        let Some(owner) = rendezvous::owner(room_id, &instances) else {
             return Ok(());
         };
         if instances[owner] == self.config.advertise {
@@ -188,11 +196,22 @@ impl RoomApi {
                     break;
                 }
                 Command::Subscribe(subscribe) => {
-                    if let Some(status) = subscribe.room_ids.iter().find_map(|id| self.check_room(id).err()) {
+                    if let Some(status) = subscribe
+                        .room_ids
+                        .iter()
+                        .find_map(|id| ids::validate("room_id", id).err())
+                    {
                         closer.fail(status);
                         break;
                     }
                     for room_id in subscribe.room_ids {
+                        // While instance lists change, gateway and room may
+                        // disagree for a moment: skip rather than end the
+                        // stream; the gateway's join times out and is retried.
+                        if let Err(err) = self.check_owner(&room_id) {
+                            tracing::warn!(gateway = %link.gateway_id, %err, "subscription skipped");
+                            continue;
+                        }
                         self.router.subscribe(&link, &room_id);
                         rooms.insert(room_id);
                     }

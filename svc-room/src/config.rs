@@ -15,6 +15,12 @@ pub struct RoomConfig {
     /// Every room instance's advertised address, the same list gateways use.
     /// Empty: this instance owns every room (a single instance).
     pub instances: Vec<String>,
+    /// Instead of `instances`: a DNS name (`host:port`) resolving to every
+    /// room instance (a headless Service); `advertise` must then be this
+    /// instance's `http://<ip>:<port>`.
+    pub instances_dns: Option<String>,
+    /// How often `instances_dns` is resolved again.
+    pub dns_refresh_ms: u64,
     /// Recent messages kept per room and given to late joiners.
     pub recent_messages: usize,
     /// Largest message body accepted by `Publish`, in bytes.
@@ -69,6 +75,8 @@ impl Default for RoomConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 7701)),
             advertise: "http://127.0.0.1:7701".to_owned(),
             instances: Vec::new(),
+            instances_dns: None,
+            dns_refresh_ms: 5_000,
             recent_messages: 20,
             max_body_bytes: 16 * 1024,
             gateway_queue: 16 * 1024,

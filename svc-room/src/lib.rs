@@ -45,7 +45,21 @@ pub async fn serve(config: RoomConfig, listener: TcpListener, shutdown: Cancella
         std::time::Duration::from_millis(tick),
         shutdown.clone(),
     ));
-    let api = api::RoomApi::new(router, config, shutdown.clone());
+    let instances = match &config.instances_dns {
+        Some(name) => {
+            let refresh = std::time::Duration::from_millis(config.dns_refresh_ms.max(100));
+            match hubbub_kit::discovery::dns(name.clone(), refresh, shutdown.clone()).await {
+                Ok(instances) => instances,
+                // The role still serves; ownership checks wait for DNS.
+                Err(err) => {
+                    tracing::warn!(%err, "room.instances_dns does not resolve yet; owning every room until it does");
+                    hubbub_kit::discovery::fixed(&[]).1
+                }
+            }
+        }
+        None => hubbub_kit::discovery::fixed(&config.instances).1,
+    };
+    let api = api::RoomApi::new(router, config, instances, shutdown.clone());
     let server = RoleServer {
         role: "room",
         routes: Routes::new(RoomServer::new(api)),

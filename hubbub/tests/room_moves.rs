@@ -1,0 +1,134 @@
+//! Rooms move when the room instance list changes: gateways attach to the
+//! new instance, re-subscribe the rooms it now owns, and viewers keep
+//! receiving without doing anything.
+
+mod support;
+
+use hubbub_kit::{auth::JwtKey, channel, discovery};
+use hubbub_proto::v1::{RoomGetRecentRequest, RoomMessageKind, SendRoomMessageRequest, room_client::RoomClient};
+use std::time::Duration;
+use support::{Sandbox, Viewer, authed};
+use svc_gateway::GatewayConfig;
+use svc_room::RoomConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+async fn room_instance(shutdown: &CancellationToken) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let config = RoomConfig {
+        listen: listener.local_addr().unwrap(),
+        advertise: address.clone(),
+        ..RoomConfig::default()
+    };
+    tokio::spawn(svc_room::serve(config, listener, shutdown.clone()));
+    address
+}
+
+async fn send(viewer: &mut Viewer, room_id: &str, body: &str) -> Result<u64, tonic::Status> {
+    let request = SendRoomMessageRequest {
+        session_id: viewer.session_id.clone(),
+        room_id: room_id.into(),
+        body: body.as_bytes().to_vec().into(),
+        kind: RoomMessageKind::Comment as i32,
+    };
+    let request = authed(request, viewer.token.as_deref());
+    viewer
+        .client
+        .send_room_message(request)
+        .await
+        .map(|r| r.into_inner().seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
+    let shutdown = CancellationToken::new();
+    let first = room_instance(&shutdown).await;
+    let second = room_instance(&shutdown).await;
+    let (instances, watched) = discovery::fixed(std::slice::from_ref(&first));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = listener.local_addr().unwrap();
+    let config = GatewayConfig {
+        listen: gateway,
+        id: "gw-0".into(),
+        attach_retry_ms: 50,
+        user_publish_per_sec: 10_000.0,
+        user_publish_burst: 10_000.0,
+        ..GatewayConfig::default()
+    };
+    tokio::spawn(svc_gateway::serve_with(
+        config,
+        watched,
+        JwtKey::new(support::SECRET),
+        listener,
+        shutdown.clone(),
+    ));
+    let sandbox = Sandbox {
+        room: first.trim_start_matches("http://").parse().unwrap(),
+        gateways: vec![gateway],
+        shutdown: shutdown.clone(),
+        gateway_shutdowns: vec![shutdown.clone()],
+        room_shutdown: shutdown.clone(),
+    };
+
+    let rooms: Vec<String> = (0..12).map(|i| format!("room-{i}")).collect();
+    let mut viewer = Viewer::connect(&sandbox, 0, Some("viewer")).await;
+    for room in &rooms {
+        viewer.join(room).await;
+        send(&mut viewer, room, "before").await.unwrap();
+    }
+    let mut got = 0;
+    while got < rooms.len() {
+        got += viewer.room_batch_within(support::PATIENCE).await.unwrap().len();
+    }
+
+    // A second instance joins the list: about half the rooms now belong to it.
+    let both = vec![first.clone(), second.clone()];
+    instances.send(std::sync::Arc::new(both.clone())).unwrap();
+    let moved: Vec<&String> = rooms
+        .iter()
+        .filter(|room| both[hubbub_kit::rendezvous::owner(room, &both).unwrap()] == second)
+        .collect();
+    assert!(!moved.is_empty(), "some room changes owner");
+
+    // Every room still delivers; the moved ones through the new instance.
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    for room in &rooms {
+        loop {
+            match send(&mut viewer, room, &format!("after {room}")).await {
+                Ok(_) => break,
+                Err(status) if tokio::time::Instant::now() < deadline => {
+                    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(status) => panic!("{room} never accepted a message after the move: {status:?}"),
+            }
+        }
+    }
+    let mut delivered = std::collections::HashSet::new();
+    while delivered.len() < rooms.len() {
+        let batch = viewer
+            .room_batch_within(support::PATIENCE)
+            .await
+            .expect("every room keeps delivering");
+        for message in batch {
+            if message.body.starts_with(b"after") {
+                delivered.insert(message.room_id.clone());
+            }
+        }
+    }
+    let mut second_client = RoomClient::new(channel::traced(&second).unwrap());
+    for room in moved {
+        let recent = second_client
+            .get_recent(RoomGetRecentRequest { room_id: room.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .recent;
+        assert!(
+            recent.iter().any(|m| m.body.starts_with(b"after")),
+            "{room} was served by the new instance"
+        );
+    }
+}
