@@ -15,9 +15,8 @@ use std::{
     collections::VecDeque,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
-use tokio::sync::{Notify, futures::OwnedNotified};
 use tokio_stream::Stream;
 use tonic::Status;
 
@@ -47,6 +46,9 @@ struct State {
     /// Messages dropped per room, told to the device at the next chance.
     missed: Vec<(Arc<str>, u64)>,
     closing: Option<Closing>,
+    /// The stream's task, parked until something is queued. Kept here, under
+    /// the same lock as the queue, so a push can never miss a parked reader.
+    reader: Option<Waker>,
 }
 
 #[derive(Debug)]
@@ -60,7 +62,6 @@ enum Closing {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    notify: Arc<Notify>,
     capacity: usize,
 }
 
@@ -76,12 +77,10 @@ impl Outbox {
     pub fn new(capacity: usize, guard: impl Send + Sync + 'static) -> (Self, OutboxStream) {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
-            notify: Arc::new(Notify::new()),
             capacity: capacity.max(2),
         });
         let stream = OutboxStream {
             shared: shared.clone(),
-            waiting: None,
             done: false,
             _guard: Box::new(guard),
         };
@@ -113,8 +112,7 @@ impl Outbox {
                 state.closing = Some(Closing::Failed(Some(Status::resource_exhausted(
                     "this device did not read its stream fast enough: reconnect, re-join rooms and pull",
                 ))));
-                drop(state);
-                self.shared.notify.notify_one();
+                wake(state);
                 return false;
             };
             let victim = state.queue.remove(victim).expect("position is in range");
@@ -127,8 +125,7 @@ impl Outbox {
             room,
             messages,
         });
-        drop(state);
-        self.shared.notify.notify_one();
+        wake(state);
         true
     }
 
@@ -143,8 +140,7 @@ impl Outbox {
                 room: None,
                 messages: 0,
             });
-            drop(state);
-            self.shared.notify.notify_one();
+            wake(state);
         }
     }
 
@@ -152,8 +148,7 @@ impl Outbox {
     pub fn close(&self) {
         let mut state = self.lock();
         state.closing.get_or_insert(Closing::Graceful);
-        drop(state);
-        self.shared.notify.notify_one();
+        wake(state);
     }
 
     /// Events queued now.
@@ -171,6 +166,15 @@ impl Outbox {
     }
 }
 
+/// Releases the lock, then wakes the parked reader, if any.
+fn wake(mut state: MutexGuard<'_, State>) {
+    let reader = state.reader.take();
+    drop(state);
+    if let Some(reader) = reader {
+        reader.wake();
+    }
+}
+
 fn record_missed(missed: &mut Vec<(Arc<str>, u64)>, room: Option<Arc<str>>, messages: u64) {
     let Some(room) = room else { return };
     match missed.iter_mut().find(|(id, _)| *id == room) {
@@ -182,13 +186,13 @@ fn record_missed(missed: &mut Vec<(Arc<str>, u64)>, room: Option<Arc<str>>, mess
 /// The response stream of `Connect`: drains an [`Outbox`].
 pub struct OutboxStream {
     shared: Arc<Shared>,
-    waiting: Option<Pin<Box<OwnedNotified>>>,
     done: bool,
     _guard: Box<dyn Send + Sync>,
 }
 
 impl OutboxStream {
-    fn next_ready(&self) -> Option<Option<Result<EncodedEvent, Status>>> {
+    /// The next item, or None after parking `waker` (under the queue's lock).
+    fn next_ready(&self, waker: &Waker) -> Option<Option<Result<EncodedEvent, Status>>> {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(Closing::Failed(status)) = &mut state.closing {
             return Some(status.take().map(Err));
@@ -209,6 +213,9 @@ impl OutboxStream {
         if matches!(state.closing, Some(Closing::Graceful)) {
             return Some(None);
         }
+        if !state.reader.as_ref().is_some_and(|parked| parked.will_wake(waker)) {
+            state.reader = Some(waker.clone());
+        }
         None
     }
 }
@@ -217,25 +224,17 @@ impl Stream for OutboxStream {
     type Item = Result<EncodedEvent, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if self.done {
-                return Poll::Ready(None);
-            }
-            if let Some(next) = self.next_ready() {
-                self.waiting = None;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.next_ready(cx.waker()) {
+            Some(next) => {
                 if next.as_ref().is_none_or(Result::is_err) {
                     self.done = true;
                 }
-                return Poll::Ready(next);
+                Poll::Ready(next)
             }
-            // Notify keeps a permit when nobody waits, so a push between the
-            // check above and this poll is not lost.
-            let notify = self.shared.notify.clone();
-            let waiting = self.waiting.get_or_insert_with(|| Box::pin(notify.notified_owned()));
-            match waiting.as_mut().poll(cx) {
-                Poll::Ready(()) => self.waiting = None,
-                Poll::Pending => return Poll::Pending,
-            }
+            None => Poll::Pending,
         }
     }
 }
