@@ -37,6 +37,9 @@ pub struct RoomConfig {
     pub high_window_ms: u64,
     /// A batch is sent as soon as it holds this many messages.
     pub max_batch_messages: usize,
+    /// Seconds after which a room nobody watches or writes to is forgotten
+    /// (its ring with it).
+    pub idle_room_secs: u64,
     /// Limits of every room, unless overridden.
     pub limits: RoomLimits,
     /// Limits of particular rooms, by room id (`[room.overrides."big-show"]`).
@@ -83,6 +86,7 @@ impl Default for RoomConfig {
             batch_window_ms: 50,
             high_window_ms: 20,
             max_batch_messages: 256,
+            idle_room_secs: 600,
             limits: RoomLimits::default(),
             overrides: BTreeMap::new(),
         }

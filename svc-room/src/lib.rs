@@ -43,6 +43,7 @@ pub async fn serve(config: RoomConfig, listener: TcpListener, shutdown: Cancella
     tokio::spawn(router::run_flusher(
         router.clone(),
         std::time::Duration::from_millis(tick),
+        std::time::Duration::from_secs(config.idle_room_secs),
         shutdown.clone(),
     ));
     let instances = match &config.instances_dns {

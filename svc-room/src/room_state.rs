@@ -62,6 +62,8 @@ pub struct RoomState {
     pub pending_since: Option<Instant>,
     /// True when a high-priority message is pending.
     pub urgent: bool,
+    /// Last publish or subscription: a room idle for long is forgotten.
+    pub last_active: Instant,
 }
 
 impl RoomState {
@@ -87,6 +89,7 @@ impl RoomState {
             dirty: false,
             pending_since: None,
             urgent: false,
+            last_active: Instant::now(),
         }
     }
 
@@ -103,6 +106,7 @@ impl RoomState {
     pub fn accept(&mut self, room_id: &str, incoming: Incoming, max_batch: usize, now: Instant) -> (u64, Accepted) {
         let priority = priority_of(incoming.kind);
         self.pending_since.get_or_insert(now);
+        self.last_active = now;
         self.last_seq += 1;
         let seq = self.last_seq;
         let delivered = match priority {
@@ -138,6 +142,17 @@ impl RoomState {
             Accepted::Queued
         };
         (seq, outcome)
+    }
+
+    /// True when nothing would be lost by forgetting the room: no gateway
+    /// subscribed, nothing pending, and no activity for `idle`. Its sequence
+    /// starts from the clock again, so it still only increases.
+    pub fn is_forgettable(&self, now: Instant, idle: Duration) -> bool {
+        self.gateways.is_empty()
+            && !self.dirty
+            && self.pending.is_empty()
+            && self.coalesced.is_empty()
+            && now.saturating_duration_since(self.last_active) >= idle
     }
 
     /// Takes the pending batch (None when there is nothing to send) and

@@ -114,6 +114,7 @@ impl RoomRouter {
     pub fn subscribe(&self, link: &GatewayLink, room_id: &str) {
         let mut shard = self.rooms.lock(room_id);
         let room = self.room(&mut shard, room_id);
+        room.last_active = Instant::now();
         if !room.gateways.iter().any(|g| g.attach_id == link.attach_id) {
             room.gateways.push(link.clone());
         }
@@ -193,6 +194,30 @@ impl RoomRouter {
         });
     }
 
+    /// Forgets rooms that nobody watches and nobody wrote to for `idle`, so
+    /// memory follows the live rooms rather than every room ever used.
+    /// Returns how many were forgotten.
+    pub fn forget_idle(&self, idle: Duration) -> usize {
+        let now = Instant::now();
+        let mut forgotten = 0;
+        for mut shard in self.rooms.each() {
+            let before = shard.rooms.len();
+            shard.rooms.retain(|_, room| !room.is_forgettable(now, idle));
+            forgotten += before - shard.rooms.len();
+        }
+        forgotten
+    }
+
+    /// Rooms held now.
+    pub fn len(&self) -> usize {
+        self.rooms.each().map(|shard| shard.rooms.len()).sum()
+    }
+
+    /// True when no room is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Sends every pending batch now (tests, shutdown).
     pub fn flush_all(&self) {
         self.flush_where(|_, _| true);
@@ -269,13 +294,21 @@ impl RoomRouter {
     }
 }
 
-/// Sends batches as they fall due, ticking every `tick`, until `shutdown`.
-pub async fn run_flusher(router: Arc<RoomRouter>, tick: Duration, shutdown: CancellationToken) {
+/// Sends batches as they fall due, ticking every `tick`, and forgets rooms
+/// idle for `idle_room`, until `shutdown`.
+pub async fn run_flusher(router: Arc<RoomRouter>, tick: Duration, idle_room: Duration, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(tick.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep = Instant::now();
     loop {
         tokio::select! {
-            _ = ticker.tick() => router.flush_due(),
+            _ = ticker.tick() => {
+                router.flush_due();
+                if last_sweep.elapsed() >= idle_room.min(Duration::from_secs(10)) {
+                    last_sweep = Instant::now();
+                    router.forget_idle(idle_room);
+                }
+            }
             _ = shutdown.cancelled() => {
                 router.flush_all();
                 return;
@@ -387,6 +420,22 @@ mod tests {
             vec![comment_seq, gift_seq],
             "no batch-window wait, order kept"
         );
+    }
+
+    #[test]
+    fn idle_unwatched_rooms_are_forgotten_and_numbering_still_increases() {
+        let router = router();
+        let (tx, _rx) = mpsc::channel(8);
+        let link = router.attach("gw".into(), tx);
+        router.subscribe(&link, "watched");
+        let seq = comment(&router, "idle", "x");
+        assert_eq!(router.forget_idle(Duration::ZERO), 0, "a pending batch keeps the room");
+        router.flush_all();
+        assert_eq!(router.forget_idle(Duration::from_secs(60)), 0, "recently active");
+        assert_eq!(router.forget_idle(Duration::ZERO), 1, "only the unwatched room goes");
+        assert_eq!(router.len(), 1);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(comment(&router, "idle", "again") > seq);
     }
 
     #[test]
