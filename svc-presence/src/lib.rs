@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`config`]: `[presence]` settings.
 //! - [`api`]: the `hubbub.v1.Presence` handlers.
+//! - [`store`]: `PresenceStore` and its memory and Redis backends.
 
 pub mod api;
 pub mod config;
+pub mod store;
 
 pub use config::PresenceConfig;
 
