@@ -143,6 +143,16 @@ async fn many_users_are_located_in_one_call_grouped_by_gateway<S: PresenceStore>
     assert_eq!(located[0].sessions[0], session("gw-a", "user-0", "laptop"));
 }
 
+async fn a_session_in_both_a_snapshot_and_the_next_delta_is_held_once<S: PresenceStore>(store: S) {
+    let mut full = report("gw", 1, true);
+    full.sessions_added = vec![session("gw", "u", "phone")];
+    store.report(&full).await.unwrap();
+    let mut delta = report("gw", 2, false);
+    delta.sessions_added = vec![session("gw", "u", "phone")];
+    store.report(&delta).await.unwrap();
+    assert_eq!(store.locate(&ids(&["u"])).await.unwrap()[0].sessions.len(), 1);
+}
+
 async fn unique_viewers_are_within_the_error_bound<S: PresenceStore>(store: S) {
     for seq in 1..=10u64 {
         let mut r = report("gw", seq, seq == 1);
@@ -237,6 +247,7 @@ on_both_backends!(
     counts_add_up_over_gateways_and_follow_each_report,
     a_delta_without_its_predecessor_asks_for_a_full_snapshot,
     many_users_are_located_in_one_call_grouped_by_gateway,
+    a_session_in_both_a_snapshot_and_the_next_delta_is_held_once,
     unique_viewers_are_within_the_error_bound,
     a_gateway_that_stops_reporting_vanishes_after_its_ttl,
 );

@@ -22,11 +22,13 @@ local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local sid, user, device, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   i = i + 4
-  redis.call('HSET', KEYS[2], sid, user)
-  local entry = sid .. '\31' .. device .. '\31' .. ts
-  local current = redis.call('HGET', KEYS[3], user)
-  if current then entry = current .. '\30' .. entry end
-  redis.call('HSET', KEYS[3], user, entry)
+  -- A session already held (a snapshot and a delta may both carry it) is kept once.
+  if redis.call('HSETNX', KEYS[2], sid, user) == 1 then
+    local entry = sid .. '\31' .. device .. '\31' .. ts
+    local current = redis.call('HGET', KEYS[3], user)
+    if current then entry = current .. '\30' .. entry end
+    redis.call('HSET', KEYS[3], user, entry)
+  end
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
