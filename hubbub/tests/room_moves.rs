@@ -53,6 +53,7 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
         listen: gateway,
         id: "gw-0".into(),
         attach_retry_ms: 50,
+        presence_address: None,
         user_publish_per_sec: 10_000.0,
         user_publish_burst: 10_000.0,
         ..GatewayConfig::default()

@@ -73,6 +73,14 @@ impl TokenBucket {
     }
 }
 
+/// Unix milliseconds now (0 before 1970).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::TokenBucket;

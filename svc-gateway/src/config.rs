@@ -21,6 +21,19 @@ pub struct GatewayConfig {
     pub room_instances_dns: Option<String>,
     /// How often `room_instances_dns` is resolved again.
     pub room_dns_refresh_ms: u64,
+    /// This replica's address as other services reach it (GatewayControl),
+    /// reported to presence with its sessions.
+    pub advertise: String,
+    /// The presence service (`http://presence:7704`); without it, online
+    /// counts are this replica's own and nobody can locate its sessions.
+    pub presence_address: Option<String>,
+    /// Interval of the aggregated presence report.
+    pub presence_report_ms: u64,
+    /// How long presence keeps a report without a successor: a replica that
+    /// dies vanishes from counts and locations after this.
+    pub presence_ttl_ms: u32,
+    /// Interval of room online counts pushed to viewers.
+    pub room_presence_push_ms: u64,
     /// Other gateway replicas by id, for forwarding calls whose session
     /// lives there (`{ "gateway-1" = "http://gateway-1:7700" }`).
     pub peers: BTreeMap<String, String>,
@@ -60,6 +73,11 @@ impl Default for GatewayConfig {
             room_instances: vec!["http://127.0.0.1:7701".to_owned()],
             room_instances_dns: None,
             room_dns_refresh_ms: 5_000,
+            advertise: "http://127.0.0.1:7700".to_owned(),
+            presence_address: Some("http://127.0.0.1:7704".to_owned()),
+            presence_report_ms: 1_000,
+            presence_ttl_ms: 3_500,
+            room_presence_push_ms: 2_000,
             peers: BTreeMap::new(),
             heartbeat_interval_ms: 25_000,
             max_room_message_bytes: 4096,

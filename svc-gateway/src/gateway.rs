@@ -6,6 +6,7 @@ use crate::{
     limits::PublishLimiter,
     metrics::GatewayMetrics,
     outbox::{Outbox, OutboxStream},
+    presence_link::PendingChanges,
     room_link::RoomLinks,
     rooms::{Joined, LocalRooms},
     sessions::{Session, Sessions, new_session_id},
@@ -13,8 +14,8 @@ use crate::{
 use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after};
 use hubbub_proto::{
     v1::{
-        JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, Reconnect, RoomMessageKind,
-        RoomPublishRequest, SendRoomMessageRequest, SendRoomMessageResponse, ServerEvent, Welcome,
+        JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, PresenceSession, Reconnect,
+        RoomMessageKind, RoomPublishRequest, SendRoomMessageRequest, SendRoomMessageResponse, ServerEvent, Welcome,
         gateway_control_client::GatewayControlClient, server_event::Event,
     },
     wire::EncodedEvent,
@@ -37,6 +38,8 @@ pub struct Gateway {
     pub peers: HashMap<String, GatewayControlClient<TracedChannel>>,
     /// Per-user publish allowance.
     pub limiter: PublishLimiter,
+    /// Session changes for the next presence report.
+    pub presence_changes: PendingChanges,
     /// Its metrics.
     pub metrics: GatewayMetrics,
 }
@@ -56,6 +59,9 @@ impl Drop for SessionGuard {
                 self.gateway.leave_local(&room_id, &self.session_id);
             }
             self.gateway.metrics.connections.dec();
+            if session.identity.user_id().is_some() {
+                self.gateway.presence_changes.closed(&self.session_id);
+            }
         }
     }
 }
@@ -85,10 +91,20 @@ impl Gateway {
                 max_room_message_bytes: self.config.max_room_message_bytes as u32,
             })),
         }));
+        let connected_at_ms = hubbub_kit::rate::unix_ms();
+        if let Some(user_id) = identity.user_id() {
+            self.presence_changes.opened(PresenceSession {
+                user_id: user_id.to_owned(),
+                device_id: device_id.clone(),
+                session_id: session_id.to_string(),
+                connected_at_ms,
+            });
+        }
         self.sessions.insert(Arc::new(Session {
             id: session_id.clone(),
             identity,
             device_id,
+            connected_at_ms,
             outbox,
             rooms: Default::default(),
         }));
@@ -112,9 +128,10 @@ impl Gateway {
             rooms.insert(request.room_id.clone());
         }
         self.metrics.joins.inc();
+        let viewer_id = session.identity.user_id().unwrap_or(&session.device_id);
         let joined = self
             .rooms
-            .join(&request.room_id, session.id.clone(), session.outbox.clone());
+            .join(&request.room_id, session.id.clone(), viewer_id, session.outbox.clone());
         let snapshot = match joined {
             Joined::Ready(snapshot) => snapshot,
             Joined::Pending { snapshot, subscribe } => {

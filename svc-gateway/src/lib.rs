@@ -14,6 +14,7 @@
 //! - [`batch`]: a room batch encoded (and compressed) once for all viewers.
 //! - [`outbox`]: the bounded, laned queue of one client stream.
 //! - [`limits`]: the per-user publish rate.
+//! - [`presence_link`]: aggregated reports to presence, online counts back.
 //! - [`metrics`].
 
 pub mod api;
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod presence_link;
 pub mod room_link;
 pub mod rooms;
 pub mod sessions;
@@ -127,8 +129,14 @@ pub async fn serve_with(
         links,
         peers,
         limiter,
+        presence_changes: Default::default(),
         metrics,
     });
+    if let Some(address) = &gateway.config.presence_address {
+        let channel = channel::traced(address).map_err(|err| GatewayError::Config(err.to_string()))?;
+        let client = hubbub_proto::v1::presence_client::PresenceClient::new(channel);
+        presence_link::start(gateway.clone(), client, shutdown.clone());
+    }
 
     tokio::spawn(heartbeats(gateway.clone(), shutdown.clone()));
     {

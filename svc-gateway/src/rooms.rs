@@ -2,9 +2,16 @@
 //! each held room's recent messages too (it sees all its traffic), so a join
 //! to a room already held costs no call to the room service.
 
-use crate::{batch::PreparedBatch, metrics::GatewayMetrics, outbox::Outbox};
+use crate::{
+    batch::PreparedBatch,
+    metrics::GatewayMetrics,
+    outbox::{Lane, Outbox},
+};
 use hubbub_kit::sharded::Sharded;
-use hubbub_proto::v1::{RoomBatch, RoomMessage, RoomSubscribed};
+use hubbub_proto::{
+    v1::{RoomBatch, RoomMessage, RoomPresence, RoomSubscribed, ServerEvent, server_event::Event},
+    wire::EncodedEvent,
+};
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -44,6 +51,10 @@ struct LocalRoom {
     last_seq: u64,
     live: bool,
     waiters: Vec<oneshot::Sender<Snapshot>>,
+    /// Viewers who joined since the last presence report (unique viewers).
+    new_viewers: Vec<String>,
+    /// Viewers on all gateways, as presence last counted them.
+    online_everywhere: u64,
 }
 
 impl LocalRoom {
@@ -51,7 +62,7 @@ impl LocalRoom {
         Snapshot {
             recent: self.recent.iter().cloned().collect(),
             last_seq: self.last_seq,
-            online: self.viewers.len() as u64,
+            online: (self.viewers.len() as u64).max(self.online_everywhere),
         }
     }
 
@@ -103,15 +114,17 @@ impl LocalRooms {
         }
     }
 
-    /// Adds a viewer to a room.
-    pub fn join(&self, room_id: &str, session_id: Arc<str>, outbox: Outbox) -> Joined {
+    /// Adds a viewer (`viewer_id`: its user, or its device for a guest).
+    pub fn join(&self, room_id: &str, session_id: Arc<str>, viewer_id: &str, outbox: Outbox) -> Joined {
         let mut shard = self.rooms.lock(room_id);
         let is_new = !shard.contains_key(room_id);
         let room = shard.entry(room_id.to_owned()).or_default();
         if is_new {
             self.metrics.rooms.inc();
         }
-        room.viewers.insert(session_id, outbox);
+        if room.viewers.insert(session_id, outbox).is_none() {
+            room.new_viewers.push(viewer_id.to_owned());
+        }
         if room.live {
             return Joined::Ready(room.snapshot());
         }
@@ -139,12 +152,46 @@ impl LocalRooms {
         true
     }
 
-    /// Local viewers of a room.
+    /// Viewers of a room: presence's count over all gateways, or the local
+    /// count when that is higher (presence lags by an interval).
     pub fn online(&self, room_id: &str) -> u64 {
         self.rooms
             .lock(room_id)
             .get(room_id)
-            .map_or(0, |room| room.viewers.len() as u64)
+            .map_or(0, |room| (room.viewers.len() as u64).max(room.online_everywhere))
+    }
+
+    /// Every held room with its local viewer count and the viewers who
+    /// joined since the last call: one presence report's worth, whatever
+    /// the churn in between.
+    pub fn take_presence(&self) -> Vec<(String, u64, Vec<String>)> {
+        let mut rooms = Vec::new();
+        for mut shard in self.rooms.each() {
+            for (room_id, room) in shard.iter_mut() {
+                let new_viewers = std::mem::take(&mut room.new_viewers);
+                rooms.push((room_id.clone(), room.viewers.len() as u64, new_viewers));
+            }
+        }
+        rooms
+    }
+
+    /// Records presence's counts and pushes each room's count to its local
+    /// viewers (encoded once per room; dropped first under pressure).
+    pub fn push_online(&self, counts: &[(String, u64)]) {
+        for (room_id, online) in counts {
+            let mut shard = self.rooms.lock(room_id);
+            let Some(room) = shard.get_mut(room_id) else { continue };
+            room.online_everywhere = *online;
+            let event = EncodedEvent::encode(&ServerEvent {
+                event: Some(Event::RoomPresence(RoomPresence {
+                    room_id: room_id.clone(),
+                    online: (room.viewers.len() as u64).max(*online),
+                })),
+            });
+            for outbox in room.viewers.values() {
+                outbox.push(event.clone(), Lane::Low, None, 0, &self.metrics);
+            }
+        }
     }
 
     /// The room service confirmed a subscription: the room goes live, waiting
@@ -237,7 +284,7 @@ mod tests {
         let Joined::Pending {
             mut snapshot,
             subscribe,
-        } = rooms.join("r", "s1".into(), outbox.clone())
+        } = rooms.join("r", "s1".into(), "u1", outbox.clone())
         else {
             panic!("a new room is pending");
         };
@@ -261,7 +308,7 @@ mod tests {
         );
         assert!(matches!(next_event(&mut stream).await, Event::RoomBatch(_)));
 
-        let Joined::Ready(snap) = rooms.join("r", "s2".into(), outbox) else {
+        let Joined::Ready(snap) = rooms.join("r", "s2".into(), "u2", outbox) else {
             panic!("live room answers at once")
         };
         assert_eq!(snap.last_seq, 4);
@@ -274,7 +321,7 @@ mod tests {
     async fn a_resubscription_delivers_what_was_missed() {
         let rooms = LocalRooms::new(10, 0, GatewayMetrics::default());
         let (outbox, mut stream) = Outbox::new(8, ());
-        let _ = rooms.join("r", "s".into(), outbox);
+        let _ = rooms.join("r", "s".into(), "u", outbox);
         rooms.on_subscribed(RoomSubscribed {
             room_id: "r".into(),
             recent: vec![message(1)],

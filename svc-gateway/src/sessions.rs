@@ -24,6 +24,8 @@ pub struct Session {
     pub identity: Identity,
     /// The device.
     pub device_id: String,
+    /// When it connected, unix milliseconds.
+    pub connected_at_ms: i64,
     /// Its outbound queue.
     pub outbox: Outbox,
     /// Rooms it has joined. Why a mutex of its own: joins and leaves of one

@@ -3,8 +3,7 @@
 use crate::store::{Applied, GatewayReport, PresenceStore, RoomReport, SessionEntry, StoreError};
 use hubbub_kit::ids;
 use hubbub_proto::v1::{
-    self as pb, GatewayLocation, PresenceSession, RoomCount, presence_server::Presence,
-    room_online_report::Online,
+    self as pb, GatewayLocation, PresenceSession, RoomCount, presence_server::Presence, room_online_report::Online,
 };
 use std::{collections::HashSet, sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
@@ -112,7 +111,11 @@ impl<S: PresenceStore> Presence for PresenceApi<S> {
             .iter()
             .flat_map(|l| l.sessions.iter().map(|s| s.user_id.as_str()))
             .collect();
-        let offline_user_ids = user_ids.iter().filter(|u| !online.contains(u.as_str())).cloned().collect();
+        let offline_user_ids = user_ids
+            .iter()
+            .filter(|u| !online.contains(u.as_str()))
+            .cloned()
+            .collect();
         let gateways = located
             .into_iter()
             .map(|location| GatewayLocation {

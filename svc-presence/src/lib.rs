@@ -34,7 +34,11 @@ pub enum PresenceError {
 
 /// Serves the presence role on `listen` until `shutdown`: on Redis when
 /// `redis_url` is set, else in memory.
-pub async fn serve(config: PresenceConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), PresenceError> {
+pub async fn serve(
+    config: PresenceConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), PresenceError> {
     match &config.redis_url {
         Some(url) => {
             let store = RedisPresence::new(url, &config.key_prefix)?;
@@ -53,7 +57,10 @@ pub async fn serve_with_store<S: PresenceStore>(
 ) -> Result<(), ServeError> {
     let server = RoleServer {
         role: "presence",
-        routes: Routes::new(PresenceServer::new(api::PresenceApi::new(store, config.max_ids_per_call))),
+        routes: Routes::new(PresenceServer::new(api::PresenceApi::new(
+            store,
+            config.max_ids_per_call,
+        ))),
         service_names: vec![SERVICE_NAME],
         registry: Default::default(),
         http2_keepalive: None,
