@@ -9,6 +9,7 @@
 //! several 127.0.0.x source addresses, over several processes); messages are
 //! published through the room service with their send time in the body.
 
+mod churn;
 mod fanout;
 mod grpc_conn;
 mod histogram;
@@ -30,6 +31,8 @@ struct Cli {
 enum BenchCommand {
     /// Room fan-out: viewers, rooms, a publish rate and mix; prints JSON.
     Fanout(fanout::FanoutArgs),
+    /// Viewers joining and leaving rooms at a rate; checks presence counts.
+    Churn(churn::ChurnArgs),
     /// One process of viewers (started by `fanout`).
     Viewers(viewers::ViewersArgs),
 }
@@ -41,6 +44,11 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(fanout::run(args)),
+        BenchCommand::Churn(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(churn::run(args)),
         BenchCommand::Viewers(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let local = tokio::task::LocalSet::new();

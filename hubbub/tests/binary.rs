@@ -66,7 +66,10 @@ async fn start_all() -> (Child, Vec<u16>, String) {
             "--set",
             &format!("gateway.room_instances=[\"http://127.0.0.1:{}\"]", ports[1]),
         ])
-        .args(["--set", &format!("gateway.presence_address=http://127.0.0.1:{}", ports[4])])
+        .args([
+            "--set",
+            &format!("gateway.presence_address=http://127.0.0.1:{}", ports[4]),
+        ])
         .args(["--set", &format!("gateway.advertise=http://127.0.0.1:{}", ports[0])])
         .arg("all")
         .stdout(Stdio::piped())
