@@ -6,10 +6,8 @@
 use crate::{grpc_conn::GrpcConn, scrape};
 use anyhow::Context;
 use hubbub_proto::v1::{
-    ConnectRequest, JoinRoomRequest, LeaveRoomRequest, PresenceGetRoomCountsRequest, ServerEvent,
-    presence_client::PresenceClient, server_event::Event,
+    JoinRoomRequest, LeaveRoomRequest, PresenceGetRoomCountsRequest, presence_client::PresenceClient,
 };
-use prost::Message;
 use serde_json::json;
 use std::{
     net::SocketAddr,
@@ -173,20 +171,12 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
 
 async fn open(args: &ChurnArgs, index: usize) -> anyhow::Result<ChurnViewer> {
     let mut conn = GrpcConn::connect(None, args.gateway).await?;
-    let connect = ConnectRequest {
-        device_id: format!("churn-{index}"),
-        client_info: "hubbub-bench".into(),
-    };
-    let mut events = conn.server_stream("/hubbub.v1.ClientApi/Connect", &connect).await?;
-    let welcome = events.next().await?.context("stream ended before Welcome")?;
-    let Some(Event::Welcome(welcome)) = ServerEvent::decode(welcome)?.event else {
-        anyhow::bail!("first event was not Welcome");
-    };
+    let (session_id, mut events) = conn.open_session(format!("churn-{index}")).await?;
     // Keep reading so the gateway never sees a slow device.
     tokio::spawn(async move { while let Ok(Some(_)) = events.next().await {} });
     Ok(ChurnViewer {
         conn,
-        session_id: welcome.session_id,
+        session_id,
         room: format!("churn-{}", index % args.rooms.max(1)),
         joined: AtomicBool::new(false),
         busy: AtomicBool::new(false),

@@ -6,6 +6,7 @@
 use anyhow::{Context, bail};
 use http::{Request, header};
 use http_body_util::{BodyExt, Full};
+use hubbub_proto::v1::{ConnectRequest, ServerEvent, server_event::Event};
 use hyper::{body::Bytes, client::conn::http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
@@ -64,6 +65,21 @@ impl GrpcConn {
             .header("te", "trailers")
             .body(Full::new(Bytes::from(framed)))
             .expect("static request parts are valid")
+    }
+
+    /// Opens a device's `Connect` stream and reads its `Welcome`: the
+    /// session id and the stream of the events that follow.
+    pub async fn open_session(&mut self, device_id: String) -> anyhow::Result<(String, MessageStream)> {
+        let connect = ConnectRequest {
+            device_id,
+            client_info: "hubbub-bench".into(),
+        };
+        let mut events = self.server_stream("/hubbub.v1.ClientApi/Connect", &connect).await?;
+        let welcome = events.next().await?.context("stream ended before Welcome")?;
+        let Some(Event::Welcome(welcome)) = ServerEvent::decode(welcome)?.event else {
+            bail!("first event was not Welcome");
+        };
+        Ok((welcome.session_id, events))
     }
 
     /// A unary call: the response message's bytes.

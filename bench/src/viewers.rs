@@ -6,8 +6,7 @@
 //! several cores (and stay under the per-process file limit).
 
 use crate::{grpc_conn::GrpcConn, histogram::Histogram, scan};
-use anyhow::Context;
-use hubbub_proto::v1::{ConnectRequest, JoinRoomRequest, ServerEvent, server_event::Event};
+use hubbub_proto::v1::{JoinRoomRequest, ServerEvent, server_event::Event};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use std::{
@@ -122,17 +121,9 @@ async fn open_viewer(args: ViewersArgs, index: usize, tally: Rc<RefCell<Tally>>)
     let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % args.sources.clamp(1, 250)) as u8));
     let source = gateway.ip().is_loopback().then_some(source);
     let mut conn = GrpcConn::connect(source, gateway).await?;
-    let connect = ConnectRequest {
-        device_id: format!("bench-{index}"),
-        client_info: "hubbub-bench".into(),
-    };
-    let mut events = conn.server_stream("/hubbub.v1.ClientApi/Connect", &connect).await?;
-    let welcome = events.next().await?.context("stream ended before Welcome")?;
-    let Some(Event::Welcome(welcome)) = ServerEvent::decode(welcome)?.event else {
-        anyhow::bail!("first event was not Welcome");
-    };
+    let (session_id, mut events) = conn.open_session(format!("bench-{index}")).await?;
     let join = JoinRoomRequest {
-        session_id: welcome.session_id,
+        session_id,
         room_id: format!("room-{}", index % args.rooms.max(1)),
     };
     conn.unary("/hubbub.v1.ClientApi/JoinRoom", &join).await?;
