@@ -17,7 +17,7 @@ shift || true
 [ "${1:-}" = "--" ] && shift
 
 cargo build --release --quiet -p hubbub -p hubbub-bench
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 room_port=${ROOM_PORT:-7801}
 first_gateway_port=${GATEWAY_PORT:-7810}
 
@@ -30,22 +30,34 @@ if [ "${ROOM_CAPS:-lifted}" != default ]; then
   caps=(--set room.limits.delivery_cap_per_sec=1e9 --set room.limits.low_cap_per_sec=1e9
         --set room.limits.publish_cap_per_sec=1e9)
 fi
+HUBBUB_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+HUBBUB_INTERNAL_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export HUBBUB_JWT_SECRET HUBBUB_INTERNAL_KEY
+# The publisher speaks to the room service as the gift ledger and a gateway would.
+HUBBUB_BENCH_GIFT_CREDENTIAL=$("$bin/hubbub" token --role gift --service bench --user bench --ttl 2h)
+HUBBUB_BENCH_USER_CREDENTIAL=$("$bin/hubbub" token --role gateway --service bench --user bench --ttl 2h)
+export HUBBUB_BENCH_GIFT_CREDENTIAL HUBBUB_BENCH_USER_CREDENTIAL
 HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" room --set "room.listen=127.0.0.1:$room_port" \
   --set "room.advertise=http://127.0.0.1:$room_port" "${caps[@]}" >&2 &
 pids+=($!)
 
 addresses=()
+metrics=()
 for i in $(seq 0 $((gateways - 1))); do
   port=$((first_gateway_port + i))
-  HUBBUB_TELEMETRY__LOG=warn HUBBUB_JWT_SECRET=bench "$bin/hubbub" gateway \
-    --set "gateway.listen=127.0.0.1:$port" --set "gateway.id=gateway-$i" \
+  internal=$((first_gateway_port + 100 + i))
+  HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" gateway \
+    --set "gateway.listen=127.0.0.1:$port" --set "gateway.internal_listen=127.0.0.1:$internal" \
+    --set "gateway.advertise=http://127.0.0.1:$internal" --set "gateway.id=gateway-$i" \
+    --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
     --set "gateway.room_instances=[\"http://127.0.0.1:$room_port\"]" >&2 &
   pids+=($!)
   addresses+=("127.0.0.1:$port")
+  metrics+=("127.0.0.1:$internal")
 done
 sleep 1
 for pid in "${pids[@]}"; do
   kill -0 "$pid" 2>/dev/null || { echo "fanout.sh: a server did not start (port in use?)" >&2; exit 1; }
 done
 
-"$bin/hubbub-bench" fanout --gateways "$(IFS=,; echo "${addresses[*]}")" --room "127.0.0.1:$room_port" "$@"
+"$bin/hubbub-bench" fanout --gateways "$(IFS=,; echo "${addresses[*]}")" --gateway-metrics "$(IFS=,; echo "${metrics[*]}")" --room "127.0.0.1:$room_port" "$@"

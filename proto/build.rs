@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tonic_prost_build::configure()
         .bytes(".hubbub.v1")
+        .codec_path("crate::codec::StrictCodec")
         // `ClientApi.Connect` would clash with the generated `connect` constructor;
         // clients are built from a `Channel` instead.
         .build_transport(false)

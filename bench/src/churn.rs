@@ -25,9 +25,16 @@ pub struct ChurnArgs {
     /// Gateway address (host:port); scraped for CPU.
     #[arg(long)]
     pub gateway: SocketAddr,
+    /// The gateway's internal address (host:port), scraped for CPU.
+    #[arg(long)]
+    pub gateway_metrics: SocketAddr,
     /// Presence address (host:port), asked for the counts afterwards.
     #[arg(long)]
     pub presence: SocketAddr,
+    /// Credential to read room counts with
+    /// (`hubbub token --service bench --scope room.read`).
+    #[arg(long, env = "HUBBUB_BENCH_READ_CREDENTIAL")]
+    pub read_credential: String,
     /// Redis behind presence (host:port), for its command counts; optional.
     #[arg(long)]
     pub redis: Option<SocketAddr>,
@@ -71,7 +78,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         Some(redis) => Some(redis_calls(redis).await?),
         None => None,
     };
-    let cpu_before = scrape::sample(args.gateway).await?.cpu_seconds;
+    let cpu_before = scrape::sample(args.gateway_metrics).await?.cpu_seconds;
     let events = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let limit = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1)));
@@ -124,7 +131,7 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
     }
     let _ = limit.acquire_many(args.in_flight.max(1) as u32).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = scrape::sample(args.gateway).await?.cpu_seconds - cpu_before;
+    let cpu = scrape::sample(args.gateway_metrics).await?.cpu_seconds - cpu_before;
     let redis_per_s = match (args.redis, redis_before) {
         (Some(redis), Some(before)) => Some(((redis_calls(redis).await? - before) as f64 / elapsed).round()),
         _ => None,
@@ -142,8 +149,11 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
         .connect()
         .await?;
     let room_ids: Vec<String> = (0..args.rooms.max(1)).map(|r| format!("churn-{r}")).collect();
+    let mut request = tonic::Request::new(PresenceGetRoomCountsRequest { room_ids });
+    let credential = format!("Bearer {}", args.read_credential).parse()?;
+    request.metadata_mut().insert("authorization", credential);
     let counts = PresenceClient::new(channel)
-        .get_room_counts(PresenceGetRoomCountsRequest { room_ids })
+        .get_room_counts(request)
         .await?
         .into_inner()
         .rooms;

@@ -32,6 +32,16 @@ pub struct FanoutArgs {
     /// Gateway addresses (host:port); also scraped for memory and CPU.
     #[arg(long, value_delimiter = ',', required = true)]
     pub gateways: Vec<SocketAddr>,
+    /// The gateways' internal addresses (host:port), for `/metrics`; by
+    /// default the public ones.
+    #[arg(long, value_delimiter = ',')]
+    pub gateway_metrics: Vec<SocketAddr>,
+    /// Credential for publishing gifts (`hubbub token --role gift --service bench --user bench`).
+    #[arg(long, env = "HUBBUB_BENCH_GIFT_CREDENTIAL")]
+    pub gift_credential: String,
+    /// Credential for publishing comments and likes (`hubbub token --role gateway --service bench --user bench`).
+    #[arg(long, env = "HUBBUB_BENCH_USER_CREDENTIAL")]
+    pub user_credential: String,
     /// Room service address (host:port): messages are published there, as a
     /// backend would, and it is scraped for CPU.
     #[arg(long)]
@@ -74,11 +84,19 @@ struct Worker {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
+fn metrics_of(args: &FanoutArgs) -> &[SocketAddr] {
+    if args.gateway_metrics.is_empty() {
+        &args.gateways
+    } else {
+        &args.gateway_metrics
+    }
+}
+
 pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     if args.mix.len() != 3 || args.mix.iter().sum::<u64>() == 0 {
         bail!("--mix takes three percentages: high,normal,low");
     }
-    let before = scrape::total(&args.gateways).await?;
+    let before = scrape::total(metrics_of(&args)).await?;
 
     // Viewers, spread over processes.
     let mut workers = Vec::new();
@@ -102,7 +120,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         ready += value["ready"].as_u64().context("bad ready line")?;
     }
     tokio::time::sleep(Duration::from_secs(args.idle)).await;
-    let idle = scrape::total(&args.gateways).await?;
+    let idle = scrape::total(metrics_of(&args)).await?;
     let room_start = scrape::sample(args.room).await?;
     let bench_cpu_start: f64 = workers
         .iter()
@@ -112,9 +130,9 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
 
     // Publish.
     let published = publish(&args).await?;
-    let under_load = scrape::total(&args.gateways).await?;
+    let under_load = scrape::total(metrics_of(&args)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last batches land
-    let gateways_end = scrape::total(&args.gateways).await?;
+    let gateways_end = scrape::total(metrics_of(&args)).await?;
     let room_end = scrape::sample(args.room).await?;
     let bench_cpu: f64 = workers
         .iter()
@@ -222,6 +240,10 @@ async fn publish(args: &FanoutArgs) -> anyhow::Result<[u64; 3]> {
     let client = RoomClient::new(channel);
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let limit = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1)));
+    let bearer = |token: &str| -> anyhow::Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+        Ok(format!("Bearer {token}").parse()?)
+    };
+    let (gift, user) = (bearer(&args.gift_credential)?, bearer(&args.user_credential)?);
     let started = Instant::now();
     let end = started + Duration::from_secs(args.duration);
     let mut ticker = tokio::time::interval(Duration::from_millis(5));
@@ -243,15 +265,18 @@ async fn publish(args: &FanoutArgs) -> anyhow::Result<[u64; 3]> {
             let permit = limit.clone().acquire_owned().await?;
             let mut client = client.clone();
             let counts = counts.clone();
+            let (gift, user) = (gift.clone(), user.clone());
             let payload = args.payload;
             let seed = sent;
             tokio::spawn(async move {
-                let request = RoomPublishRequest {
+                let mut request = tonic::Request::new(RoomPublishRequest {
                     room_id,
-                    sender_user_id: "bench".into(),
                     kind: kind as i32,
                     body: body(payload, seed).into(),
-                };
+                });
+                // Gifts as the gift ledger sends them, the rest as a gateway.
+                let credential = if lane == 0 { &gift } else { &user };
+                request.metadata_mut().insert("authorization", credential.clone());
                 if client.publish(request).await.is_ok() {
                     counts[lane].fetch_add(1, Ordering::Relaxed);
                 }

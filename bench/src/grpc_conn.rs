@@ -18,6 +18,9 @@ use tokio::net::TcpSocket;
 pub struct GrpcConn {
     sender: http2::SendRequest<Full<Bytes>>,
     authority: String,
+    /// `authorization` of every call: the guest token of the session, once
+    /// Welcome gave one, or a credential set with [`GrpcConn::authorize`].
+    authorization: Option<http::HeaderValue>,
 }
 
 impl GrpcConn {
@@ -51,7 +54,14 @@ impl GrpcConn {
         Ok(Self {
             sender,
             authority: target.to_string(),
+            authorization: None,
         })
+    }
+
+    /// Sends `token` as `authorization: Bearer <token>` on every call.
+    pub fn authorize(&mut self, token: &str) -> anyhow::Result<()> {
+        self.authorization = Some(format!("Bearer {token}").parse()?);
+        Ok(())
     }
 
     fn request(&self, path: &str, message: &impl Message) -> Request<Full<Bytes>> {
@@ -60,9 +70,13 @@ impl GrpcConn {
         framed.push(0);
         framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
         framed.extend_from_slice(&body);
-        Request::post(format!("http://{}{path}", self.authority))
+        let mut request = Request::post(format!("http://{}{path}", self.authority))
             .header(header::CONTENT_TYPE, "application/grpc")
-            .header("te", "trailers")
+            .header("te", "trailers");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        request
             .body(Full::new(Bytes::from(framed)))
             .expect("static request parts are valid")
     }
@@ -79,6 +93,10 @@ impl GrpcConn {
         let Some(Event::Welcome(welcome)) = ServerEvent::decode(welcome)?.event else {
             bail!("first event was not Welcome");
         };
+        if welcome.guest {
+            // A guest's calls carry the guest token of its own Welcome.
+            self.authorize(&welcome.guest_token)?;
+        }
         Ok((welcome.session_id, events))
     }
 

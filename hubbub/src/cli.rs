@@ -34,11 +34,26 @@ pub enum Command {
     Gift,
     /// Who is where.
     Presence,
-    /// Prints a client token signed with the configured secret.
+    /// Prints a client token signed with the client secret (`--user`), or a
+    /// service credential for a backend signed with the internal key
+    /// (`--service NAME --scope SCOPE...`).
     Token {
-        /// The user id (the token's `sub`).
+        /// The user id (the token's `sub`); with `--role`, the user the
+        /// credential acts for.
+        #[arg(long, required_unless_present = "service")]
+        user: Option<String>,
+        /// A backend service's name: mints a service credential instead.
         #[arg(long)]
-        user: String,
+        service: Option<String>,
+        /// Scopes of the service credential (repeatable): room.publish,
+        /// room.read, group.post, group.manage, gift.read.
+        #[arg(long = "scope", requires = "service")]
+        scopes: Vec<String>,
+        /// Mints the credential of a role instead (`gateway`, `gift`, ...;
+        /// `--service` names the instance): for load tests and debugging.
+        /// Anyone holding the internal key can act as any role.
+        #[arg(long, requires = "service")]
+        role: Option<String>,
         /// Validity: 90s, 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         ttl: String,

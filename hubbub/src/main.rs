@@ -28,8 +28,23 @@ fn main() -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::All);
-    if let Command::Token { user, ttl } = &command {
-        return match token::mint(config.auth.jwt_secret.as_deref(), user, ttl) {
+    if let Command::Token {
+        user,
+        service,
+        scopes,
+        role,
+        ttl,
+    } = &command
+    {
+        let key = config.auth.internal_key.as_deref();
+        let minted = match (user, service, role) {
+            (_, Some(instance), Some(role)) => token::mint_role(key, role, instance, user.as_deref(), ttl),
+            (Some(_), Some(_), None) => Err(anyhow::anyhow!("give --user or --service, not both")),
+            (None, Some(service), None) => token::mint_service(key, service, scopes, ttl),
+            (Some(user), None, _) => token::mint(config.auth.jwt_secret.as_deref(), user, ttl),
+            (None, None, _) => Err(anyhow::anyhow!("give --user or --service")),
+        };
+        return match minted {
             Ok(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS
@@ -67,12 +82,25 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Token { .. } => unreachable!("handled before the runtime starts"),
     };
     let telemetry = hubbub_kit::telemetry::init(&config.telemetry, label)?;
-    if label == "all" && config.auth.jwt_secret.is_none() {
-        let secret = format!("{:032x}", rand::random::<u128>());
-        println!("no token secret configured: using the development secret {secret}");
-        println!("mint a token with:  HUBBUB_JWT_SECRET={secret} cargo run --release -- token --user alice");
-        config.auth.jwt_secret = Some(secret);
+    if label == "all" {
+        if config.auth.jwt_secret.is_none() {
+            let secret = format!("{:032x}", rand::random::<u128>());
+            println!("no token secret configured: using the development secret {secret}");
+            println!("mint a token with:  HUBBUB_JWT_SECRET={secret} cargo run --release -- token --user alice");
+            config.auth.jwt_secret = Some(secret);
+        }
+        if config.auth.internal_key.is_none() {
+            // Every role of this process shares it; nothing outside needs it
+            // unless it calls an internal port (`token --service`).
+            let key = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+            println!("no internal key configured: using a key of this process only (HUBBUB_INTERNAL_KEY={key})");
+            config.auth.internal_key = Some(key);
+        }
     }
+    config
+        .auth
+        .check(roles.contains(&Role::Gateway))
+        .map_err(|message| anyhow::anyhow!(message))?;
     let shutdown = CancellationToken::new();
     hubbub_kit::shutdown::cancel_on_signal(shutdown.clone());
     let outcome = roles::run(&roles, config, shutdown).await;

@@ -2,7 +2,11 @@
 
 use crate::config::Config;
 use anyhow::{Context, anyhow};
-use hubbub_kit::auth::JwtKey;
+use hubbub_kit::{
+    auth::JwtKey,
+    serve::ServeOptions,
+    service_auth::InternalKey,
+};
 use std::{future::Future, net::SocketAddr, pin::Pin};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +41,16 @@ impl Role {
         }
     }
 
+    fn service(self) -> &'static str {
+        match self {
+            Role::Gateway => "GatewayControl",
+            Role::Room => "Room",
+            Role::Group => "Group",
+            Role::Gift => "Gift",
+            Role::Presence => "Presence",
+        }
+    }
+
     fn listen(self, config: &Config) -> SocketAddr {
         match self {
             Role::Gateway => config.gateway.listen,
@@ -57,20 +71,43 @@ pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) ->
     let mut bound = Vec::with_capacity(roles.len());
     for role in roles {
         let address = role.listen(&config);
-        let listener = TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {address} ({}.listen)", role.name()))?;
-        println!(
-            "{:<9} listening on {} (gRPC, health, reflection, /metrics)",
-            role.name(),
-            listener.local_addr()?
-        );
-        bound.push((*role, listener));
+        let listener = bind(address, &format!("{}.listen", role.name())).await?;
+        let internal = match role {
+            Role::Gateway => {
+                println!(
+                    "{:<9} listening on {} (public: ClientApi over gRPC and gRPC-web, health, reflection)",
+                    role.name(),
+                    listener.local_addr()?
+                );
+                let internal = bind(config.gateway.internal_listen, "gateway.internal_listen").await?;
+                println!(
+                    "{:<9} listening on {} (internal: GatewayControl, health, reflection, /metrics)",
+                    role.name(),
+                    internal.local_addr()?
+                );
+                Some(internal)
+            }
+            _ => {
+                println!(
+                    "{:<9} listening on {} (internal: {}, health, reflection, /metrics)",
+                    role.name(),
+                    listener.local_addr()?,
+                    role.service()
+                );
+                None
+            }
+        };
+        bound.push((*role, listener, internal));
     }
 
+    let key = config.auth.internal_key.as_deref().context("no internal key")?;
+    let options = ServeOptions {
+        internal_key: InternalKey::new(key.as_bytes()),
+        limits: config.listener.clone(),
+    };
     let mut tasks = JoinSet::new();
-    for (role, listener) in bound {
-        let future = start(role, &config, listener, shutdown.clone())?;
+    for (role, listener, internal) in bound {
+        let future = start(role, &config, &options, listener, internal, shutdown.clone())?;
         let name = role.name();
         tasks.spawn(async move { future.await.with_context(|| format!("{name} role stopped")) });
     }
@@ -87,40 +124,46 @@ pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) ->
     outcome
 }
 
+async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({key})"))
+}
+
 fn start(
     role: Role,
     config: &Config,
+    options: &ServeOptions,
     listener: TcpListener,
+    internal: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RoleFuture> {
+    let options = options.clone();
     Ok(match role {
         Role::Gateway => {
-            let secret =
-                config.auth.jwt_secret.as_deref().ok_or_else(|| {
-                    anyhow!("the gateway needs a token secret: set HUBBUB_JWT_SECRET or auth.jwt_secret")
-                })?;
-            let future = svc_gateway::serve(
-                config.gateway.clone(),
-                JwtKey::new(secret.as_bytes()),
-                listener,
-                shutdown,
-            );
+            let secret = config.auth.jwt_secret.as_deref().context("no client token secret")?;
+            let jwt = JwtKey::new(secret.as_bytes()).with_checks(config.auth.audience.clone(), config.auth.issuer.clone());
+            let listeners = svc_gateway::GatewayListeners {
+                public: listener,
+                internal: internal.ok_or_else(|| anyhow!("the gateway's internal listener is missing"))?,
+            };
+            let future = svc_gateway::serve(config.gateway.clone(), jwt, options, listeners, shutdown);
             Box::pin(async move { Ok(future.await?) })
         }
         Role::Room => {
-            let future = svc_room::serve(config.room.clone(), listener, shutdown);
+            let future = svc_room::serve(config.room.clone(), options, listener, shutdown);
             Box::pin(async move { Ok(future.await?) })
         }
         Role::Group => {
-            let future = svc_group::serve(config.group.clone(), listener, shutdown);
+            let future = svc_group::serve(config.group.clone(), options, listener, shutdown);
             Box::pin(async move { Ok(future.await?) })
         }
         Role::Gift => {
-            let future = svc_gift::serve(config.gift.clone(), listener, shutdown);
+            let future = svc_gift::serve(config.gift.clone(), options, listener, shutdown);
             Box::pin(async move { Ok(future.await?) })
         }
         Role::Presence => {
-            let future = svc_presence::serve(config.presence.clone(), listener, shutdown);
+            let future = svc_presence::serve(config.presence.clone(), options, listener, shutdown);
             Box::pin(async move { Ok(future.await?) })
         }
     })

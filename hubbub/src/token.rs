@@ -22,6 +22,60 @@ pub fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// A service credential for the backend `service` with `scopes`, valid for
+/// `ttl`, signed with the internal key.
+pub fn mint_service(internal_key: Option<&str>, service: &str, scopes: &[String], ttl: &str) -> anyhow::Result<String> {
+    let Some(key) = internal_key else {
+        bail!("no internal key: set HUBBUB_INTERNAL_KEY (or auth.internal_key) to the key the roles use");
+    };
+    hubbub_kit::ids::validate("--service", service).map_err(|status| anyhow::anyhow!(status.message().to_owned()))?;
+    if scopes.is_empty() {
+        bail!("give the credential at least one --scope; known scopes: {}", known_scopes());
+    }
+    for scope in scopes {
+        if !hubbub_kit::policy::SCOPES.iter().any(|(name, _)| name == scope) {
+            bail!("unknown scope {scope:?}; known scopes: {}", known_scopes());
+        }
+    }
+    let key = hubbub_kit::service_auth::InternalKey::new(key.as_bytes());
+    Ok(key.mint(hubbub_kit::service_auth::Role::Service, service, scopes, parse_ttl(ttl)?))
+}
+
+/// The credential of role `role` instance `instance`, acting for `user`
+/// when given, valid for `ttl`.
+pub fn mint_role(
+    internal_key: Option<&str>,
+    role: &str,
+    instance: &str,
+    user: Option<&str>,
+    ttl: &str,
+) -> anyhow::Result<String> {
+    use hubbub_kit::{auth::Identity, service_auth::{InternalKey, Role}};
+    let Some(key) = internal_key else {
+        bail!("no internal key: set HUBBUB_INTERNAL_KEY (or auth.internal_key) to the key the roles use");
+    };
+    let role = match role {
+        "gateway" => Role::Gateway,
+        "room" => Role::Room,
+        "group" => Role::Group,
+        "gift" => Role::Gift,
+        "presence" => Role::Presence,
+        other => bail!("unknown role {other:?}: gateway, room, group, gift or presence"),
+    };
+    hubbub_kit::ids::validate("--service", instance).map_err(|status| anyhow::anyhow!(status.message().to_owned()))?;
+    let key = InternalKey::new(key.as_bytes());
+    let acting = user.map(|user| Identity::User(user.to_owned()));
+    Ok(key.sign(role, instance, &[], acting.as_ref(), parse_ttl(ttl)?))
+}
+
+fn known_scopes() -> String {
+    hubbub_kit::policy::SCOPES
+        .iter()
+        .map(|(name, what)| format!("{name} ({what})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Prints a token for `user` valid for `ttl`.
 pub fn mint(secret: Option<&str>, user: &str, ttl: &str) -> anyhow::Result<String> {
     let Some(secret) = secret else {
@@ -50,5 +104,17 @@ mod tests {
         assert!(mint(Some("s"), "bad user", "1h").is_err());
         let token = mint(Some("s"), "alice", "1h").unwrap();
         assert_eq!(JwtKey::new(b"s").verify(&token).unwrap().sub, "alice");
+    }
+
+    #[test]
+    fn service_credentials_carry_known_scopes_only() {
+        let key = "k".repeat(32);
+        assert!(mint_service(None, "bot", &["room.publish".into()], "1h").is_err());
+        assert!(mint_service(Some(&key), "bot", &[], "1h").is_err());
+        let err = mint_service(Some(&key), "bot", &["root".into()], "1h").unwrap_err();
+        assert!(err.to_string().contains("room.publish"), "{err}");
+        let token = mint_service(Some(&key), "bot", &["room.publish".into()], "1h").unwrap();
+        let caller = hubbub_kit::service_auth::InternalKey::new(key.as_bytes()).verify(&token).unwrap();
+        assert_eq!((caller.instance.as_str(), caller.scopes.as_slice()), ("bot", &["room.publish".to_owned()][..]));
     }
 }

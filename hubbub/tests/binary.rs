@@ -19,17 +19,20 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hubbub");
-const ROLES: [&str; 5] = ["gateway", "room", "group", "gift", "presence"];
-const SERVICES: [&str; 5] = [
-    "hubbub.v1.ClientApi",
-    "hubbub.v1.Room",
-    "hubbub.v1.Group",
-    "hubbub.v1.Gift",
-    "hubbub.v1.Presence",
+/// Every listener, by the config key that sets it, with the one service it serves.
+const LISTENERS: [(&str, &str); 6] = [
+    ("gateway.listen", "hubbub.v1.ClientApi"),
+    ("room.listen", "hubbub.v1.Room"),
+    ("group.listen", "hubbub.v1.Group"),
+    ("gift.listen", "hubbub.v1.Gift"),
+    ("presence.listen", "hubbub.v1.Presence"),
+    ("gateway.internal_listen", "hubbub.v1.GatewayControl"),
 ];
+const PUBLIC: usize = 0;
+const INTERNAL_GATEWAY: usize = 5;
 
 fn free_ports() -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..ROLES.len())
+    let listeners: Vec<std::net::TcpListener> = (0..LISTENERS.len())
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
@@ -53,13 +56,16 @@ async fn channel(port: u16) -> Channel {
 }
 
 /// Starts `hubbub all` on free ports; returns the process, its ports in
-/// ROLES order, and the development secret it printed.
+/// LISTENERS order, and the development secret it printed.
 async fn start_all() -> (Child, Vec<u16>, String) {
     let ports = free_ports();
     let mut command = Command::new(BINARY);
-    command.env_remove("HUBBUB_JWT_SECRET").env("RUST_LOG", "warn");
-    for (role, port) in ROLES.iter().zip(&ports) {
-        command.args(["--set", &format!("{role}.listen=127.0.0.1:{port}")]);
+    command
+        .env_remove("HUBBUB_JWT_SECRET")
+        .env_remove("HUBBUB_INTERNAL_KEY")
+        .env("RUST_LOG", "warn");
+    for ((key, _), port) in LISTENERS.iter().zip(&ports) {
+        command.args(["--set", &format!("{key}=127.0.0.1:{port}")]);
     }
     command
         .args([
@@ -70,7 +76,7 @@ async fn start_all() -> (Child, Vec<u16>, String) {
             "--set",
             &format!("gateway.presence_address=http://127.0.0.1:{}", ports[4]),
         ])
-        .args(["--set", &format!("gateway.advertise=http://127.0.0.1:{}", ports[0])])
+        .args(["--set", &format!("gateway.advertise=http://127.0.0.1:{}", ports[INTERNAL_GATEWAY])])
         .arg("all")
         .stdout(Stdio::piped())
         .kill_on_drop(true);
@@ -78,7 +84,7 @@ async fn start_all() -> (Child, Vec<u16>, String) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut secret = None;
     let mut listening = 0;
-    while listening < ROLES.len() {
+    while listening < LISTENERS.len() {
         let line = tokio::time::timeout(support::PATIENCE, lines.next_line())
             .await
             .expect("hubbub all printed its ports in time")
@@ -145,13 +151,14 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
                 assert_eq!(batch.messages[0].sender_user_id, "newcomer");
                 break;
             }
-            Some(Event::Heartbeat(_)) => {}
+            Some(Event::Heartbeat(_) | Event::RoomPresence(_)) => {}
             other => panic!("expected the room batch, got {other:?}"),
         }
     }
 
-    // Every role: health SERVING for its service, reflection v1 and v1alpha, /metrics.
-    for ((role, port), service) in ROLES.iter().zip(&ports).zip(SERVICES) {
+    // Every listener: health SERVING for its service, reflection v1 and
+    // v1alpha of exactly what it serves, /metrics on internal ones only.
+    for (index, (&(role, service), port)) in LISTENERS.iter().zip(&ports).enumerate() {
         let channel = channel(*port).await;
         let mut health = HealthClient::new(channel.clone());
         let status = health
@@ -163,19 +170,30 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
             .into_inner()
             .status;
         assert_eq!(status, ServingStatus::Serving as i32, "{role}");
-        assert!(
-            reflected_services(channel.clone()).await.contains(&service.to_owned()),
-            "{role} reflection v1"
-        );
+        let mut listed = reflected_services(channel.clone()).await;
+        listed.sort();
+        let mut expected = vec![
+            service.to_string(),
+            "grpc.health.v1.Health".to_owned(),
+            "grpc.reflection.v1.ServerReflection".to_owned(),
+            "grpc.reflection.v1alpha.ServerReflection".to_owned(),
+        ];
+        expected.sort();
+        assert_eq!(listed, expected, "{role} reflection v1 lists exactly what it serves");
         assert!(
             reflected_services_v1alpha(channel).await.contains(&service.to_owned()),
             "{role} reflection v1alpha"
         );
         let metrics = http_get(*port, "/metrics").await;
-        assert!(metrics.starts_with("HTTP/1.1 200"), "{role}: {metrics}");
-        assert!(metrics.contains("hubbub_grpc_requests_total"), "{role}: {metrics}");
+        if index == PUBLIC {
+            assert!(!metrics.starts_with("HTTP/1.1 200"), "the public port serves no metrics: {metrics}");
+            assert!(!metrics.contains("hubbub_"), "{metrics}");
+        } else {
+            assert!(metrics.starts_with("HTTP/1.1 200"), "{role}: {metrics}");
+            assert!(metrics.contains("hubbub_grpc_requests_total"), "{role}: {metrics}");
+        }
     }
-    let metrics = http_get(ports[0], "/metrics").await;
+    let metrics = http_get(ports[INTERNAL_GATEWAY], "/metrics").await;
     assert!(metrics.contains("hubbub_gateway_connections 1"), "{metrics}");
 
     // A contract whose behaviour is not built yet says so precisely.
@@ -200,7 +218,7 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
                 assert_eq!(reconnect.reason, "draining");
                 break;
             }
-            Some(Event::Heartbeat(_)) => {}
+            Some(Event::Heartbeat(_) | Event::RoomPresence(_)) => {}
             other => panic!("expected Reconnect, got {other:?}"),
         }
     }
@@ -228,12 +246,26 @@ async fn unknown_config_keys_stop_the_binary_with_the_key_named() {
     let output = Command::new(BINARY)
         .arg("gateway")
         .env_remove("HUBBUB_JWT_SECRET")
+        .env_remove("HUBBUB_INTERNAL_KEY")
         .args(["--set", "gateway.listen=127.0.0.1:0"])
         .output()
         .await
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("HUBBUB_JWT_SECRET"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HUBBUB_INTERNAL_KEY"));
+
+    // A separate role with an internal key but a short client secret.
+    let output = Command::new(BINARY)
+        .arg("gateway")
+        .env("HUBBUB_INTERNAL_KEY", "k".repeat(32))
+        .env("HUBBUB_JWT_SECRET", "short")
+        .args(["--set", "gateway.listen=127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 32"), "{stderr}");
 }
 
 /// Lists services through one version of the reflection API (v1 and v1alpha

@@ -149,7 +149,8 @@ async fn grpc_web_responses_let_a_browser_read_the_status() {
         expose.contains("grpc-status") && expose.contains("grpc-message"),
         "{text}"
     );
-    // The missing session_id is reported as INVALID_ARGUMENT (3).
-    assert!(text.contains("grpc-status: 3"), "{text}");
-    assert!(text.contains("session_id%20is%20required"), "{text}");
+    // The missing token is reported first, as UNAUTHENTICATED (16), with a
+    // message that says what to send.
+    assert!(text.contains("grpc-status: 16"), "{text}");
+    assert!(text.contains("guest_token"), "{text}");
 }

@@ -45,7 +45,7 @@ async fn online_counts_converge_over_gateways_and_heal_when_one_stops() {
         listen: listener.local_addr().unwrap(),
         ..PresenceConfig::default()
     };
-    tokio::spawn(svc_presence::serve(config, listener, sandbox.shutdown.clone()));
+    tokio::spawn(svc_presence::serve(config, support::options(), listener, sandbox.shutdown.clone()));
 
     let mut viewers = Vec::new();
     for i in 0..5 {

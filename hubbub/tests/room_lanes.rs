@@ -5,19 +5,33 @@
 
 mod support;
 
-use hubbub_kit::channel;
+use hubbub_kit::service_auth::{Credentials, Role};
 use hubbub_proto::v1::{RoomMessageKind, RoomPublishRequest, SendRoomMessageRequest, room_client::RoomClient};
 use std::time::{Duration, Instant};
 use support::{Viewer, authed};
-use tonic::Code;
+use tonic::{Code, Request};
 
-fn publish(room_id: &str, kind: RoomMessageKind, body: String) -> RoomPublishRequest {
-    RoomPublishRequest {
-        room_id: room_id.into(),
-        sender_user_id: "backend".into(),
-        kind: kind as i32,
-        body: body.into_bytes().into(),
-    }
+/// A publish as the role that may send `kind` would make it: gifts from
+/// the gift service, comments from a gateway, both for a user.
+fn publish(room_id: &str, kind: RoomMessageKind, body: String) -> Request<RoomPublishRequest> {
+    let role = match kind {
+        RoomMessageKind::Gift => Role::Gift,
+        _ => Role::Gateway,
+    };
+    let credentials: Credentials = support::credentials(role, "gw-0");
+    support::acting(
+        &credentials,
+        "backend",
+        RoomPublishRequest {
+            room_id: room_id.into(),
+            kind: kind as i32,
+            body: body.into_bytes().into(),
+        },
+    )
+}
+
+fn room_client(sandbox: &support::Sandbox) -> RoomClient<hubbub_kit::channel::TracedChannel> {
+    RoomClient::new(support::internal_channel(sandbox.room, &support::credentials(Role::Gateway, "gw-0")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +39,7 @@ async fn high_priority_arrives_in_full_and_in_order_while_comments_are_sampled()
     let sandbox = support::start(1, |_| {}).await;
     let mut viewer = Viewer::connect(&sandbox, 0, Some("viewer")).await;
     viewer.join("show").await;
-    let mut room = RoomClient::new(channel::traced(&format!("http://{}", sandbox.room)).unwrap());
+    let mut room = room_client(&sandbox);
 
     // 600 comments against a cap of 50/s (burst 50), with 30 gifts among them.
     let mut gifts = Vec::new();
@@ -80,7 +94,7 @@ async fn a_gift_does_not_wait_for_the_batch_window() {
     .await;
     let mut viewer = Viewer::connect(&sandbox, 0, Some("viewer")).await;
     viewer.join("show").await;
-    let mut room = RoomClient::new(channel::traced(&format!("http://{}", sandbox.room)).unwrap());
+    let mut room = room_client(&sandbox);
     // Warm the path, then time a lone gift from publish to arrival.
     room.publish(publish("show", RoomMessageKind::Gift, "warm".into()))
         .await
@@ -139,7 +153,7 @@ async fn a_user_over_the_publish_rate_is_refused_with_a_retry_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_over_its_publish_cap_refuses_comments_but_not_gifts() {
     let sandbox = support::start_with_room(1, |_| {}, |room| room.limits.publish_cap_per_sec = 3.0).await;
-    let mut room = RoomClient::new(channel::traced(&format!("http://{}", sandbox.room)).unwrap());
+    let mut room = room_client(&sandbox);
     for i in 0..3 {
         room.publish(publish("capped", RoomMessageKind::Comment, format!("{i}")))
             .await

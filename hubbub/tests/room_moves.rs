@@ -21,7 +21,7 @@ async fn room_instance(shutdown: &CancellationToken) -> String {
         advertise: address.clone(),
         ..RoomConfig::default()
     };
-    tokio::spawn(svc_room::serve(config, listener, shutdown.clone()));
+    tokio::spawn(svc_room::serve(config, support::options(), listener, shutdown.clone()));
     address
 }
 
@@ -48,9 +48,12 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
     let (instances, watched) = discovery::fixed(std::slice::from_ref(&first));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = listener.local_addr().unwrap();
+    let gateway_internal = internal.local_addr().unwrap();
     let config = GatewayConfig {
         listen: gateway,
+        internal_listen: gateway_internal,
         id: "gw-0".into(),
         attach_retry_ms: 50,
         presence_address: None,
@@ -62,12 +65,14 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
         config,
         watched,
         JwtKey::new(support::SECRET),
-        listener,
+        support::options(),
+        svc_gateway::GatewayListeners { public: listener, internal },
         shutdown.clone(),
     ));
     let sandbox = Sandbox {
         room: first.trim_start_matches("http://").parse().unwrap(),
         gateways: vec![gateway],
+        gateways_internal: vec![gateway_internal],
         shutdown: shutdown.clone(),
         gateway_shutdowns: vec![shutdown.clone()],
         room_shutdown: shutdown.clone(),
@@ -119,7 +124,8 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
             }
         }
     }
-    let mut second_client = RoomClient::new(channel::traced(&second).unwrap());
+    let reader = support::service("reader", &["room.read"]);
+    let mut second_client = RoomClient::new(channel::traced(&second, &reader).unwrap());
     for room in moved {
         let recent = second_client
             .get_recent(RoomGetRecentRequest { room_id: room.clone() })

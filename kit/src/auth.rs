@@ -1,29 +1,32 @@
-//! Identity from `authorization: Bearer <JWT>` metadata.
+//! Client identity from `authorization: Bearer <JWT>` metadata on the public
+//! port.
 //!
-//! hubbub signs and verifies HS256 tokens only, so a small hand-written
-//! verifier over `hmac` + `sha2` replaces a general JWT crate whose other
-//! algorithms we would never use. The token's `sub` claim is the user id;
-//! `exp` is required.
+//! The token's `sub` claim is the user id; `exp` is required; `aud` and `iss`
+//! are checked when configured. A device that connects without a token is a
+//! guest: the gateway gives it a guest token of its own in `Welcome`, so each
+//! guest connection has its own identity and no guest can act on another's
+//! session.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
+use crate::jwt::{Hs256, TimedClaims, TokenError, bearer, unix_now};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tonic::{Status, metadata::MetadataMap};
 
-/// Clock skew tolerated on `exp` and `nbf`.
-const LEEWAY_SECS: u64 = 30;
 /// Longest accepted user id, in bytes.
 const MAX_USER_ID_BYTES: usize = 128;
+/// `typ` of client tokens.
+const CLIENT_TYP: &str = "JWT";
+/// Prefix of guest ids, which never collide with users: identities compare
+/// by kind as well as id.
+const GUEST_PREFIX: &str = "guest:";
 
 /// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// A verified user.
     User(String),
-    /// No token: may watch, never send.
-    Guest,
+    /// A guest connection, by its own id: may watch, never send.
+    Guest(String),
 }
 
 impl Identity {
@@ -31,8 +34,20 @@ impl Identity {
     pub fn user_id(&self) -> Option<&str> {
         match self {
             Identity::User(id) => Some(id),
-            Identity::Guest => None,
+            Identity::Guest(_) => None,
         }
+    }
+
+    /// The id, user or guest.
+    pub fn id(&self) -> &str {
+        match self {
+            Identity::User(id) | Identity::Guest(id) => id,
+        }
+    }
+
+    /// True for a guest.
+    pub fn is_guest(&self) -> bool {
+        matches!(self, Identity::Guest(_))
     }
 
     /// The user id, or UNAUTHENTICATED for a guest trying to `action`.
@@ -45,10 +60,19 @@ impl Identity {
     }
 }
 
-/// Claims hubbub puts in and reads from a token.
+/// A verified caller and when its credential runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Who.
+    pub identity: Identity,
+    /// The token's `exp`, unix seconds.
+    pub expires_at: u64,
+}
+
+/// Claims hubbub puts in and reads from a client token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
-    /// The user id.
+    /// The user id (a guest id for guest tokens).
     pub sub: String,
     /// Expiry, unix seconds.
     pub exp: u64,
@@ -58,150 +82,148 @@ pub struct Claims {
     /// Not before, unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// Audience; checked when the key is configured with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// Issuer; checked when the key is configured with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// True for a guest token minted by a gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gst: bool,
 }
 
-/// Why a token was refused; shown to the caller, so each says what to do.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TokenError {
-    /// Not three base64url parts of JSON.
-    #[error("token is not a well-formed JWT (expected header.payload.signature in base64url)")]
-    Malformed,
-    /// Header names another algorithm.
-    #[error("token algorithm {0:?} is not accepted; hubbub tokens are HS256")]
-    Algorithm(String),
-    /// Signature does not match the key.
-    #[error("token signature does not match: it was signed with another key")]
-    Signature,
-    /// Past `exp`.
-    #[error("token expired at {0} (unix seconds): mint a new one")]
-    Expired(u64),
-    /// Before `nbf`.
-    #[error("token is not valid before {0} (unix seconds)")]
-    NotYetValid(u64),
-    /// Missing, empty or over-long `sub`.
-    #[error("token subject (`sub`) must be a user id of 1 to 128 bytes")]
-    Subject,
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-}
-
-/// An HS256 key that signs and verifies tokens.
-#[derive(Clone)]
-pub struct JwtKey {
-    mac: Hmac<Sha256>,
-}
-
-impl std::fmt::Debug for JwtKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtKey(..)")
+impl TimedClaims for Claims {
+    fn exp(&self) -> u64 {
+        self.exp
+    }
+    fn nbf(&self) -> Option<u64> {
+        self.nbf
     }
 }
 
+/// The HS256 key that signs and verifies client tokens, with the optional
+/// audience and issuer they must name.
+#[derive(Clone, Debug)]
+pub struct JwtKey {
+    key: Hs256,
+    audience: Option<String>,
+    issuer: Option<String>,
+}
+
 impl JwtKey {
-    /// A key from a shared secret.
+    /// A key from a shared secret, checking neither audience nor issuer.
     pub fn new(secret: &[u8]) -> Self {
         Self {
-            mac: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length"),
+            key: Hs256::new(secret, CLIENT_TYP),
+            audience: None,
+            issuer: None,
         }
+    }
+
+    /// Requires tokens to name `audience` (`aud`) and `issuer` (`iss`) when set;
+    /// tokens minted here name them too.
+    pub fn with_checks(mut self, audience: Option<String>, issuer: Option<String>) -> Self {
+        self.audience = audience;
+        self.issuer = issuer;
+        self
     }
 
     /// Signs a token for `user_id` valid for `ttl`.
     pub fn mint(&self, user_id: &str, ttl: Duration) -> String {
-        let now = unix_now();
-        let claims = Claims {
-            sub: user_id.to_owned(),
-            exp: now + ttl.as_secs(),
-            iat: now,
-            nbf: None,
-        };
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialise"));
-        let signing_input = format!("{header}.{payload}");
-        let signature = URL_SAFE_NO_PAD.encode(self.sign(signing_input.as_bytes()));
-        format!("{signing_input}.{signature}")
+        self.mint_claims(user_id, ttl, false)
     }
 
-    /// Verifies a token's signature and times and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header: Header = decode_json(header)?;
-        if header.alg != "HS256" {
-            return Err(TokenError::Algorithm(header.alg));
-        }
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac.clone();
-        mac.update(&token.as_bytes()[..header_payload_len(token)]);
-        // verify_slice compares in constant time.
-        mac.verify_slice(&signature).map_err(|_| TokenError::Signature)?;
+    /// A fresh guest identity and its token, valid for `ttl`.
+    pub fn mint_guest(&self, ttl: Duration) -> (Identity, String) {
+        let id = format!("{GUEST_PREFIX}{:032x}", rand::random::<u128>());
+        let token = self.mint_claims(&id, ttl, true);
+        (Identity::Guest(id), token)
+    }
 
-        let claims: Claims = decode_json(payload)?;
+    fn mint_claims(&self, sub: &str, ttl: Duration, guest: bool) -> String {
         let now = unix_now();
-        if claims.exp + LEEWAY_SECS < now {
-            return Err(TokenError::Expired(claims.exp));
-        }
-        if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > now + LEEWAY_SECS) {
-            return Err(TokenError::NotYetValid(nbf));
-        }
+        self.key.sign(&Claims {
+            sub: sub.to_owned(),
+            exp: now.saturating_add(ttl.as_secs()),
+            iat: now,
+            nbf: None,
+            aud: self.audience.clone(),
+            iss: self.issuer.clone(),
+            gst: guest,
+        })
+    }
+
+    /// Verifies a token's signature, times, audience and issuer and returns
+    /// its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims: Claims = self.key.verify(
+            token,
+            "this is not a client token (service credentials are for internal ports only)",
+        )?;
         if claims.sub.is_empty() || claims.sub.len() > MAX_USER_ID_BYTES {
-            return Err(TokenError::Subject);
+            return Err(TokenError::Claim(
+                "token subject (`sub`) must be a user id of 1 to 128 bytes".into(),
+            ));
+        }
+        if claims.gst != claims.sub.starts_with(GUEST_PREFIX) {
+            return Err(TokenError::Claim("token subject does not match its guest flag".into()));
+        }
+        if let Some(audience) = &self.audience
+            && claims.aud.as_ref() != Some(audience)
+        {
+            return Err(TokenError::Claim(format!("token audience (`aud`) must be {audience:?}")));
+        }
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_ref() != Some(issuer)
+        {
+            return Err(TokenError::Claim(format!("token issuer (`iss`) must be {issuer:?}")));
         }
         Ok(claims)
     }
 
-    /// The caller's identity from request metadata: a guest without an
-    /// `authorization` header, UNAUTHENTICATED for a header that does not
-    /// hold a valid token (a bad token never falls back to guest).
-    pub fn identify(&self, metadata: &MetadataMap) -> Result<Identity, Status> {
+    /// The caller from request metadata: `None` without an `authorization`
+    /// header, UNAUTHENTICATED for a header that does not hold a valid token
+    /// (a bad token never falls back to guest).
+    pub fn identify(&self, metadata: &MetadataMap) -> Result<Option<Verified>, Status> {
         let Some(value) = metadata.get("authorization") else {
-            return Ok(Identity::Guest);
+            return Ok(None);
         };
         let value = value
             .to_str()
             .map_err(|_| Status::unauthenticated("authorization metadata is not ASCII"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization metadata must be `Bearer <token>`"))?;
+        let token =
+            bearer(value).ok_or_else(|| Status::unauthenticated("authorization metadata must be `Bearer <token>`"))?;
         let claims = self
-            .verify(token.trim())
+            .verify(token)
             .map_err(|err| Status::unauthenticated(err.to_string()))?;
-        Ok(Identity::User(claims.sub))
+        let identity = if claims.gst {
+            Identity::Guest(claims.sub)
+        } else {
+            Identity::User(claims.sub)
+        };
+        Ok(Some(Verified {
+            identity,
+            expires_at: claims.exp,
+        }))
     }
 
-    fn sign(&self, input: &[u8]) -> Vec<u8> {
-        let mut mac = self.mac.clone();
-        mac.update(input);
-        mac.finalize().into_bytes().to_vec()
+    /// Like [`JwtKey::identify`], but a call without a token is refused:
+    /// every call but `Connect` needs a user token or the guest token of the
+    /// caller's `Welcome`.
+    pub fn require(&self, metadata: &MetadataMap) -> Result<Verified, Status> {
+        self.identify(metadata)?.ok_or_else(|| {
+            Status::unauthenticated(
+                "send `authorization: Bearer <token>`: a user token, or for a guest the guest_token of Welcome",
+            )
+        })
     }
-}
-
-fn header_payload_len(token: &str) -> usize {
-    token.rfind('.').unwrap_or(token.len())
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
     fn key() -> JwtKey {
         JwtKey::new(b"test-secret")
@@ -218,43 +240,72 @@ mod tests {
         let token = key().mint("alice", Duration::from_secs(60));
         assert_eq!(JwtKey::new(b"other").verify(&token), Err(TokenError::Signature));
 
-        let (head, _) = token.rsplit_once('.').unwrap();
+        let mut parts: Vec<&str> = token.split('.').collect();
         let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory","exp":99999999999}"#);
-        let forged = format!(
-            "{}.{}.{}",
-            head.split('.').next().unwrap(),
-            forged_payload,
-            token.rsplit('.').next().unwrap()
-        );
-        assert_eq!(key().verify(&forged), Err(TokenError::Signature));
-
+        parts[1] = &forged_payload;
+        assert_eq!(key().verify(&parts.join(".")), Err(TokenError::Signature));
         assert_eq!(key().verify("not-a-token"), Err(TokenError::Malformed));
 
         let none_alg = format!(
             "{}.{}.",
-            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
             URL_SAFE_NO_PAD.encode(br#"{"sub":"a","exp":99999999999}"#)
         );
         assert_eq!(key().verify(&none_alg), Err(TokenError::Algorithm("none".into())));
 
-        let expired = key().mint("alice", Duration::ZERO);
-        let mut claims: Claims = decode_json(expired.split('.').nth(1).unwrap()).unwrap();
-        claims.exp -= 3600;
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
-        let header = expired.split('.').next().unwrap();
-        let input = format!("{header}.{payload}");
-        let signed = format!("{input}.{}", URL_SAFE_NO_PAD.encode(key().sign(input.as_bytes())));
-        assert!(matches!(key().verify(&signed), Err(TokenError::Expired(_))));
+        let expired = Hs256::new(b"test-secret", CLIENT_TYP).sign(&Claims {
+            sub: "alice".into(),
+            exp: unix_now() - 3600,
+            iat: 0,
+            nbf: None,
+            aud: None,
+            iss: None,
+            gst: false,
+        });
+        assert!(matches!(key().verify(&expired), Err(TokenError::Expired(_))));
     }
 
     #[test]
-    fn metadata_without_token_is_a_guest_and_bad_tokens_are_unauthenticated() {
+    fn audience_and_issuer_are_checked_when_configured() {
+        let strict = key().with_checks(Some("app".into()), Some("login".into()));
+        let plain = key().mint("alice", Duration::from_secs(60));
+        assert!(matches!(strict.verify(&plain), Err(TokenError::Claim(_))));
+        let good = strict.mint("alice", Duration::from_secs(60));
+        assert_eq!(strict.verify(&good).unwrap().aud.as_deref(), Some("app"));
+        let other = key()
+            .with_checks(Some("app".into()), Some("elsewhere".into()))
+            .mint("alice", Duration::from_secs(60));
+        assert!(strict.verify(&other).unwrap_err().to_string().contains("issuer"));
+    }
+
+    #[test]
+    fn guests_get_identities_of_their_own() {
+        let (a, token_a) = key().mint_guest(Duration::from_secs(60));
+        let (b, _) = key().mint_guest(Duration::from_secs(60));
+        assert_ne!(a, b);
+        assert!(a.is_guest() && a.user_id().is_none());
         let mut md = MetadataMap::new();
-        assert_eq!(key().identify(&md).unwrap(), Identity::Guest);
+        md.insert("authorization", format!("Bearer {token_a}").parse().unwrap());
+        assert_eq!(key().identify(&md).unwrap().unwrap().identity, a);
+        // A user token whose subject looks like a guest id is refused.
+        let fake = key().mint("guest:0123", Duration::from_secs(60));
+        assert!(matches!(key().verify(&fake), Err(TokenError::Claim(_))));
+    }
+
+    #[test]
+    fn metadata_without_token_is_none_and_bad_tokens_are_unauthenticated() {
+        let mut md = MetadataMap::new();
+        assert_eq!(key().identify(&md).unwrap(), None);
+        assert_eq!(key().require(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
         md.insert("authorization", "Bearer nope".parse().unwrap());
         assert_eq!(key().identify(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
         let token = key().mint("bob", Duration::from_secs(60));
-        md.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        assert_eq!(key().identify(&md).unwrap(), Identity::User("bob".into()));
+        md.insert("authorization", format!("Bearer  {token}").parse().unwrap());
+        assert_eq!(key().identify(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
+        md.insert("authorization", format!("bearer {token}").parse().unwrap());
+        assert_eq!(
+            key().identify(&md).unwrap().unwrap().identity,
+            Identity::User("bob".into())
+        );
     }
 }

@@ -1,15 +1,36 @@
 //! Client channels to other roles. Channels connect lazily and reconnect on
-//! their own, so roles may start in any order.
+//! their own, so roles may start in any order. Every call on them carries
+//! the caller's trace context and its service credential.
 
-use crate::tracecontext::TraceInterceptor;
+use crate::{service_auth::Credentials, tracecontext};
 use std::time::Duration;
 use tonic::{
-    service::interceptor::InterceptedService,
+    Request, Status,
+    service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
 
-/// A channel that propagates the caller's trace context on every call.
-pub type TracedChannel = InterceptedService<Channel, TraceInterceptor>;
+/// A channel that propagates trace context and presents a credential on
+/// every call.
+pub type TracedChannel = InterceptedService<Channel, CallInterceptor>;
+
+/// Adds trace context and the role's credential to every outgoing call. A
+/// call that already carries `authorization` (a per-call credential naming
+/// a user, see [`Credentials::act_for`]) keeps it.
+#[derive(Debug, Clone)]
+pub struct CallInterceptor {
+    credentials: Credentials,
+}
+
+impl Interceptor for CallInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        tracecontext::inject_current(request.metadata_mut());
+        if !request.metadata().contains_key("authorization") {
+            request.metadata_mut().insert("authorization", self.credentials.header());
+        }
+        Ok(request)
+    }
+}
 
 /// Why an address cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +43,9 @@ pub struct AddressError {
     pub source: tonic::transport::Error,
 }
 
-/// A lazily connected, trace-propagating channel to `address`
-/// (`http://host:port`).
-pub fn traced(address: &str) -> Result<TracedChannel, AddressError> {
+/// A lazily connected channel to `address` (`http://host:port`) whose calls
+/// present `credentials`.
+pub fn traced(address: &str, credentials: &Credentials) -> Result<TracedChannel, AddressError> {
     let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| AddressError {
         address: address.to_owned(),
         source,
@@ -32,8 +53,16 @@ pub fn traced(address: &str) -> Result<TracedChannel, AddressError> {
     let channel = endpoint
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
+        // Below the servers' keepalive timeout and any mesh's idle timeout,
+        // so long-lived attach streams are never cut as idle.
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(InterceptedService::new(channel, TraceInterceptor))
+    Ok(InterceptedService::new(
+        channel,
+        CallInterceptor {
+            credentials: credentials.clone(),
+        },
+    ))
 }

@@ -1,10 +1,13 @@
 //! A tower layer that counts gRPC calls and times them until response
-//! headers, per method. Unknown paths share one label so a scanner cannot
-//! grow the label set without bound.
+//! headers, per method. Only the methods the listener serves get a label of
+//! their own; every other path shares `other`, so a scanner cannot grow the
+//! label set.
 
 use crate::metrics::{GrpcMetrics, MethodLabels};
 use std::{
+    collections::HashSet,
     future::Future,
+    sync::Arc,
     pin::Pin,
     task::{Context, Poll},
     time::Instant,
@@ -15,12 +18,16 @@ use tower::{Layer, Service};
 #[derive(Debug, Clone)]
 pub struct GrpcMetricsLayer {
     metrics: GrpcMetrics,
+    known: Arc<HashSet<String>>,
 }
 
 impl GrpcMetricsLayer {
-    /// A layer recording into `metrics`.
-    pub fn new(metrics: GrpcMetrics) -> Self {
-        Self { metrics }
+    /// A layer recording into `metrics`, labelling the `known` paths.
+    pub fn new(metrics: GrpcMetrics, known: HashSet<String>) -> Self {
+        Self {
+            metrics,
+            known: Arc::new(known),
+        }
     }
 }
 
@@ -31,6 +38,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
         GrpcMetricsService {
             inner,
             metrics: self.metrics.clone(),
+            known: self.known.clone(),
         }
     }
 }
@@ -40,6 +48,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetricsService<S> {
     inner: S,
     metrics: GrpcMetrics,
+    known: Arc<HashSet<String>>,
 }
 
 impl<S, B> Service<http::Request<B>> for GrpcMetricsService<S>
@@ -57,9 +66,12 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        let known = path.starts_with("/hubbub.") || path.starts_with("/grpc.") || path == "/metrics";
         let labels = MethodLabels {
-            method: if known { path.to_owned() } else { "other".to_owned() },
+            method: if self.known.contains(path) {
+                path.to_owned()
+            } else {
+                "other".to_owned()
+            },
         };
         self.metrics.requests.get_or_create(&labels).inc();
         let latency = self.metrics.latency.clone();

@@ -3,10 +3,16 @@
 //!
 //! # Layout
 //! - [`config`]: file + environment + flags, unknown keys rejected.
-//! - [`auth`]: HS256 JWT minting and verification, caller identity.
+//! - [`jwt`]: HS256 tokens, the core of both kinds of credential.
+//! - [`auth`]: client tokens and the identity of a client call.
+//! - [`service_auth`]: service credentials between roles and backends.
+//! - [`policy`]: who may call what on internal ports, in one table.
+//! - [`internal_auth`]: the layer that enforces it on every internal listener.
 //! - [`telemetry`]: logs and OTLP span export.
 //! - [`tracecontext`]: W3C trace context in gRPC metadata and in messages.
-//! - [`serve`]: the serving stack (health, reflection, `/metrics`, gRPC-web, CORS).
+//! - [`serve`]: the public and internal serving stacks (health, reflection,
+//!   `/metrics`, gRPC-web, CORS, connection limits).
+//! - [`conn_guard`]: connections that must speak within a deadline.
 //! - [`metrics`]: Prometheus registry helpers.
 //! - [`channel`]: trace-propagating client channels.
 //! - [`rendezvous`]: which instance owns a key.
@@ -21,15 +27,20 @@ pub mod auth;
 pub mod channel;
 pub mod closeable;
 pub mod config;
+pub mod conn_guard;
 pub mod discovery;
 mod grpc_metrics;
 pub mod ids;
+pub mod internal_auth;
+pub mod jwt;
 pub mod metrics;
 mod metrics_endpoint;
+pub mod policy;
 pub mod process_metrics;
 pub mod rate;
 pub mod rendezvous;
 pub mod serve;
+pub mod service_auth;
 pub mod sharded;
 pub mod shutdown;
 pub mod telemetry;

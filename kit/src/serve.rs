@@ -1,19 +1,32 @@
-//! The serving stack every role shares: its gRPC services plus health,
-//! reflection (v1 and v1alpha, so grpcurl 1.8 works), `/metrics`, gRPC-web
-//! with CORS, and a trace span per call that continues the caller's trace.
+//! The serving stack every role shares. Two kinds of listener:
+//!
+//! - **public** (the gateway's client port): the role's client services
+//!   over gRPC and gRPC-web with CORS, health, and reflection of exactly
+//!   those services. No `/metrics`, nothing internal.
+//! - **internal** (every role): the internal services behind the service
+//!   credential check of [`crate::internal_auth`], health, reflection of
+//!   exactly those services, and `/metrics` for Prometheus.
+//!
+//! Both trace every call (continuing the caller's trace), count it under a
+//! bounded set of method labels, drop connections that stay silent past the
+//! handshake timeout or stop answering keepalive pings, cap streams per
+//! connection, and bound how long a drain may take.
 
 use crate::{
-    grpc_metrics::GrpcMetricsLayer, metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer, tracecontext,
+    conn_guard::HandshakeDeadline, grpc_metrics::GrpcMetricsLayer, internal_auth::InternalAuthLayer,
+    metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer, service_auth::InternalKey, tracecontext,
 };
 use http::{HeaderName, Method};
 use prometheus_client::registry::Registry;
-use std::{sync::Arc, time::Duration};
+use serde::Deserialize;
+use std::{collections::HashSet, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 use tower_http::{
+    classify::GrpcFailureClass,
     cors::{AllowOrigin, CorsLayer},
     trace::TraceLayer,
 };
@@ -29,30 +42,129 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// What a role serves.
+/// `[listener]`: connection limits every listener of every role applies.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerLimits {
+    /// A connection must send its first request bytes within this long.
+    pub handshake_timeout_ms: u64,
+    /// HTTP/2 pings on every connection this often...
+    pub keepalive_interval_ms: u64,
+    /// ...and a peer that does not answer one within this long is dropped.
+    pub keepalive_timeout_ms: u64,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// How long a drain may wait for open calls before the role exits anyway.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout_ms: 10_000,
+            // Below the idle timeouts of common meshes and load balancers.
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 20_000,
+            max_concurrent_streams: 128,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// What every role needs to serve: the internal key its internal listener
+/// verifies (and its own credentials are signed with), and the connection
+/// limits of its listeners.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The internal key.
+    pub internal_key: InternalKey,
+    /// Connection limits.
+    pub limits: ListenerLimits,
+}
+
+impl ServeOptions {
+    /// Options with `internal_key` and default limits.
+    pub fn new(internal_key: InternalKey) -> Self {
+        Self {
+            internal_key,
+            limits: ListenerLimits::default(),
+        }
+    }
+
+    /// The internal listener of `role`.
+    pub fn internal(&self, role: &'static str, routes: Routes, service_names: Vec<&'static str>, metrics: RoleMetrics) -> RoleServer {
+        RoleServer {
+            role,
+            exposure: Exposure::Internal(self.internal_key.clone()),
+            routes,
+            service_names,
+            metrics,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// Which side of the trust boundary a listener serves.
+#[derive(Debug, Clone)]
+pub enum Exposure {
+    /// The client port: gRPC-web and CORS, no metrics, no credential check.
+    Public,
+    /// An internal port: every call needs a credential signed with this key.
+    Internal(InternalKey),
+}
+
+/// The metrics of a role, shared by its listeners: the registry is served by
+/// the internal one, and every listener records its calls into it.
+#[derive(Debug, Clone)]
+pub struct RoleMetrics {
+    registry: Arc<Registry>,
+    grpc: GrpcMetrics,
+}
+
+impl RoleMetrics {
+    /// Adds the serving metrics to a role's `registry`.
+    pub fn new(mut registry: Registry) -> Self {
+        let grpc = GrpcMetrics::register(&mut registry);
+        Self {
+            registry: Arc::new(registry),
+            grpc,
+        }
+    }
+}
+
+/// One listener of a role.
 pub struct RoleServer {
     /// Role name, for spans and logs ("gateway", "room", ...).
     pub role: &'static str,
-    /// The role's gRPC services.
+    /// Which side of the boundary it serves.
+    pub exposure: Exposure,
+    /// Its gRPC services.
     pub routes: Routes,
-    /// Fully-qualified names of those services, reported SERVING by health.
+    /// Fully-qualified names of those services: reported SERVING by health,
+    /// listed by reflection, labelled by metrics.
     pub service_names: Vec<&'static str>,
-    /// The role's metrics, served at `/metrics` on the same port.
-    pub registry: Registry,
-    /// Keep-alive pings on idle HTTP/2 connections (none when `None`).
-    pub http2_keepalive: Option<Duration>,
+    /// The role's metrics.
+    pub metrics: RoleMetrics,
+    /// Connection limits.
+    pub limits: ListenerLimits,
 }
 
+const HEALTH: &str = "grpc.health.v1.Health";
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
 /// Serves `server` on `listener` until `shutdown` is cancelled, then reports
-/// NOT_SERVING and waits for open calls to finish. Long-lived streams must be
-/// ended by the role itself when `shutdown` fires.
+/// NOT_SERVING and waits for open calls to finish, at most the drain
+/// timeout. Long-lived streams must be ended by the role itself when
+/// `shutdown` fires.
 pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let RoleServer {
         role,
+        exposure,
         routes,
         service_names,
-        mut registry,
-        http2_keepalive,
+        metrics,
+        limits,
     } = server;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -60,23 +172,27 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(hubbub_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(HEALTH)
+            .with_service_name(REFLECTION_V1)
+            .with_service_name(REFLECTION_V1ALPHA);
+        for name in &service_names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
-    let grpc_metrics = GrpcMetrics::register(&mut registry);
-    let registry = Arc::new(registry);
     let routes = routes
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+    let known = known_methods(&service_names);
 
     {
         // Tell load balancers first, so no new call lands while we drain.
         let shutdown = shutdown.clone();
+        let service_names = service_names.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
             for name in service_names {
@@ -85,42 +201,144 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
         });
     }
 
-    Server::builder()
-        // gRPC-web clients in browsers speak HTTP/1.1.
-        .accept_http1(true)
-        .http2_keepalive_interval(http2_keepalive)
-        .tcp_nodelay(true)
-        // Outermost: Prometheus scrapes over HTTP/1.1, which gRPC-web would refuse.
-        .layer(MetricsEndpointLayer::new(registry))
-        // Then CORS: a browser's preflight is answered before anything else runs.
-        .layer(cors())
-        // Translates gRPC-web to gRPC, so every layer below sees plain gRPC.
-        .layer(tonic_web::GrpcWebLayer::new())
-        // Inside gRPC-web: browser calls get a span continuing their trace too.
-        .layer(
-            TraceLayer::new_for_grpc().make_span_with(move |request: &http::Request<_>| {
-                let span = tracing::info_span!(
-                    "grpc",
-                    otel.name = %request.uri().path().trim_start_matches('/'),
-                    otel.kind = "server",
-                    rpc.system = "grpc",
-                    hubbub.role = role,
-                );
-                // Before the span is entered, as tracing-opentelemetry requires.
-                let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
-                    &span,
-                    tracecontext::extract_from_headers(request.headers()),
-                );
-                span
-            }),
-        )
-        // Innermost: counts what reached a service, timed without the layers above.
-        .layer(GrpcMetricsLayer::new(grpc_metrics))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
-        .await?;
+    let handshake = Duration::from_millis(limits.handshake_timeout_ms.max(1));
+    let incoming = TcpListenerStream::new(listener).map(move |accepted| {
+        accepted.map(|stream| {
+            let _ = stream.set_nodelay(true);
+            HandshakeDeadline::new(stream, handshake)
+        })
+    });
+    let builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_millis(limits.keepalive_interval_ms.max(100))))
+        .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms.max(100))))
+        .max_concurrent_streams(limits.max_concurrent_streams.max(1));
+    let grpc_metrics = GrpcMetricsLayer::new(metrics.grpc.clone(), known);
+    let signal = shutdown.clone().cancelled_owned();
+    let served = async move {
+        match exposure {
+            Exposure::Public => {
+                builder
+                    // gRPC-web clients in browsers speak HTTP/1.1.
+                    .accept_http1(true)
+                    // Outermost: a browser's preflight is answered before anything else runs.
+                    .layer(cors())
+                    // Translates gRPC-web to gRPC, so every layer below sees plain gRPC.
+                    .layer(tonic_web::GrpcWebLayer::new())
+                    // Inside gRPC-web: browser calls get a span continuing their trace too.
+                    .layer(trace_layer(role))
+                    // Counts what reached a service, under known method names only.
+                    .layer(grpc_metrics)
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, signal)
+                    .await
+            }
+            Exposure::Internal(key) => {
+                builder
+                    // Prometheus scrapes over HTTP/1.1.
+                    .accept_http1(true)
+                    .layer(trace_layer(role))
+                    // `/metrics` is plain HTTP, open to the scraper.
+                    .layer(MetricsEndpointLayer::new(metrics.registry.clone()))
+                    .layer(grpc_metrics)
+                    // Innermost: refused calls are still traced and counted,
+                    // and no handler runs before the credential is checked.
+                    .layer(InternalAuthLayer::new(key))
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, signal)
+                    .await
+            }
+        }
+    };
+    let drain = Duration::from_millis(limits.drain_timeout_ms);
+    tokio::select! {
+        served = served => served?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(role, "drain timeout: calls still open are cut");
+        }
+    }
     tracing::info!(role, "stopped serving");
     Ok(())
+}
+
+/// A span per call, continuing the caller's trace; failures logged by who
+/// caused them: a client's mistake quietly, a server fault loudly.
+#[allow(clippy::type_complexity)] // tower-http's type, spelled out once
+fn trace_layer(
+    role: &'static str,
+) -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    impl Fn(&http::Request<tonic::body::Body>) -> tracing::Span + Clone,
+    tower_http::trace::DefaultOnRequest,
+    tower_http::trace::DefaultOnResponse,
+    tower_http::trace::DefaultOnBodyChunk,
+    tower_http::trace::DefaultOnEos,
+    impl Fn(GrpcFailureClass, Duration, &tracing::Span) + Clone,
+> {
+    TraceLayer::new_for_grpc()
+        .make_span_with(move |request: &http::Request<tonic::body::Body>| {
+            let span = crate::telemetry::role_span(role, request.uri().path());
+            // Before the span is entered, as tracing-opentelemetry requires.
+            let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+                &span,
+                tracecontext::extract_from_headers(request.headers()),
+            );
+            span
+        })
+        .on_failure(|failure: GrpcFailureClass, latency: Duration, _span: &tracing::Span| {
+            let latency_ms = latency.as_millis() as u64;
+            match &failure {
+                GrpcFailureClass::Status(status) if is_client_fault(status.code_raw()) => {
+                    tracing::debug!(code = status.code_raw(), message = status.message(), latency_ms, "call refused")
+                }
+                GrpcFailureClass::Status(status) => {
+                    tracing::error!(code = status.code_raw(), message = status.message(), latency_ms, "call failed")
+                }
+                GrpcFailureClass::Error(error) => tracing::warn!(%error, latency_ms, "call broke off"),
+                _ => tracing::warn!(%failure, latency_ms, "call failed"),
+            }
+        })
+}
+
+/// Codes that say the caller got something wrong (or gave up), not that
+/// this server is at fault.
+fn is_client_fault(code: i32) -> bool {
+    use tonic::Code::*;
+    matches!(
+        tonic::Code::from_i32(code),
+        Cancelled
+            | InvalidArgument
+            | NotFound
+            | AlreadyExists
+            | PermissionDenied
+            | Unauthenticated
+            | FailedPrecondition
+            | OutOfRange
+            | ResourceExhausted
+            | Aborted
+            | DeadlineExceeded
+            | Unimplemented
+    )
+}
+
+/// The paths a listener serves, for metrics labels.
+fn known_methods(service_names: &[&str]) -> HashSet<String> {
+    use prost::Message;
+    let mut known = HashSet::new();
+    if let Ok(set) = prost_types::FileDescriptorSet::decode(hubbub_proto::FILE_DESCRIPTOR_SET) {
+        for file in &set.file {
+            for service in &file.service {
+                let full = format!("{}.{}", file.package(), service.name());
+                if service_names.contains(&full.as_str()) {
+                    known.extend(service.method.iter().map(|m| format!("/{full}/{}", m.name())));
+                }
+            }
+        }
+    }
+    known.insert(format!("/{HEALTH}/Check"));
+    known.insert(format!("/{HEALTH}/Watch"));
+    known.insert(format!("/{REFLECTION_V1}/ServerReflectionInfo"));
+    known.insert(format!("/{REFLECTION_V1ALPHA}/ServerReflectionInfo"));
+    known
 }
 
 /// CORS for browser gRPC-web clients: any origin (the token, not the origin,
@@ -146,4 +364,17 @@ fn cors() -> CorsLayer {
             header("grpc-status-details-bin"),
         ])
         .max_age(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_methods_are_those_of_the_served_services_only() {
+        let known = known_methods(&["hubbub.v1.Room"]);
+        assert!(known.contains("/hubbub.v1.Room/Publish"));
+        assert!(known.contains("/grpc.health.v1.Health/Check"));
+        assert!(!known.contains("/hubbub.v1.Presence/LocateUsers"));
+    }
 }

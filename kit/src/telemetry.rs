@@ -116,3 +116,16 @@ pub fn init(config: &TelemetryConfig, role: &str) -> Result<Telemetry, Telemetry
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(Telemetry { provider })
 }
+
+/// The server span of one call, named after the method and tagged with the
+/// serving role.
+pub fn role_span(role: &'static str, path: &str) -> tracing::Span {
+    let name = path.trim_start_matches('/');
+    tracing::info_span!(
+        "grpc",
+        otel.name = %name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        hubbub.role = role,
+    )
+}

@@ -8,21 +8,13 @@ use opentelemetry::{
     propagation::{Extractor, Injector},
 };
 use std::collections::HashMap;
-use tonic::{Request, Status, metadata::MetadataMap, service::Interceptor};
+use tonic::metadata::MetadataMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Injects the current span's context into every outgoing request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceInterceptor;
-
-impl Interceptor for TraceInterceptor {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let cx = tracing::Span::current().context();
-        global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(&cx, &mut MetadataInjector(request.metadata_mut()))
-        });
-        Ok(request)
-    }
+/// Injects the current span's context into outgoing request metadata.
+pub fn inject_current(metadata: &mut MetadataMap) {
+    let cx = tracing::Span::current().context();
+    global::get_text_map_propagator(|propagator| propagator.inject_context(&cx, &mut MetadataInjector(metadata)));
 }
 
 /// The context of the remote caller found in HTTP headers (no parent when
@@ -56,6 +48,42 @@ pub fn set_parent_from(span: &tracing::Span, traceparent: &str, tracestate: &str
     let cx = global::get_text_map_propagator(|propagator| propagator.extract(&fields));
     // Fails only when the span is disabled; nothing to link then.
     let _ = span.set_parent(cx);
+}
+
+/// A span for housekeeping (presence reports, count polls): its trace is
+/// marked not sampled, so neither it nor the spans of the calls it makes,
+/// here or on the callee, are exported; with nobody connected a role then
+/// exports nothing.
+pub fn unsampled_span(name: &'static str) -> tracing::Span {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    let span = tracing::info_span!("housekeeping", otel.name = name);
+    let remote = SpanContext::new(
+        TraceId::from_bytes(rand::random::<u128>().max(1).to_be_bytes()),
+        SpanId::from_bytes(rand::random::<u64>().max(1).to_be_bytes()),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(Context::new().with_remote_span_context(remote));
+    span
+}
+
+/// Links `span` to the trace a `traceparent` names (ignored when malformed):
+/// one delivery span then reaches every message of a batch.
+pub fn add_link_from(span: &tracing::Span, traceparent: &str) {
+    if let Some(context) = span_context_of(traceparent) {
+        span.add_link(context);
+    }
+}
+
+/// The remote span context a `traceparent` names, if it is well-formed.
+pub fn span_context_of(traceparent: &str) -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::TraceContextExt;
+    let mut fields = HashMap::new();
+    fields.insert("traceparent".to_owned(), traceparent.to_owned());
+    let cx = global::get_text_map_propagator(|propagator| propagator.extract(&fields));
+    let context = cx.span().span_context().clone();
+    context.is_valid().then_some(context)
 }
 
 struct MetadataInjector<'a>(&'a mut MetadataMap);

@@ -10,6 +10,7 @@ pub mod v1 {
     tonic::include_proto!("hubbub.v1");
 }
 
+pub mod codec;
 pub mod wire;
 
 /// The encoded `FileDescriptorSet` of every hubbub proto, for gRPC reflection.

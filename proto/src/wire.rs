@@ -84,7 +84,7 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Encoder;
-    type Decoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Decoder;
+    type Decoder = crate::codec::StrictDecoder<<tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Decoder>;
 
     fn encoder(&mut self) -> Self::Encoder {
         let settings = tonic::codec::BufferSettings::new(CALL_BUFFER_BYTES, YIELD_THRESHOLD_BYTES);
@@ -93,7 +93,7 @@ where
 
     fn decoder(&mut self) -> Self::Decoder {
         let settings = tonic::codec::BufferSettings::new(CALL_BUFFER_BYTES, YIELD_THRESHOLD_BYTES);
-        tonic_prost::ProstCodec::<T, U>::raw_decoder(settings)
+        crate::codec::StrictDecoder(tonic_prost::ProstCodec::<T, U>::raw_decoder(settings))
     }
 }
 

@@ -1,8 +1,12 @@
-//! The `hubbub.v1.ClientApi` handlers: authenticate, find the session's
-//! replica, run the call here or forward it to the owner, map errors.
+//! The `hubbub.v1.ClientApi` handlers: authenticate (always first), find the
+//! session's replica, run the call here or forward it to the owner with the
+//! caller's identity signed into the forwarding credential, map errors.
 
 use crate::outbox::OutboxStream;
-use crate::{gateway::Gateway, sessions::gateway_of};
+use crate::{
+    gateway::{Gateway, Opener},
+    sessions::gateway_of,
+};
 use hubbub_kit::{
     auth::{Identity, JwtKey},
     channel::TracedChannel,
@@ -14,7 +18,7 @@ use hubbub_proto::{
     },
     wire::server::client_api_server::ClientApi,
 };
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -29,7 +33,7 @@ pub struct ClientApiService {
 /// Where a session call runs.
 enum Route {
     Here,
-    Peer(GatewayControlClient<TracedChannel>),
+    Peer(Box<GatewayControlClient<TracedChannel>>),
 }
 
 impl ClientApiService {
@@ -46,7 +50,7 @@ impl ClientApiService {
         }
         match gateway_of(session_id) {
             Some(id) if id == self.gateway.config.id => Ok(Route::Here),
-            Some(id) => self.gateway.peers.get(id).cloned().map(Route::Peer).ok_or_else(|| {
+            Some(id) => self.gateway.peers.get(id).cloned().map(|peer| Route::Peer(Box::new(peer))).ok_or_else(|| {
                 Status::not_found(format!(
                     "session {session_id:?} names gateway {id:?}, which is not a known replica: reconnect"
                 ))
@@ -64,15 +68,30 @@ impl ClientApiService {
         call: Call,
     ) -> Result<Answer, Status> {
         self.gateway.metrics.forwarded.inc();
-        let request = GatewayControlForwardRequest {
-            user_id: identity.user_id().unwrap_or_default().to_owned(),
-            call: Some(call),
-        };
-        peer.forward(request)
-            .await?
+        let mut request = Request::new(GatewayControlForwardRequest { call: Some(call) });
+        // The owner takes the caller from this signed credential, never from a field.
+        self.gateway.credentials.act_for(&mut request, identity);
+        let timeout = Duration::from_millis(self.gateway.config.call_timeout_ms);
+        request.set_timeout(timeout);
+        tokio::time::timeout(timeout, peer.forward(request))
+            .await
+            .map_err(|_| Status::unavailable("the gateway holding this session did not answer in time: retry"))??
             .into_inner()
             .result
             .ok_or_else(|| Status::internal("the owning gateway answered without a result"))
+    }
+
+    /// The caller of a call other than Connect: a user, or a guest with the
+    /// guest token of its Welcome.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+        Ok(self.jwt.require(request.metadata())?.identity)
+    }
+
+    /// The caller of a call only signed-in users may make.
+    fn user<T>(&self, request: &Request<T>, rpc: &str) -> Result<Identity, Status> {
+        let identity = self.caller(request)?;
+        identity.require_user(rpc)?;
+        Ok(identity)
     }
 }
 
@@ -95,18 +114,47 @@ impl ClientApi for ClientApiService {
                 "this gateway is draining: connect to another replica",
             ));
         }
-        let identity = self.jwt.identify(request.metadata())?;
-        let stream = self.gateway.connect(identity, request.into_inner().device_id)?;
+        let verified = self.jwt.identify(request.metadata())?;
+        // Guests without a token are limited per source address.
+        let rate_key = match (&verified, request.remote_addr()) {
+            (Some(verified), _) => verified.identity.id().to_owned(),
+            (None, Some(address)) => format!("ip:{}", address.ip()),
+            (None, None) => "ip:unknown".to_owned(),
+        };
+        self.gateway.check_session_rate(&rate_key)?;
+        let opener = match verified {
+            Some(verified) if verified.identity.is_guest() => Opener {
+                identity: verified.identity,
+                expires_at: None,
+                guest_token: String::new(),
+            },
+            Some(verified) => Opener {
+                identity: verified.identity,
+                expires_at: Some(verified.expires_at),
+                guest_token: String::new(),
+            },
+            None => {
+                let ttl = Duration::from_secs(self.gateway.config.guest_token_ttl_secs);
+                let (identity, guest_token) = self.jwt.mint_guest(ttl);
+                Opener {
+                    identity,
+                    expires_at: None,
+                    guest_token,
+                }
+            }
+        };
+        let stream = self.gateway.connect(opener, request.into_inner().device_id)?;
         Ok(Response::new(stream))
     }
 
     #[tracing::instrument(name = "gateway.join_room", skip_all, fields(room_id = %request.get_ref().room_id))]
     async fn join_room(&self, request: Request<pb::JoinRoomRequest>) -> Result<Response<pb::JoinRoomResponse>, Status> {
-        let identity = self.jwt.identify(request.metadata())?;
+        let identity = self.caller(&request)?;
+        self.gateway.check_session_rate(identity.id())?;
         let request = request.into_inner();
         let answer = match self.route(&request.session_id)? {
             Route::Here => self.gateway.join_room(&identity, request).await?,
-            Route::Peer(peer) => match self.forward(peer, &identity, Call::JoinRoom(request)).await? {
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::JoinRoom(request)).await? {
                 Answer::JoinRoom(answer) => answer,
                 _ => return Err(unexpected()),
             },
@@ -119,11 +167,12 @@ impl ClientApi for ClientApiService {
         &self,
         request: Request<pb::LeaveRoomRequest>,
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
-        let identity = self.jwt.identify(request.metadata())?;
+        let identity = self.caller(&request)?;
+        self.gateway.check_session_rate(identity.id())?;
         let request = request.into_inner();
         let answer = match self.route(&request.session_id)? {
             Route::Here => self.gateway.leave_room(&identity, request)?,
-            Route::Peer(peer) => match self.forward(peer, &identity, Call::LeaveRoom(request)).await? {
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::LeaveRoom(request)).await? {
                 Answer::LeaveRoom(answer) => answer,
                 _ => return Err(unexpected()),
             },
@@ -136,12 +185,11 @@ impl ClientApi for ClientApiService {
         &self,
         request: Request<pb::SendRoomMessageRequest>,
     ) -> Result<Response<pb::SendRoomMessageResponse>, Status> {
-        let identity = self.jwt.identify(request.metadata())?;
-        identity.require_user("SendRoomMessage")?;
+        let identity = self.user(&request, "SendRoomMessage")?;
         let request = request.into_inner();
         let answer = match self.route(&request.session_id)? {
             Route::Here => self.gateway.send_room_message(&identity, request).await?,
-            Route::Peer(peer) => match self.forward(peer, &identity, Call::SendRoomMessage(request)).await? {
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::SendRoomMessage(request)).await? {
                 Answer::SendRoomMessage(answer) => answer,
                 _ => return Err(unexpected()),
             },
@@ -149,61 +197,53 @@ impl ClientApi for ClientApiService {
         Ok(Response::new(answer))
     }
 
-    async fn send_gift(&self, _: Request<pb::SendGiftRequest>) -> Result<Response<pb::SendGiftResponse>, Status> {
+    async fn send_gift(&self, request: Request<pb::SendGiftRequest>) -> Result<Response<pb::SendGiftResponse>, Status> {
+        self.user(&request, "SendGift")?;
         Err(not_yet("SendGift"))
     }
 
-    async fn pull_gifts(&self, _: Request<pb::PullGiftsRequest>) -> Result<Response<pb::PullGiftsResponse>, Status> {
+    async fn pull_gifts(&self, request: Request<pb::PullGiftsRequest>) -> Result<Response<pb::PullGiftsResponse>, Status> {
+        self.caller(&request)?;
         Err(not_yet("PullGifts"))
     }
 
-    async fn create_group(
-        &self,
-        _: Request<pb::CreateGroupRequest>,
-    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+    async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        self.user(&request, "CreateGroup")?;
         Err(not_yet("CreateGroup"))
     }
 
-    async fn add_group_members(
-        &self,
-        _: Request<pb::AddGroupMembersRequest>,
-    ) -> Result<Response<pb::AddGroupMembersResponse>, Status> {
+    async fn add_group_members(&self, request: Request<pb::AddGroupMembersRequest>) -> Result<Response<pb::AddGroupMembersResponse>, Status> {
+        self.user(&request, "AddGroupMembers")?;
         Err(not_yet("AddGroupMembers"))
     }
 
-    async fn remove_group_members(
-        &self,
-        _: Request<pb::RemoveGroupMembersRequest>,
-    ) -> Result<Response<pb::RemoveGroupMembersResponse>, Status> {
+    async fn remove_group_members(&self, request: Request<pb::RemoveGroupMembersRequest>) -> Result<Response<pb::RemoveGroupMembersResponse>, Status> {
+        self.user(&request, "RemoveGroupMembers")?;
         Err(not_yet("RemoveGroupMembers"))
     }
 
-    async fn list_my_groups(
-        &self,
-        _: Request<pb::ListMyGroupsRequest>,
-    ) -> Result<Response<pb::ListMyGroupsResponse>, Status> {
+    async fn list_my_groups(&self, request: Request<pb::ListMyGroupsRequest>) -> Result<Response<pb::ListMyGroupsResponse>, Status> {
+        self.user(&request, "ListMyGroups")?;
         Err(not_yet("ListMyGroups"))
     }
 
-    async fn send_group_message(
-        &self,
-        _: Request<pb::SendGroupMessageRequest>,
-    ) -> Result<Response<pb::SendGroupMessageResponse>, Status> {
+    async fn send_group_message(&self, request: Request<pb::SendGroupMessageRequest>) -> Result<Response<pb::SendGroupMessageResponse>, Status> {
+        self.user(&request, "SendGroupMessage")?;
         Err(not_yet("SendGroupMessage"))
     }
 
-    async fn pull_mailbox(
-        &self,
-        _: Request<pb::PullMailboxRequest>,
-    ) -> Result<Response<pb::PullMailboxResponse>, Status> {
+    async fn pull_mailbox(&self, request: Request<pb::PullMailboxRequest>) -> Result<Response<pb::PullMailboxResponse>, Status> {
+        self.user(&request, "PullMailbox")?;
         Err(not_yet("PullMailbox"))
     }
 
-    async fn ack(&self, _: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
+    async fn ack(&self, request: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        self.user(&request, "Ack")?;
         Err(not_yet("Ack"))
     }
 
-    async fn mark_read(&self, _: Request<pb::MarkReadRequest>) -> Result<Response<pb::MarkReadResponse>, Status> {
+    async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Result<Response<pb::MarkReadResponse>, Status> {
+        self.user(&request, "MarkRead")?;
         Err(not_yet("MarkRead"))
     }
 }

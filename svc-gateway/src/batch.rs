@@ -42,6 +42,8 @@ impl PreparedBatch {
         let messages = batch.messages.len() as u64;
         let tail = batch.messages[batch.messages.len().saturating_sub(keep)..].to_vec();
         let room_id: Arc<str> = batch.room_id.as_str().into();
+        // Internal to the route layer: clients need not carry it.
+        batch.linked_traceparents.clear();
         if compress_above > 0 {
             let list = RoomMessageList {
                 messages: std::mem::take(&mut batch.messages),

@@ -7,9 +7,12 @@ use std::{collections::BTreeMap, net::SocketAddr};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
-    /// Address to listen on for clients (gRPC and gRPC-web) and for other
-    /// services (GatewayControl, health, reflection, `/metrics`).
+    /// The public listener: `ClientApi` for apps and browsers (gRPC and
+    /// gRPC-web), health and its reflection. The one port to expose.
     pub listen: SocketAddr,
+    /// The internal listener: `GatewayControl` for other roles (with a
+    /// service credential), health, reflection and `/metrics`.
+    pub internal_listen: SocketAddr,
     /// This replica's id: the prefix of its session ids, stable across
     /// restarts (a StatefulSet pod name, say). Letters, digits, `-_.:`.
     pub id: String,
@@ -21,8 +24,8 @@ pub struct GatewayConfig {
     pub room_instances_dns: Option<String>,
     /// How often `room_instances_dns` is resolved again.
     pub room_dns_refresh_ms: u64,
-    /// This replica's address as other services reach it (GatewayControl),
-    /// reported to presence with its sessions.
+    /// This replica's internal address as other services reach it
+    /// (GatewayControl), reported to presence with its sessions.
     pub advertise: String,
     /// The presence service (`http://presence:7704`); without it, online
     /// counts are this replica's own and nobody can locate its sessions.
@@ -34,8 +37,8 @@ pub struct GatewayConfig {
     pub presence_ttl_ms: u32,
     /// Interval of room online counts pushed to viewers.
     pub room_presence_push_ms: u64,
-    /// Other gateway replicas by id, for forwarding calls whose session
-    /// lives there (`{ "gateway-1" = "http://gateway-1:7700" }`).
+    /// Other gateway replicas' internal addresses by id, for forwarding calls
+    /// whose session lives there (`{ "gateway-1" = "http://gateway-1:7705" }`).
     pub peers: BTreeMap<String, String>,
     /// Interval of heartbeat events on client streams.
     pub heartbeat_interval_ms: u32,
@@ -48,6 +51,22 @@ pub struct GatewayConfig {
     pub max_rooms_per_session: usize,
     /// Client streams this replica accepts at once.
     pub max_connections: usize,
+    /// Client streams one user (or one guest identity) may hold at once on
+    /// this replica.
+    pub max_streams_per_user: usize,
+    /// Connect, JoinRoom and LeaveRoom calls one caller may make per second
+    /// (guests connecting without a token: per source address)...
+    pub session_calls_per_sec: f64,
+    /// ...and in a burst above that rate.
+    pub session_calls_burst: f64,
+    /// Validity of the guest token a guest stream gets in Welcome.
+    pub guest_token_ttl_secs: u64,
+    /// Largest ClientApi request accepted, in bytes (room bodies are capped
+    /// separately by `max_room_message_bytes`).
+    pub max_request_bytes: usize,
+    /// How long a call forwarded to the replica owning a session, or a
+    /// publish to a room instance, may take.
+    pub call_timeout_ms: u64,
     /// How long JoinRoom waits for the room's owner to confirm a new
     /// subscription before answering UNAVAILABLE.
     pub join_timeout_ms: u64,
@@ -69,11 +88,12 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 7700)),
+            internal_listen: SocketAddr::from(([127, 0, 0, 1], 7705)),
             id: "gateway-0".to_owned(),
             room_instances: vec!["http://127.0.0.1:7701".to_owned()],
             room_instances_dns: None,
             room_dns_refresh_ms: 5_000,
-            advertise: "http://127.0.0.1:7700".to_owned(),
+            advertise: "http://127.0.0.1:7705".to_owned(),
             presence_address: Some("http://127.0.0.1:7704".to_owned()),
             presence_report_ms: 1_000,
             presence_ttl_ms: 3_500,
@@ -84,6 +104,12 @@ impl Default for GatewayConfig {
             outbox_capacity: 1024,
             max_rooms_per_session: 32,
             max_connections: 100_000,
+            max_streams_per_user: 16,
+            session_calls_per_sec: 20.0,
+            session_calls_burst: 40.0,
+            guest_token_ttl_secs: 24 * 3600,
+            max_request_bytes: 64 * 1024,
+            call_timeout_ms: 5_000,
             join_timeout_ms: 5_000,
             drain_reconnect_after_ms: 5_000,
             attach_retry_ms: 500,

@@ -3,7 +3,7 @@
 
 use crate::gateway::Gateway;
 use crate::outbox::Lane;
-use hubbub_kit::auth::Identity;
+use hubbub_kit::service_auth;
 use hubbub_proto::v1::{
     GatewayControlDeliverRequest, GatewayControlDeliverResponse, GatewayControlForwardRequest,
     GatewayControlForwardResponse, ServerEvent, gateway_control_deliver_request::Notify,
@@ -63,13 +63,13 @@ impl GatewayControl for GatewayControlService {
         &self,
         request: Request<GatewayControlForwardRequest>,
     ) -> Result<Response<GatewayControlForwardResponse>, Status> {
+        // The forwarding replica verified the client's token and signed the
+        // identity into its credential; the policy layer checked it is there.
+        let identity = service_auth::caller(&request)?
+            .acting_for
+            .clone()
+            .ok_or_else(|| Status::permission_denied("Forward must be made for a user or guest"))?;
         let request = request.into_inner();
-        // The forwarding replica verified the token; peers are trusted.
-        let identity = if request.user_id.is_empty() {
-            Identity::Guest
-        } else {
-            Identity::User(request.user_id)
-        };
         let gateway = &self.gateway;
         let answer = match request.call {
             Some(Call::JoinRoom(call)) => Answer::JoinRoom(gateway.join_room(&identity, call).await?),

@@ -3,7 +3,7 @@
 
 use crate::{
     config::GatewayConfig,
-    limits::PublishLimiter,
+    limits::RateLimiter,
     metrics::GatewayMetrics,
     outbox::{Outbox, OutboxStream},
     presence_link::PendingChanges,
@@ -11,7 +11,7 @@ use crate::{
     rooms::{Joined, LocalRooms},
     sessions::{Session, Sessions, new_session_id},
 };
-use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after};
+use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after, service_auth::Credentials};
 use hubbub_proto::{
     v1::{
         JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, PresenceSession, Reconnect,
@@ -37,9 +37,14 @@ pub struct Gateway {
     /// Other replicas, for forwarding.
     pub peers: HashMap<String, GatewayControlClient<TracedChannel>>,
     /// Per-user publish allowance.
-    pub limiter: PublishLimiter,
-    /// Session changes for the next presence report.
-    pub presence_changes: PendingChanges,
+    pub limiter: RateLimiter,
+    /// Per-caller allowance of Connect, JoinRoom and LeaveRoom.
+    pub session_limiter: RateLimiter,
+    /// Session changes for the next presence report (None: no presence
+    /// configured, so nothing is kept for it).
+    pub presence_changes: Option<PendingChanges>,
+    /// This replica's service credentials, for calls made for its users.
+    pub credentials: Credentials,
     /// Its metrics.
     pub metrics: GatewayMetrics,
 }
@@ -54,28 +59,44 @@ struct SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         if let Some(session) = self.gateway.sessions.remove(&self.session_id) {
+            // Closed first: a join racing this drop then finds the session
+            // gone, and no push lands in an outbox nobody reads.
+            session.outbox.close();
             let rooms: Vec<String> = session.rooms().drain().collect();
             for room_id in rooms {
                 self.gateway.leave_local(&room_id, &self.session_id);
             }
+            self.gateway.sessions.release(&session.identity);
             self.gateway.metrics.connections.dec();
-            if session.identity.user_id().is_some() {
-                self.gateway.presence_changes.closed(&self.session_id);
+            if let (Some(_), Some(changes)) = (session.identity.user_id(), &self.gateway.presence_changes) {
+                changes.closed(&self.session_id);
             }
         }
     }
 }
 
+/// Who opens a stream.
+#[derive(Debug, Clone)]
+pub struct Opener {
+    /// The verified user, or the guest.
+    pub identity: Identity,
+    /// When its token expires (None: a guest stream opened without a token).
+    pub expires_at: Option<u64>,
+    /// The guest token to hand out in Welcome (empty for users).
+    pub guest_token: String,
+}
+
 impl Gateway {
     /// Opens a device's stream: registers the session and queues `Welcome`.
-    pub fn connect(self: &Arc<Self>, identity: Identity, device_id: String) -> Result<OutboxStream, Status> {
+    pub fn connect(self: &Arc<Self>, opener: Opener, device_id: String) -> Result<OutboxStream, Status> {
         ids::validate("device_id", &device_id)?;
-        if self.sessions.len() >= self.config.max_connections {
-            return Err(Status::resource_exhausted(format!(
-                "this gateway holds its limit of {} streams: retry on another replica",
-                self.config.max_connections
-            )));
-        }
+        let Opener {
+            identity,
+            expires_at,
+            guest_token,
+        } = opener;
+        self.sessions
+            .reserve(&identity, self.config.max_connections, self.config.max_streams_per_user)?;
         let session_id: Arc<str> = new_session_id(&self.config.id).into();
         let guard = SessionGuard {
             gateway: self.clone(),
@@ -86,14 +107,15 @@ impl Gateway {
             event: Some(Event::Welcome(Welcome {
                 session_id: session_id.to_string(),
                 user_id: identity.user_id().unwrap_or_default().to_owned(),
-                guest: identity == Identity::Guest,
+                guest: identity.is_guest(),
                 heartbeat_interval_ms: self.config.heartbeat_interval_ms,
                 max_room_message_bytes: self.config.max_room_message_bytes as u32,
+                guest_token,
             })),
         }));
         let connected_at_ms = hubbub_kit::rate::unix_ms();
-        if let Some(user_id) = identity.user_id() {
-            self.presence_changes.opened(PresenceSession {
+        if let (Some(user_id), Some(changes)) = (identity.user_id(), &self.presence_changes) {
+            changes.opened(PresenceSession {
                 user_id: user_id.to_owned(),
                 device_id: device_id.clone(),
                 session_id: session_id.to_string(),
@@ -105,6 +127,7 @@ impl Gateway {
             identity,
             device_id,
             connected_at_ms,
+            expires_at,
             outbox,
             rooms: Default::default(),
         }));
@@ -128,10 +151,17 @@ impl Gateway {
             rooms.insert(request.room_id.clone());
         }
         self.metrics.joins.inc();
-        let viewer_id = session.identity.user_id().unwrap_or(&session.device_id);
+        let viewer_id = self.presence_changes.as_ref().map(|_| session.identity.id());
         let joined = self
             .rooms
             .join(&request.room_id, session.id.clone(), viewer_id, session.outbox.clone());
+        // The stream may have ended since the session was looked up: its
+        // guard then already left every room, so leave this one too rather
+        // than keep a viewer nobody reads.
+        if self.sessions.get(&session.id).is_none() {
+            self.leave_local(&request.room_id, &session.id);
+            return Err(Status::not_found("the session's stream ended during the join: reconnect"));
+        }
         let snapshot = match joined {
             Joined::Ready(snapshot) => snapshot,
             Joined::Pending { snapshot, subscribe } => {
@@ -175,7 +205,7 @@ impl Gateway {
         identity: &Identity,
         request: SendRoomMessageRequest,
     ) -> Result<SendRoomMessageResponse, Status> {
-        let user_id = identity.require_user("SendRoomMessage")?.to_owned();
+        let user_id = identity.require_user("SendRoomMessage")?;
         ids::validate("room_id", &request.room_id)?;
         let kind = RoomMessageKind::try_from(request.kind).unwrap_or(RoomMessageKind::Unspecified);
         if !matches!(kind, RoomMessageKind::Comment | RoomMessageKind::Like) {
@@ -201,7 +231,7 @@ impl Gateway {
                 request.room_id
             )));
         }
-        if let Err(retry_after) = self.limiter.check(&user_id) {
+        if let Err(retry_after) = self.limiter.check(user_id) {
             self.metrics.rate_limited.inc();
             return Err(exhausted_retry_after(
                 format!(
@@ -212,17 +242,25 @@ impl Gateway {
                 retry_after,
             ));
         }
-        let publish = RoomPublishRequest {
+        let mut publish = tonic::Request::new(RoomPublishRequest {
             room_id: request.room_id.clone(),
-            sender_user_id: user_id,
             kind: kind as i32,
             body: request.body,
-        };
-        let response = self
-            .links
-            .client_for(&request.room_id)?
-            .publish(publish)
+        });
+        // The room takes the sender from this signed credential.
+        self.credentials.act_for(&mut publish, identity);
+        let timeout = Duration::from_millis(self.config.call_timeout_ms);
+        publish.set_timeout(timeout);
+        let mut client = self.links.client_for(&request.room_id)?;
+        let response = tokio::time::timeout(timeout, client.publish(publish))
             .await
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "the owner of room {:?} did not answer within {} ms: retry",
+                    request.room_id,
+                    timeout.as_millis()
+                ))
+            })?
             .map_err(|status| match status.code() {
                 // The instance lists of gateway and room disagree for a moment.
                 tonic::Code::FailedPrecondition => {
@@ -251,6 +289,39 @@ impl Gateway {
             }));
             session.outbox.close();
         }
+    }
+
+    /// Ends the streams whose token has expired, with UNAUTHENTICATED: a
+    /// revoked user's access ends with their token. Returns how many.
+    pub fn end_expired(&self, now_secs: u64) -> usize {
+        let mut ended = 0;
+        for session in self.sessions.snapshot() {
+            let expired = session
+                .expires_at
+                .is_some_and(|exp| exp.saturating_add(hubbub_kit::jwt::LEEWAY_SECS) < now_secs);
+            if expired && !session.outbox.is_closed() {
+                session.outbox.fail(Status::unauthenticated(
+                    "the token this stream was opened with has expired: reconnect with a fresh token",
+                ));
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// Takes one session call from `caller`'s allowance.
+    pub fn check_session_rate(&self, caller: &str) -> Result<(), Status> {
+        self.session_limiter.check(caller).map_err(|retry_after| {
+            self.metrics.rate_limited.inc();
+            exhausted_retry_after(
+                format!(
+                    "more than {} Connect, JoinRoom and LeaveRoom calls per second: retry after {} ms",
+                    self.config.session_calls_per_sec,
+                    retry_after.as_millis().max(1)
+                ),
+                retry_after,
+            )
+        })
     }
 
     fn leave_local(&self, room_id: &str, session_id: &str) {

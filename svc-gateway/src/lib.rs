@@ -11,9 +11,10 @@
 //! - [`sessions`]: client streams by session id.
 //! - [`rooms`]: `LocalRooms`, room -> local viewers, and the fan-out.
 //! - [`room_link`]: attach streams to the room instances.
+//! - [`delivery`]: the workers that write room traffic to local viewers.
 //! - [`batch`]: a room batch encoded (and compressed) once for all viewers.
 //! - [`outbox`]: the bounded, laned queue of one client stream.
-//! - [`limits`]: the per-user publish rate.
+//! - [`limits`]: per-caller rates (publishes; Connect, JoinRoom, LeaveRoom).
 //! - [`presence_link`]: aggregated reports to presence, online counts back.
 //! - [`metrics`].
 
@@ -21,6 +22,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod control;
+pub mod delivery;
 pub mod gateway;
 pub mod limits;
 pub mod metrics;
@@ -35,7 +37,8 @@ pub use config::GatewayConfig;
 use hubbub_kit::{
     auth::JwtKey,
     channel,
-    serve::{RoleServer, ServeError, serve as serve_role},
+    serve::{Exposure, RoleMetrics, RoleServer, ServeError, ServeOptions, serve as serve_role},
+    service_auth::{Credentials, Role},
 };
 use hubbub_proto::{
     v1::{
@@ -67,12 +70,22 @@ pub enum GatewayError {
     Serve(#[from] ServeError),
 }
 
-/// Serves a gateway replica on `listener` until `shutdown` is cancelled;
+/// The two listeners of a gateway.
+#[derive(Debug)]
+pub struct GatewayListeners {
+    /// The public one: ClientApi.
+    pub public: TcpListener,
+    /// The internal one: GatewayControl and `/metrics`.
+    pub internal: TcpListener,
+}
+
+/// Serves a gateway replica on its listeners until `shutdown` is cancelled;
 /// then clients are told to reconnect elsewhere and their streams end.
 pub async fn serve(
     config: GatewayConfig,
     jwt: JwtKey,
-    listener: TcpListener,
+    options: ServeOptions,
+    listeners: GatewayListeners,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     let instances = match &config.room_instances_dns {
@@ -89,7 +102,7 @@ pub async fn serve(
         }
         None => hubbub_kit::discovery::fixed(&config.room_instances).1,
     };
-    serve_with(config, instances, jwt, listener, shutdown).await
+    serve_with(config, instances, jwt, options, listeners, shutdown).await
 }
 
 /// [`serve`] with an explicit room instance list (tests, embedders).
@@ -97,10 +110,12 @@ pub async fn serve_with(
     config: GatewayConfig,
     instances: hubbub_kit::discovery::Instances,
     jwt: JwtKey,
-    listener: TcpListener,
+    options: ServeOptions,
+    listeners: GatewayListeners,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     hubbub_kit::ids::validate("gateway.id", &config.id).map_err(|s| GatewayError::Config(s.message().to_owned()))?;
+    let credentials = Credentials::new(options.internal_key.clone(), Role::Gateway, &config.id);
     let mut registry = Registry::default();
     let metrics = metrics::GatewayMetrics::register(&mut registry);
     let rooms = Arc::new(rooms::LocalRooms::new(
@@ -110,6 +125,7 @@ pub async fn serve_with(
     ));
     let links = room_link::RoomLinks::start(
         &config.id,
+        &credentials,
         instances,
         rooms.clone(),
         Duration::from_millis(config.attach_retry_ms),
@@ -118,10 +134,12 @@ pub async fn serve_with(
     .map_err(|err| GatewayError::Config(err.to_string()))?;
     let mut peers = std::collections::HashMap::new();
     for (id, address) in &config.peers {
-        let channel = channel::traced(address).map_err(|err| GatewayError::Config(err.to_string()))?;
+        let channel = channel::traced(address, &credentials).map_err(|err| GatewayError::Config(err.to_string()))?;
         peers.insert(id.clone(), GatewayControlClient::new(channel));
     }
-    let limiter = limits::PublishLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
+    let limiter = limits::RateLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
+    let session_limiter = limits::RateLimiter::new(config.session_calls_per_sec, config.session_calls_burst);
+    let presence_changes = config.presence_address.is_some().then(Default::default);
     let gateway = Arc::new(gateway::Gateway {
         config,
         sessions: Default::default(),
@@ -129,11 +147,13 @@ pub async fn serve_with(
         links,
         peers,
         limiter,
-        presence_changes: Default::default(),
+        session_limiter,
+        presence_changes,
+        credentials: credentials.clone(),
         metrics,
     });
     if let Some(address) = &gateway.config.presence_address {
-        let channel = channel::traced(address).map_err(|err| GatewayError::Config(err.to_string()))?;
+        let channel = channel::traced(address, &credentials).map_err(|err| GatewayError::Config(err.to_string()))?;
         let client = hubbub_proto::v1::presence_client::PresenceClient::new(channel);
         presence_link::start(gateway.clone(), client, shutdown.clone());
     }
@@ -147,19 +167,48 @@ pub async fn serve_with(
         });
     }
 
-    let client_api = api::ClientApiService::new(gateway.clone(), jwt, shutdown.clone());
-    let control = control::GatewayControlService::new(gateway);
-    let server = RoleServer {
+    tokio::spawn(end_expired_streams(gateway.clone(), shutdown.clone()));
+
+    let metrics = RoleMetrics::new(registry);
+    let max_request = gateway.config.max_request_bytes;
+    let client_api = ClientApiServer::new(api::ClientApiService::new(gateway.clone(), jwt, shutdown.clone()))
+        .max_decoding_message_size(max_request);
+    let public = RoleServer {
         role: "gateway",
-        routes: Routes::new(ClientApiServer::new(client_api)).add_service(GatewayControlServer::new(control)),
-        service_names: vec![
-            hubbub_proto::wire::server::client_api_server::SERVICE_NAME,
-            hubbub_proto::v1::gateway_control_server::SERVICE_NAME,
-        ],
-        registry,
-        http2_keepalive: None,
+        exposure: Exposure::Public,
+        routes: Routes::new(client_api),
+        service_names: vec![hubbub_proto::wire::server::client_api_server::SERVICE_NAME],
+        metrics: metrics.clone(),
+        limits: options.limits.clone(),
     };
-    Ok(serve_role(server, listener, shutdown).await?)
+    // Forwarded calls carry a client request; notifies are small.
+    let control = GatewayControlServer::new(control::GatewayControlService::new(gateway))
+        .max_decoding_message_size(max_request + 4096);
+    let internal = options.internal(
+        "gateway",
+        Routes::new(control),
+        vec![hubbub_proto::v1::gateway_control_server::SERVICE_NAME],
+        metrics,
+    );
+    tokio::try_join!(
+        serve_role(public, listeners.public, shutdown.clone()),
+        serve_role(internal, listeners.internal, shutdown),
+    )?;
+    Ok(())
+}
+
+/// Ends streams whose token expired, once a second.
+async fn end_expired_streams(gateway: Arc<gateway::Gateway>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let ended = gateway.end_expired(hubbub_kit::jwt::unix_now());
+        gateway.metrics.expired_closed.inc_by(ended as u64);
+    }
 }
 
 /// One ticker for the whole replica rather than a timer per connection.
@@ -183,5 +232,6 @@ async fn heartbeats(gateway: Arc<gateway::Gateway>, shutdown: CancellationToken)
             session.outbox.offer(event.clone());
         }
         gateway.limiter.sweep();
+        gateway.session_limiter.sweep();
     }
 }

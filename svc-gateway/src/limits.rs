@@ -1,5 +1,6 @@
-//! `PublishLimiter`: the per-user publish rate, checked at the gateway before
-//! a message costs anything further down.
+//! `RateLimiter`: a token bucket per caller, checked at the gateway before a
+//! call costs anything further down (room messages per user; Connect,
+//! JoinRoom and LeaveRoom per caller).
 
 use hubbub_kit::{rate::TokenBucket, sharded::Sharded};
 use std::{
@@ -7,15 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A token bucket per user who sent recently.
+/// A token bucket per caller seen recently.
 #[derive(Debug)]
-pub struct PublishLimiter {
+pub struct RateLimiter {
     buckets: Sharded<HashMap<String, TokenBucket>>,
     rate: f64,
     burst: f64,
 }
 
-impl PublishLimiter {
+impl RateLimiter {
     /// `rate` messages per second per user, bursts of `burst`.
     pub fn new(rate: f64, burst: f64) -> Self {
         Self {
@@ -61,11 +62,11 @@ impl PublishLimiter {
 
 #[cfg(test)]
 mod tests {
-    use super::PublishLimiter;
+    use super::RateLimiter;
 
     #[test]
     fn each_user_has_their_own_allowance_and_idle_ones_are_forgotten() {
-        let limiter = PublishLimiter::new(1000.0, 2.0);
+        let limiter = RateLimiter::new(1000.0, 2.0);
         assert!(limiter.check("a").is_ok());
         assert!(limiter.check("a").is_ok());
         assert!(limiter.check("a").is_err());

@@ -26,6 +26,12 @@ pub struct GatewayMetrics {
     pub leaves: Counter,
     /// Calls forwarded to the replica owning the session.
     pub forwarded: Counter,
+    /// Gaps announced to viewers (a room stream the ring could not mend).
+    pub room_gaps: Counter,
+    /// Room messages dropped as at or below a room's last delivered seq.
+    pub stale_dropped: Counter,
+    /// Streams ended because their token expired.
+    pub expired_closed: Counter,
 }
 
 impl GatewayMetrics {
@@ -64,6 +70,21 @@ impl GatewayMetrics {
             "hubbub_gateway_forwarded",
             "Calls forwarded to the owning replica",
             m.forwarded.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_room_gaps",
+            "Room stream gaps announced to viewers",
+            m.room_gaps.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_stale_dropped",
+            "Room messages dropped as older than the last delivered",
+            m.stale_dropped.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_expired_closed",
+            "Streams ended at their token's expiry",
+            m.expired_closed.clone(),
         );
         m
     }

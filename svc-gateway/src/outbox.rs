@@ -151,6 +151,20 @@ impl Outbox {
         wake(state);
     }
 
+    /// Ends the stream now with `status`, ahead of what is queued.
+    pub fn fail(&self, status: Status) {
+        let mut state = self.lock();
+        if !matches!(state.closing, Some(Closing::Failed(_))) {
+            state.closing = Some(Closing::Failed(Some(status)));
+        }
+        wake(state);
+    }
+
+    /// True once the stream is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closing.is_some()
+    }
+
     /// Events queued now.
     pub fn len(&self) -> usize {
         self.lock().queue.len()

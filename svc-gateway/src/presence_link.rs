@@ -6,7 +6,7 @@
 //! for its rooms' counts over all gateways and pushes them to the viewers.
 
 use crate::gateway::Gateway;
-use hubbub_kit::channel::TracedChannel;
+use hubbub_kit::{channel::TracedChannel, tracecontext};
 use hubbub_proto::v1::{
     PresenceGetRoomCountsRequest, PresenceReportGatewayRequest, PresenceSession, RoomOnlineReport,
     presence_client::PresenceClient, room_online_report::Online,
@@ -19,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Most rooms asked about in one GetRoomCounts call.
 const ROOMS_PER_CALL: usize = 1000;
+/// Most sessions in one report (about 1 MB): a full snapshot of a big
+/// gateway goes as a snapshot followed by numbered deltas, each well under
+/// presence's request limit.
+pub const SESSIONS_PER_REPORT: usize = 10_000;
 
 /// Sessions opened and closed since the last report.
 #[derive(Debug, Default)]
@@ -69,28 +73,38 @@ async fn report_loop(gateway: Arc<Gateway>, mut client: PresenceClient<TracedCha
             _ = ticker.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        seq += 1;
-        let request = build_report(&gateway, seq, full);
-        match client.report_gateway(request).await {
-            Ok(_) => full = false,
-            Err(status) => {
+        // Housekeeping, once a second per gateway: never traced.
+        let span = tracecontext::unsampled_span("gateway.presence_report");
+        let reports = build_reports(&gateway, seq + 1, full);
+        full = false;
+        for request in reports {
+            seq = request.report_seq;
+            let sent = tracing::Instrument::instrument(client.report_gateway(request), span.clone()).await;
+            if let Err(status) = sent {
                 // Presence lost our state, or the report may not have landed:
                 // the next one is a full snapshot either way.
                 if status.code() != tonic::Code::FailedPrecondition {
                     tracing::debug!(%status, "presence report failed");
                 }
                 full = true;
+                break;
             }
         }
     }
 }
 
-fn build_report(gateway: &Gateway, seq: u64, full: bool) -> PresenceReportGatewayRequest {
+/// The reports of one interval, numbered from `seq`: one, or for a big full
+/// snapshot a snapshot of the first sessions followed by deltas adding the
+/// rest, the rooms in the last (each report replaces the rooms).
+pub fn build_reports(gateway: &Gateway, seq: u64, full: bool) -> Vec<PresenceReportGatewayRequest> {
     let config = &gateway.config;
+    let Some(pending) = &gateway.presence_changes else {
+        return Vec::new();
+    };
     // Changes are taken before a snapshot is read, so a session opened in
     // between is in both; presence keeps it once.
-    let changes = gateway.presence_changes.take();
-    let sessions_added = if full {
+    let changes = pending.take();
+    let sessions_added: Vec<PresenceSession> = if full {
         gateway
             .sessions
             .snapshot()
@@ -117,16 +131,31 @@ fn build_report(gateway: &Gateway, seq: u64, full: bool) -> PresenceReportGatewa
             new_viewer_ids,
         })
         .collect();
-    PresenceReportGatewayRequest {
-        gateway_id: config.id.clone(),
-        address: config.advertise.clone(),
-        report_seq: seq,
-        full_snapshot: full,
-        sessions_added,
-        removed_session_ids: if full { Vec::new() } else { changes.removed },
-        rooms,
-        ttl_ms: config.presence_ttl_ms,
+    let mut chunks: Vec<Vec<PresenceSession>> = Vec::new();
+    let mut sessions_added = sessions_added.into_iter().peekable();
+    while sessions_added.peek().is_some() {
+        chunks.push(sessions_added.by_ref().take(SESSIONS_PER_REPORT).collect());
     }
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    let last = chunks.len() - 1;
+    let mut removed = if full { Vec::new() } else { changes.removed };
+    let mut rooms = Some(rooms);
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, sessions_added)| PresenceReportGatewayRequest {
+            gateway_id: config.id.clone(),
+            address: config.advertise.clone(),
+            report_seq: seq + index as u64,
+            full_snapshot: full && index == 0,
+            sessions_added,
+            removed_session_ids: if index == 0 { std::mem::take(&mut removed) } else { Vec::new() },
+            rooms: if index == last { rooms.take().unwrap_or_default() } else { Vec::new() },
+            ttl_ms: config.presence_ttl_ms,
+        })
+        .collect()
 }
 
 async fn push_loop(gateway: Arc<Gateway>, mut client: PresenceClient<TracedChannel>, shutdown: CancellationToken) {
@@ -138,11 +167,13 @@ async fn push_loop(gateway: Arc<Gateway>, mut client: PresenceClient<TracedChann
             _ = shutdown.cancelled() => return,
         }
         let room_ids = gateway.rooms.room_ids(|_| true);
+        let span = tracecontext::unsampled_span("gateway.room_counts");
         for chunk in room_ids.chunks(ROOMS_PER_CALL) {
             let request = PresenceGetRoomCountsRequest {
                 room_ids: chunk.to_vec(),
             };
-            match client.get_room_counts(request).await {
+            let asked = tracing::Instrument::instrument(client.get_room_counts(request), span.clone());
+            match asked.await {
                 Ok(answer) => {
                     let counts: Vec<(String, u64)> = answer
                         .into_inner()

@@ -5,12 +5,20 @@
 //! worst (and the ring fills it). When the instance list changes, links to
 //! new instances start, links to departed ones stop, and every held room
 //! whose owner changed is subscribed at its new owner.
+//!
+//! Every queue is bounded: commands to a link that is far behind are
+//! dropped (and counted), which is safe because every (re-)attach
+//! re-subscribes from `LocalRooms`, the source of truth.
 
-use crate::rooms::LocalRooms;
+use crate::{
+    delivery::{Deliveries, Delivery},
+    rooms::LocalRooms,
+};
 use hubbub_kit::{
     channel::{self, AddressError, TracedChannel},
     discovery::Instances,
-    rendezvous, tracecontext,
+    rendezvous,
+    service_auth::Credentials,
 };
 use hubbub_proto::v1::{
     AttachHello, RoomAttachRequest, RoomSubscribe, RoomUnsubscribe, room_attach_request::Command,
@@ -21,13 +29,15 @@ use std::{
     sync::{Arc, RwLock},
     time::Duration,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// Longest pause between attempts to attach to an instance that stays down.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Commands queued per link, and messages queued on an attach stream.
+const COMMAND_QUEUE: usize = 4096;
 
 /// The current instance list, shared with the attach tasks.
 type SharedAddresses = Arc<RwLock<Arc<Vec<String>>>>;
@@ -36,7 +46,9 @@ type SharedAddresses = Arc<RwLock<Arc<Vec<String>>>>;
 #[derive(Debug)]
 pub struct RoomLinks {
     gateway_id: String,
+    credentials: Credentials,
     rooms: Arc<LocalRooms>,
+    deliveries: Deliveries,
     retry: Duration,
     shutdown: CancellationToken,
     addresses: SharedAddresses,
@@ -48,8 +60,18 @@ pub struct RoomLinks {
 #[derive(Debug, Clone)]
 struct RoomLink {
     client: RoomClient<TracedChannel>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     stop: CancellationToken,
+}
+
+impl RoomLink {
+    fn command(&self, command: Command) {
+        match self.commands.try_send(command) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            // The next attach re-subscribes what LocalRooms holds.
+            Err(TrySendError::Full(_)) => tracing::warn!("room link far behind: a command waits for the next attach"),
+        }
+    }
 }
 
 impl RoomLinks {
@@ -57,13 +79,17 @@ impl RoomLinks {
     /// as it changes, until `shutdown` is cancelled.
     pub fn start(
         gateway_id: &str,
+        credentials: &Credentials,
         mut instances: Instances,
         rooms: Arc<LocalRooms>,
         retry: Duration,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, AddressError> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
         let links = Arc::new(Self {
             gateway_id: gateway_id.to_owned(),
+            credentials: credentials.clone(),
+            deliveries: Deliveries::start(rooms.clone(), workers, gateway_id),
             rooms,
             retry,
             shutdown: shutdown.clone(),
@@ -101,7 +127,7 @@ impl RoomLinks {
         });
         // A link that is down re-subscribes from LocalRooms when back.
         if let Some(link) = self.owner(room_id) {
-            let _ = link.commands.send(command);
+            link.command(command);
         }
     }
 
@@ -111,7 +137,7 @@ impl RoomLinks {
             room_ids: vec![room_id.to_owned()],
         });
         if let Some(link) = self.owner(room_id) {
-            let _ = link.commands.send(command);
+            link.command(command);
         }
     }
 
@@ -128,8 +154,8 @@ impl RoomLinks {
         let mut started = Vec::new();
         let new: Vec<&String> = addresses.iter().filter(|a| !links.contains_key(*a)).collect();
         for address in new {
-            let client = RoomClient::new(channel::traced(address)?);
-            let (commands, receiver) = mpsc::unbounded_channel();
+            let client = RoomClient::new(channel::traced(address, &self.credentials)?);
+            let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
             let stop = self.shutdown.child_token();
             started.push(Attacher {
                 gateway_id: self.gateway_id.clone(),
@@ -138,6 +164,7 @@ impl RoomLinks {
                 client: client.clone(),
                 commands: receiver,
                 rooms: self.rooms.clone(),
+                deliveries: self.deliveries.clone(),
                 retry: self.retry,
                 shutdown: stop.clone(),
             });
@@ -170,11 +197,11 @@ impl RoomLinks {
             tracing::debug!(room_id, ?old, ?new, "room moves to another instance");
             if let Some(link) = new.and_then(|address| links.get(address)) {
                 let room_ids = vec![room_id.clone()];
-                let _ = link.commands.send(Command::Subscribe(RoomSubscribe { room_ids }));
+                link.command(Command::Subscribe(RoomSubscribe { room_ids }));
             }
             if let Some(link) = old.and_then(|address| links.get(address)) {
                 let room_ids = vec![room_id.clone()];
-                let _ = link.commands.send(Command::Unsubscribe(RoomUnsubscribe { room_ids }));
+                link.command(Command::Unsubscribe(RoomUnsubscribe { room_ids }));
             }
         }
         Ok(())
@@ -187,8 +214,9 @@ struct Attacher {
     address: String,
     addresses: SharedAddresses,
     client: RoomClient<TracedChannel>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::Receiver<Command>,
     rooms: Arc<LocalRooms>,
+    deliveries: Deliveries,
     retry: Duration,
     shutdown: CancellationToken,
 }
@@ -223,8 +251,8 @@ impl Attacher {
     async fn attach_once(&mut self) -> Result<(), tonic::Status> {
         // Commands queued while down are stale: the held rooms are re-read below.
         while self.commands.try_recv().is_ok() {}
-        let (outbound, receiver) = mpsc::unbounded_channel::<RoomAttachRequest>();
-        let send = |command| outbound.send(RoomAttachRequest { command: Some(command) });
+        let (outbound, receiver) = mpsc::channel::<RoomAttachRequest>(COMMAND_QUEUE);
+        let send = |command| outbound.try_send(RoomAttachRequest { command: Some(command) });
         let _ = send(Command::Hello(AttachHello {
             gateway_id: self.gateway_id.clone(),
         }));
@@ -232,24 +260,27 @@ impl Attacher {
         let held = self
             .rooms
             .room_ids(|room_id| rendezvous::owner(room_id, &addresses).map(|i| &addresses[i]) == Some(&self.address));
-        if !held.is_empty() {
-            let _ = send(Command::Subscribe(RoomSubscribe { room_ids: held }));
+        for room_ids in held.chunks(1000) {
+            let _ = send(Command::Subscribe(RoomSubscribe {
+                room_ids: room_ids.to_vec(),
+            }));
         }
 
-        let mut inbound = self
-            .client
-            .attach(UnboundedReceiverStream::new(receiver))
-            .await?
-            .into_inner();
+        let mut inbound = self.client.attach(ReceiverStream::new(receiver)).await?.into_inner();
         tracing::info!(room = %self.address, "attached");
         loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(command) => { let _ = send(command); }
+                    Some(command) => {
+                        let request = RoomAttachRequest { command: Some(command) };
+                        if outbound.send(request).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                     None => return Ok(()),
                 },
                 message = inbound.message() => match message? {
-                    Some(response) => self.handle(response.event),
+                    Some(response) => self.handle(response.event).await,
                     None => return Ok(()),
                 },
                 _ = self.shutdown.cancelled() => return Ok(()),
@@ -257,24 +288,10 @@ impl Attacher {
         }
     }
 
-    fn handle(&self, event: Option<Event>) {
+    async fn handle(&self, event: Option<Event>) {
         match event {
-            Some(Event::Batch(batch)) => {
-                let span = tracing::info_span!(
-                    "gateway.deliver",
-                    gateway_id = %self.gateway_id,
-                    room_id = %batch.room_id,
-                    messages = batch.messages.len(),
-                    viewers = tracing::field::Empty,
-                );
-                tracecontext::set_parent_from(&span, &batch.traceparent, &batch.tracestate);
-                let rooms = &self.rooms;
-                span.in_scope(|| {
-                    let viewers = rooms.on_batch(batch);
-                    tracing::Span::current().record("viewers", viewers);
-                });
-            }
-            Some(Event::Subscribed(subscribed)) => self.rooms.on_subscribed(subscribed),
+            Some(Event::Batch(batch)) => self.deliveries.send(Delivery::Batch(batch)).await,
+            Some(Event::Subscribed(subscribed)) => self.deliveries.send(Delivery::Subscribed(subscribed)).await,
             Some(Event::Accepted(_)) | None => {}
         }
     }

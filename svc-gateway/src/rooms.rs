@@ -1,6 +1,15 @@
-//! `LocalRooms`: room -> local viewers, in sharded buckets. The gateway keeps
-//! each held room's recent messages too (it sees all its traffic), so a join
-//! to a room already held costs no call to the room service.
+//! `LocalRooms`: room -> local viewers. The map of rooms is sharded; each
+//! room has a lock of its own, so the fan-out of one room never holds up
+//! joins, leaves or batches of the rooms beside it. The gateway keeps each
+//! held room's recent messages too (it sees all its traffic), so a join to a
+//! room already held costs no call to the room service.
+//!
+//! Invariants, per room, as viewers see it:
+//! - sequences only increase: a message at or below the last seq delivered
+//!   (a late batch from a room's previous owner) is dropped;
+//! - no silent gap: when a re-subscription shows that the owner's ring no
+//!   longer reaches back to the last seq delivered here, viewers get a
+//!   `RoomGap` with the range they may have missed.
 
 use crate::{
     batch::PreparedBatch,
@@ -9,12 +18,12 @@ use crate::{
 };
 use hubbub_kit::sharded::Sharded;
 use hubbub_proto::{
-    v1::{RoomBatch, RoomMessage, RoomPresence, RoomSubscribed, ServerEvent, server_event::Event},
+    v1::{RoomBatch, RoomGap, RoomMessage, RoomPresence, RoomSubscribed, ServerEvent, server_event::Event},
     wire::EncodedEvent,
 };
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{Arc, Mutex, MutexGuard},
 };
 use tokio::sync::oneshot;
 
@@ -50,11 +59,26 @@ struct LocalRoom {
     recent: VecDeque<RoomMessage>,
     last_seq: u64,
     live: bool,
+    /// Set when the room left the map: a joiner holding it must look again.
+    removed: bool,
     waiters: Vec<oneshot::Sender<Snapshot>>,
-    /// Viewers who joined since the last presence report (unique viewers).
+    /// Viewers who joined since the last presence report (unique viewers);
+    /// only kept when presence is configured.
     new_viewers: Vec<String>,
     /// Viewers on all gateways, as presence last counted them.
     online_everywhere: u64,
+}
+
+/// One room and its own lock. Why a lock per room: the fan-out of a big
+/// room is long, and under it a joiner either finds a message in the
+/// snapshot or receives it, never both or neither.
+#[derive(Debug, Default)]
+struct RoomCell(Mutex<LocalRoom>);
+
+impl RoomCell {
+    fn lock(&self) -> MutexGuard<'_, LocalRoom> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl LocalRoom {
@@ -88,15 +112,28 @@ impl LocalRoom {
         metrics.deliveries.inc_by(delivered * batch.messages);
         delivered
     }
+
+    /// Tells every viewer that seqs in `(after, until]` may never arrive.
+    fn announce_gap(&self, room_id: &str, after: u64, until: u64, metrics: &GatewayMetrics) {
+        metrics.room_gaps.inc();
+        let event = EncodedEvent::encode(&ServerEvent {
+            event: Some(Event::RoomGap(RoomGap {
+                room_id: room_id.to_owned(),
+                after_seq: after,
+                until_seq: until,
+            })),
+        });
+        // High: a gap notice is what lets a viewer recover; never dropped.
+        for outbox in self.viewers.values() {
+            outbox.push(event.clone(), Lane::High, None, 0, metrics);
+        }
+    }
 }
 
 /// The rooms this replica holds viewers of.
 #[derive(Debug)]
 pub struct LocalRooms {
-    // Why the fan-out runs under the room's shard lock: a joiner then either
-    // finds a message in the snapshot or receives it, never both or neither.
-    // The work under the lock is a non-blocking queue push per viewer.
-    rooms: Sharded<HashMap<String, LocalRoom>>,
+    rooms: Sharded<HashMap<String, Arc<RoomCell>>>,
     keep_recent: usize,
     compress_above: usize,
     metrics: GatewayMetrics,
@@ -114,73 +151,107 @@ impl LocalRooms {
         }
     }
 
-    /// Adds a viewer (`viewer_id`: its user, or its device for a guest).
-    pub fn join(&self, room_id: &str, session_id: Arc<str>, viewer_id: &str, outbox: Outbox) -> Joined {
-        let mut shard = self.rooms.lock(room_id);
-        let is_new = !shard.contains_key(room_id);
-        let room = shard.entry(room_id.to_owned()).or_default();
-        if is_new {
-            self.metrics.rooms.inc();
-        }
-        if room.viewers.insert(session_id, outbox).is_none() {
-            room.new_viewers.push(viewer_id.to_owned());
-        }
-        if room.live {
-            return Joined::Ready(room.snapshot());
-        }
-        let (sender, receiver) = oneshot::channel();
-        room.waiters.push(sender);
-        Joined::Pending {
-            snapshot: receiver,
-            subscribe: is_new,
+    fn cell(&self, room_id: &str) -> Option<Arc<RoomCell>> {
+        self.rooms.lock(room_id).get(room_id).cloned()
+    }
+
+    /// Adds a viewer. `viewer_id` (its user or guest id) is remembered for
+    /// the next presence report when given.
+    pub fn join(&self, room_id: &str, session_id: Arc<str>, viewer_id: Option<&str>, outbox: Outbox) -> Joined {
+        loop {
+            let (cell, is_new) = {
+                let mut shard = self.rooms.lock(room_id);
+                match shard.get(room_id) {
+                    Some(cell) => (cell.clone(), false),
+                    None => {
+                        let cell = Arc::new(RoomCell::default());
+                        shard.insert(room_id.to_owned(), cell.clone());
+                        self.metrics.rooms.inc();
+                        (cell, true)
+                    }
+                }
+            };
+            let mut room = cell.lock();
+            if room.removed {
+                continue; // emptied and dropped meanwhile: take the new one
+            }
+            if room.viewers.insert(session_id.clone(), outbox.clone()).is_none()
+                && let Some(viewer_id) = viewer_id
+            {
+                room.new_viewers.push(viewer_id.to_owned());
+            }
+            if room.live {
+                return Joined::Ready(room.snapshot());
+            }
+            // Joiners that gave up waiting leave their senders behind.
+            room.waiters.retain(|waiter| !waiter.is_closed());
+            let (sender, receiver) = oneshot::channel();
+            room.waiters.push(sender);
+            return Joined::Pending {
+                snapshot: receiver,
+                subscribe: is_new,
+            };
         }
     }
 
     /// Removes a viewer; true when the room has no viewer left here (the
     /// caller unsubscribes it).
     pub fn leave(&self, room_id: &str, session_id: &str) -> bool {
-        let mut shard = self.rooms.lock(room_id);
-        let Some(room) = shard.get_mut(room_id) else {
+        let Some(cell) = self.cell(room_id) else {
             return false;
         };
+        let mut room = cell.lock();
         room.viewers.remove(session_id);
-        if !room.viewers.is_empty() {
+        if !room.viewers.is_empty() || room.removed {
             return false;
         }
-        shard.remove(room_id);
-        self.metrics.rooms.dec();
+        room.removed = true;
+        // Room lock, then shard lock: no path takes them the other way round.
+        let mut shard = self.rooms.lock(room_id);
+        if shard.get(room_id).is_some_and(|held| Arc::ptr_eq(held, &cell)) {
+            shard.remove(room_id);
+            self.metrics.rooms.dec();
+        }
         true
     }
 
     /// Viewers of a room: presence's count over all gateways, or the local
     /// count when that is higher (presence lags by an interval).
     pub fn online(&self, room_id: &str) -> u64 {
-        self.rooms
-            .lock(room_id)
-            .get(room_id)
-            .map_or(0, |room| (room.viewers.len() as u64).max(room.online_everywhere))
+        self.cell(room_id).map_or(0, |cell| {
+            let room = cell.lock();
+            (room.viewers.len() as u64).max(room.online_everywhere)
+        })
+    }
+
+    fn cells(&self) -> Vec<(String, Arc<RoomCell>)> {
+        let mut cells = Vec::new();
+        for shard in self.rooms.each() {
+            cells.extend(shard.iter().map(|(id, cell)| (id.clone(), cell.clone())));
+        }
+        cells
     }
 
     /// Every held room with its local viewer count and the viewers who
     /// joined since the last call: one presence report's worth, whatever
     /// the churn in between.
     pub fn take_presence(&self) -> Vec<(String, u64, Vec<String>)> {
-        let mut rooms = Vec::new();
-        for mut shard in self.rooms.each() {
-            for (room_id, room) in shard.iter_mut() {
+        self.cells()
+            .into_iter()
+            .map(|(room_id, cell)| {
+                let mut room = cell.lock();
                 let new_viewers = std::mem::take(&mut room.new_viewers);
-                rooms.push((room_id.clone(), room.viewers.len() as u64, new_viewers));
-            }
-        }
-        rooms
+                (room_id, room.viewers.len() as u64, new_viewers)
+            })
+            .collect()
     }
 
     /// Records presence's counts and pushes each room's count to its local
     /// viewers (encoded once per room; dropped first under pressure).
     pub fn push_online(&self, counts: &[(String, u64)]) {
         for (room_id, online) in counts {
-            let mut shard = self.rooms.lock(room_id);
-            let Some(room) = shard.get_mut(room_id) else { continue };
+            let Some(cell) = self.cell(room_id) else { continue };
+            let mut room = cell.lock();
             room.online_everywhere = *online;
             let event = EncodedEvent::encode(&ServerEvent {
                 event: Some(Event::RoomPresence(RoomPresence {
@@ -194,20 +265,28 @@ impl LocalRooms {
         }
     }
 
-    /// The room service confirmed a subscription: the room goes live, waiting
-    /// joiners get their snapshot, and after a re-attach the viewers get the
-    /// messages they missed meanwhile (as far as the ring reaches).
+    /// The room service confirmed a subscription: the room goes live and
+    /// waiting joiners get their snapshot. After a re-attach or a move the
+    /// viewers get what they missed as far as the owner's ring reaches, and
+    /// a `RoomGap` for what lies beyond it.
     pub fn on_subscribed(&self, subscribed: RoomSubscribed) {
-        let mut shard = self.rooms.lock(&subscribed.room_id);
-        let Some(room) = shard.get_mut(&subscribed.room_id) else {
+        let Some(cell) = self.cell(&subscribed.room_id) else {
             return; // everyone left before the answer came
         };
+        let mut room = cell.lock();
         if room.live {
+            if room.last_seq < subscribed.ring_after_seq {
+                room.announce_gap(
+                    &subscribed.room_id,
+                    room.last_seq,
+                    subscribed.ring_after_seq,
+                    &self.metrics,
+                );
+            }
             let missed: Vec<RoomMessage> = subscribed
                 .recent
-                .iter()
+                .into_iter()
                 .filter(|message| message.seq > room.last_seq)
-                .cloned()
                 .collect();
             if !missed.is_empty() {
                 room.remember(&missed, self.keep_recent);
@@ -219,7 +298,7 @@ impl LocalRooms {
                 let prepared = PreparedBatch::new(batch, 0, self.compress_above);
                 room.fan_out(&prepared, &self.metrics);
             }
-            room.last_seq = subscribed.last_seq;
+            room.last_seq = room.last_seq.max(subscribed.last_seq);
             return;
         }
         room.recent = subscribed.recent.into();
@@ -234,14 +313,28 @@ impl LocalRooms {
         }
     }
 
-    /// Writes a room batch to every local viewer of the room, encoded once
-    /// (outside the lock). Returns the number of viewers written to.
-    pub fn on_batch(&self, batch: RoomBatch) -> u64 {
-        let prepared = PreparedBatch::new(batch, self.keep_recent, self.compress_above);
-        let mut shard = self.rooms.lock(&prepared.room_id);
-        let Some(room) = shard.get_mut(&*prepared.room_id) else {
+    /// Writes a room batch to every local viewer of the room, encoded once,
+    /// after dropping messages at or below the last seq delivered. Returns
+    /// the number of viewers written to.
+    pub fn on_batch(&self, mut batch: RoomBatch) -> u64 {
+        let Some(cell) = self.cell(&batch.room_id) else {
             return 0;
         };
+        let mut room = cell.lock();
+        if !room.live {
+            return 0; // the subscription's answer, with its ring, comes first
+        }
+        let before = batch.messages.len();
+        let last_seq = room.last_seq;
+        batch.messages.retain(|message| message.seq > last_seq);
+        let stale = (before - batch.messages.len()) as u64;
+        if stale > 0 {
+            self.metrics.stale_dropped.inc_by(stale);
+        }
+        if batch.messages.is_empty() && (stale > 0 || batch.coalesced.is_empty()) {
+            return 0;
+        }
+        let prepared = PreparedBatch::new(batch, self.keep_recent, self.compress_above);
         room.remember(&prepared.tail, self.keep_recent);
         room.fan_out(&prepared, &self.metrics)
     }
@@ -272,9 +365,33 @@ mod tests {
         }
     }
 
+    fn batch(seqs: &[u64]) -> RoomBatch {
+        RoomBatch {
+            room_id: "r".into(),
+            messages: seqs.iter().copied().map(message).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn subscribed(recent: &[u64], last_seq: u64, ring_after_seq: u64) -> RoomSubscribed {
+        RoomSubscribed {
+            room_id: "r".into(),
+            recent: recent.iter().copied().map(message).collect(),
+            last_seq,
+            ring_after_seq,
+        }
+    }
+
     async fn next_event(stream: &mut crate::outbox::OutboxStream) -> Event {
         let item = stream.next().await.unwrap().unwrap();
         ServerEvent::decode(item.0).unwrap().event.unwrap()
+    }
+
+    fn seqs(event: Event) -> Vec<u64> {
+        match event {
+            Event::RoomBatch(batch) => batch.messages.iter().map(|m| m.seq).collect(),
+            other => panic!("expected a batch, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -284,59 +401,83 @@ mod tests {
         let Joined::Pending {
             mut snapshot,
             subscribe,
-        } = rooms.join("r", "s1".into(), "u1", outbox.clone())
+        } = rooms.join("r", "s1".into(), Some("u1"), outbox.clone())
         else {
             panic!("a new room is pending");
         };
         assert!(subscribe);
         assert!(snapshot.try_recv().is_err());
-        rooms.on_subscribed(RoomSubscribed {
-            room_id: "r".into(),
-            recent: vec![message(1), message(2), message(3)],
-            last_seq: 3,
-        });
+        rooms.on_subscribed(subscribed(&[1, 2, 3], 3, 0));
         let snap = snapshot.try_recv().unwrap();
         assert_eq!((snap.last_seq, snap.recent.len(), snap.online), (3, 2, 1));
 
-        assert_eq!(
-            rooms.on_batch(RoomBatch {
-                room_id: "r".into(),
-                messages: vec![message(4)],
-                ..Default::default()
-            }),
-            1
-        );
+        assert_eq!(rooms.on_batch(batch(&[4])), 1);
         assert!(matches!(next_event(&mut stream).await, Event::RoomBatch(_)));
 
-        let Joined::Ready(snap) = rooms.join("r", "s2".into(), "u2", outbox) else {
+        let Joined::Ready(snap) = rooms.join("r", "s2".into(), Some("u2"), outbox) else {
             panic!("live room answers at once")
         };
         assert_eq!(snap.last_seq, 4);
         assert!(!rooms.leave("r", "s1"));
         assert!(rooms.leave("r", "s2"), "last viewer out empties the room");
         assert_eq!(rooms.online("r"), 0);
+        assert!(rooms.room_ids(|_| true).is_empty());
     }
 
     #[tokio::test]
     async fn a_resubscription_delivers_what_was_missed() {
         let rooms = LocalRooms::new(10, 0, GatewayMetrics::default());
         let (outbox, mut stream) = Outbox::new(8, ());
-        let _ = rooms.join("r", "s".into(), "u", outbox);
-        rooms.on_subscribed(RoomSubscribed {
-            room_id: "r".into(),
-            recent: vec![message(1)],
-            last_seq: 1,
-        });
-        rooms.on_subscribed(RoomSubscribed {
-            room_id: "r".into(),
-            recent: vec![message(1), message(2), message(3)],
-            last_seq: 3,
-        });
+        let _ = rooms.join("r", "s".into(), None, outbox);
+        rooms.on_subscribed(subscribed(&[1], 1, 0));
+        rooms.on_subscribed(subscribed(&[1, 2, 3], 3, 0));
+        assert_eq!(seqs(next_event(&mut stream).await), vec![2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_hole_the_ring_cannot_fill_reaches_viewers_as_a_gap() {
+        let metrics = GatewayMetrics::default();
+        let rooms = LocalRooms::new(10, 0, metrics.clone());
+        let (outbox, mut stream) = Outbox::new(8, ());
+        let _ = rooms.join("r", "s".into(), None, outbox);
+        rooms.on_subscribed(subscribed(&[], 10, 0));
+        rooms.on_batch(batch(&[11]));
+        assert_eq!(seqs(next_event(&mut stream).await), vec![11]);
+        // The owner restarted: its ring starts above what we saw.
+        rooms.on_subscribed(subscribed(&[5001, 5002], 5002, 5000));
         match next_event(&mut stream).await {
-            Event::RoomBatch(batch) => {
-                assert_eq!(batch.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2, 3])
-            }
-            other => panic!("expected the missed batch, got {other:?}"),
+            Event::RoomGap(gap) => assert_eq!((gap.after_seq, gap.until_seq), (11, 5000)),
+            other => panic!("expected a gap, got {other:?}"),
         }
+        assert_eq!(seqs(next_event(&mut stream).await), vec![5001, 5002]);
+        assert_eq!(metrics.room_gaps.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_messages_from_a_previous_owner_are_dropped() {
+        let metrics = GatewayMetrics::default();
+        let rooms = LocalRooms::new(10, 0, metrics.clone());
+        let (outbox, mut stream) = Outbox::new(8, ());
+        let _ = rooms.join("r", "s".into(), None, outbox);
+        rooms.on_subscribed(subscribed(&[], 100, 0));
+        assert_eq!(rooms.on_batch(batch(&[101, 102])), 1);
+        assert_eq!(rooms.on_batch(batch(&[90, 102])), 0, "nothing new");
+        assert_eq!(rooms.on_batch(batch(&[99, 103])), 1);
+        assert_eq!(seqs(next_event(&mut stream).await), vec![101, 102]);
+        assert_eq!(seqs(next_event(&mut stream).await), vec![103]);
+        assert_eq!(metrics.stale_dropped.get(), 3);
+    }
+
+    #[test]
+    fn joiners_that_gave_up_leave_no_waiter_behind() {
+        let rooms = LocalRooms::new(2, 0, GatewayMetrics::default());
+        for i in 0..100 {
+            let (outbox, _stream) = Outbox::new(2, ());
+            let joined = rooms.join("r", format!("s{i}").into(), None, outbox);
+            drop(joined); // the join timed out
+        }
+        let cell = rooms.cell("r").unwrap();
+        assert!(cell.lock().waiters.len() <= 1);
+        assert!(cell.lock().new_viewers.is_empty(), "nothing kept without presence");
     }
 }

@@ -1,5 +1,6 @@
 //! `Sessions`: the client streams this replica holds, by session id, in
-//! sharded maps (no global lock on connect, disconnect or lookup).
+//! sharded maps (no global lock on connect, disconnect or lookup), with the
+//! replica's and each user's stream limits enforced atomically.
 
 use crate::outbox::Outbox;
 use hubbub_kit::{auth::Identity, sharded::Sharded};
@@ -26,6 +27,9 @@ pub struct Session {
     pub device_id: String,
     /// When it connected, unix milliseconds.
     pub connected_at_ms: i64,
+    /// When the token it was opened with expires, unix seconds (None: a
+    /// guest stream opened without a token, which never expires).
+    pub expires_at: Option<u64>,
     /// Its outbound queue.
     pub outbox: Outbox,
     /// Rooms it has joined. Why a mutex of its own: joins and leaves of one
@@ -55,9 +59,50 @@ pub fn new_session_id(gateway_id: &str) -> String {
 pub struct Sessions {
     map: Sharded<HashMap<Arc<str>, Arc<Session>>>,
     count: AtomicUsize,
+    /// Streams per identity (user or guest id); entries leave with their
+    /// last stream, so the map follows who is connected.
+    per_identity: Sharded<HashMap<String, usize>>,
 }
 
 impl Sessions {
+    /// Takes a place for one more stream of `identity`, or says which limit
+    /// refuses it. Checked and counted in one step, so a burst of connects
+    /// cannot overshoot. The place is given back by [`Sessions::release`].
+    pub fn reserve(&self, identity: &Identity, max_total: usize, max_per_identity: usize) -> Result<(), Status> {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max_total).then_some(n + 1))
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this gateway holds its limit of {max_total} streams: retry on another replica"
+                ))
+            })?;
+        let mut shard = self.per_identity.lock(identity.id());
+        let held = shard.entry(identity.id().to_owned()).or_default();
+        if *held >= max_per_identity {
+            let held = *held;
+            drop(shard);
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Status::resource_exhausted(format!(
+                "this identity already has {held} streams open, the most allowed: close one first"
+            )));
+        }
+        *held += 1;
+        Ok(())
+    }
+
+    /// Gives back a place taken by [`Sessions::reserve`].
+    pub fn release(&self, identity: &Identity) {
+        let mut shard = self.per_identity.lock(identity.id());
+        if let Some(held) = shard.get_mut(identity.id()) {
+            *held -= 1;
+            if *held == 0 {
+                shard.remove(identity.id());
+            }
+        }
+        drop(shard);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Sessions held now.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)
@@ -68,20 +113,15 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Adds a session.
+    /// Adds a session whose place was reserved.
     pub fn insert(&self, session: Arc<Session>) {
-        if self.map.lock(&session.id).insert(session.id.clone(), session).is_none() {
-            self.count.fetch_add(1, Ordering::Relaxed);
-        }
+        self.map.lock(&session.id).insert(session.id.clone(), session);
     }
 
-    /// Removes a session, returning it when it was held.
+    /// Removes a session, returning it when it was held (its place is
+    /// released by whoever reserved it).
     pub fn remove(&self, session_id: &str) -> Option<Arc<Session>> {
-        let removed = self.map.lock(session_id).remove(session_id);
-        if removed.is_some() {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-        }
-        removed
+        self.map.lock(session_id).remove(session_id)
     }
 
     /// The session `session_id` when it belongs to `identity`. Unknown ids
@@ -117,6 +157,24 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_limits_hold_per_identity_and_in_total() {
+        let sessions = Sessions::default();
+        let alice = Identity::User("alice".into());
+        let bob = Identity::User("bob".into());
+        sessions.reserve(&alice, 3, 2).unwrap();
+        sessions.reserve(&alice, 3, 2).unwrap();
+        let err = sessions.reserve(&alice, 3, 2).unwrap_err();
+        assert!(err.message().contains("2 streams"), "{err:?}");
+        sessions.reserve(&bob, 3, 2).unwrap();
+        assert!(sessions.reserve(&bob, 3, 2).unwrap_err().message().contains("limit of 3"));
+        sessions.release(&alice);
+        sessions.release(&alice);
+        assert!(sessions.per_identity.each().all(|shard| shard.is_empty() || shard.contains_key("bob")));
+        sessions.reserve(&bob, 3, 2).unwrap();
+        assert_eq!(sessions.len(), 2);
+    }
 
     #[test]
     fn session_ids_name_their_gateway_and_are_unique() {

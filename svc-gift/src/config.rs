@@ -14,7 +14,7 @@ pub struct GiftConfig {
 impl Default for GiftConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 7703)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7703)),
         }
     }
 }

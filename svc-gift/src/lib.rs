@@ -9,20 +9,20 @@ pub mod config;
 
 pub use config::GiftConfig;
 
-use hubbub_kit::serve::{RoleServer, ServeError, serve as serve_role};
+use hubbub_kit::serve::{RoleMetrics, ServeError, ServeOptions, serve as serve_role};
 use hubbub_proto::v1::gift_server::{GiftServer, SERVICE_NAME};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 /// Serves the gift role on `listener` until `shutdown` is cancelled.
-pub async fn serve(_config: GiftConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let server = RoleServer {
-        role: "gift",
-        routes: Routes::new(GiftServer::new(api::GiftApi)),
-        service_names: vec![SERVICE_NAME],
-        registry: Default::default(),
-        http2_keepalive: None,
-    };
+pub async fn serve(
+    _config: GiftConfig,
+    options: ServeOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let routes = Routes::new(GiftServer::new(api::GiftApi).max_decoding_message_size(1024 * 1024));
+    let server = options.internal("gift", routes, vec![SERVICE_NAME], RoleMetrics::new(Default::default()));
     serve_role(server, listener, shutdown).await
 }

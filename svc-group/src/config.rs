@@ -14,7 +14,7 @@ pub struct GroupConfig {
 impl Default for GroupConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 7702)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7702)),
         }
     }
 }

@@ -56,8 +56,15 @@ impl<S: PresenceStore> Presence for PresenceApi<S> {
         &self,
         request: Request<pb::PresenceReportGatewayRequest>,
     ) -> Result<Response<pb::PresenceReportGatewayResponse>, Status> {
+        let caller = hubbub_kit::service_auth::caller(&request)?.instance.clone();
         let request = request.into_inner();
         ids::validate("gateway_id", &request.gateway_id)?;
+        if request.gateway_id != caller {
+            return Err(Status::permission_denied(format!(
+                "gateway {caller:?} may report only under its own id, not {:?}",
+                request.gateway_id
+            )));
+        }
         if !(TTL_RANGE_MS.0..=TTL_RANGE_MS.1).contains(&request.ttl_ms) {
             return Err(Status::invalid_argument(format!(
                 "ttl_ms {} is outside {}..={}",

@@ -13,7 +13,7 @@ pub mod store;
 
 pub use config::PresenceConfig;
 
-use hubbub_kit::serve::{RoleServer, ServeError, serve as serve_role};
+use hubbub_kit::serve::{RoleMetrics, ServeError, ServeOptions, serve as serve_role};
 use hubbub_proto::v1::presence_server::{PresenceServer, SERVICE_NAME};
 use std::sync::Arc;
 use store::{PresenceStore, memory::MemoryPresence, redis::RedisPresence};
@@ -36,15 +36,22 @@ pub enum PresenceError {
 /// `redis_url` is set, else in memory.
 pub async fn serve(
     config: PresenceConfig,
+    options: ServeOptions,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), PresenceError> {
     match &config.redis_url {
         Some(url) => {
             let store = RedisPresence::new(url, &config.key_prefix)?;
-            Ok(serve_with_store(Arc::new(store), &config, listener, shutdown).await?)
+            Ok(serve_with_store(Arc::new(store), &config, options, listener, shutdown).await?)
         }
-        None => Ok(serve_with_store(Arc::new(MemoryPresence::new()), &config, listener, shutdown).await?),
+        None => {
+            let store = MemoryPresence::with_limits(
+                config.max_unique_rooms,
+                std::time::Duration::from_secs(config.uniques_retention_secs),
+            );
+            Ok(serve_with_store(Arc::new(store), &config, options, listener, shutdown).await?)
+        }
     }
 }
 
@@ -52,18 +59,18 @@ pub async fn serve(
 pub async fn serve_with_store<S: PresenceStore>(
     store: Arc<S>,
     config: &PresenceConfig,
+    options: ServeOptions,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let server = RoleServer {
-        role: "presence",
-        routes: Routes::new(PresenceServer::new(api::PresenceApi::new(
-            store,
-            config.max_ids_per_call,
-        ))),
-        service_names: vec![SERVICE_NAME],
-        registry: Default::default(),
-        http2_keepalive: None,
-    };
+    // Reports are chunked by gateways to about 1 MB; 4 MiB leaves room.
+    let presence = PresenceServer::new(api::PresenceApi::new(store, config.max_ids_per_call))
+        .max_decoding_message_size(4 * 1024 * 1024);
+    let server = options.internal(
+        "presence",
+        Routes::new(presence),
+        vec![SERVICE_NAME],
+        RoleMetrics::new(Default::default()),
+    );
     serve_role(server, listener, shutdown).await
 }

@@ -8,9 +8,12 @@ use crate::{
     router::{GatewayLink, Publish, RoomRouter},
 };
 use hubbub_kit::{
+    auth::Identity,
     closeable::{CloseableStream, Closer},
     discovery::Instances,
-    ids, rendezvous, tracecontext,
+    ids, policy, rendezvous,
+    service_auth::{self, Role},
+    tracecontext,
 };
 use hubbub_proto::v1::{
     AttachAccepted, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest, RoomGetRecentResponse,
@@ -21,6 +24,7 @@ use std::{collections::HashSet, sync::Arc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 /// Serves `hubbub.v1.Room`.
 #[derive(Debug, Clone)]
@@ -74,7 +78,6 @@ impl RoomApi {
 impl Room for RoomApi {
     type AttachStream = CloseableStream<RoomAttachResponse>;
 
-    #[tracing::instrument(name = "room.attach", skip_all)]
     async fn attach(
         &self,
         request: Request<Streaming<RoomAttachRequest>>,
@@ -82,6 +85,10 @@ impl Room for RoomApi {
         if self.shutdown.is_cancelled() {
             return Err(RoomError::Draining.into());
         }
+        let instance = service_auth::caller(&request)?.instance.clone();
+        // The span lives as long as the stream: it is closed by the task
+        // that follows the gateway's commands, when the stream ends.
+        let span = tracing::info_span!("room.attach", gateway = %instance);
         let mut inbound = request.into_inner();
         let gateway_id = match inbound.message().await? {
             Some(RoomAttachRequest {
@@ -92,6 +99,11 @@ impl Room for RoomApi {
             }
         };
         ids::validate("hello.gateway_id", &gateway_id)?;
+        if gateway_id != instance {
+            return Err(Status::permission_denied(format!(
+                "hello.gateway_id {gateway_id:?} is not the caller's own instance {instance:?}"
+            )));
+        }
 
         let (sender, receiver) = mpsc::channel(self.config.gateway_queue.max(2));
         let accepted = RoomAttachResponse {
@@ -105,7 +117,11 @@ impl Room for RoomApi {
         let link = self.router.attach(gateway_id.clone(), sender);
         let closer = Closer::new();
         tracing::info!(gateway = %gateway_id, attach = link.attach_id, "gateway attached");
-        tokio::spawn(self.clone().follow_commands(inbound, link, closer.clone()));
+        tokio::spawn(
+            self.clone()
+                .follow_commands(inbound, link, closer.clone())
+                .instrument(span),
+        );
         Ok(Response::new(CloseableStream::new(receiver, closer)))
     }
 
@@ -114,15 +130,29 @@ impl Room for RoomApi {
         if self.shutdown.is_cancelled() {
             return Err(RoomError::Draining.into());
         }
+        let caller = service_auth::caller(&request)?.clone();
         let request = request.into_inner();
         self.check_room(&request.room_id)?;
-        if request.sender_user_id.is_empty() {
-            return Err(RoomError::Invalid("sender_user_id is required".into()).into());
-        }
         let kind = RoomMessageKind::try_from(request.kind)
             .ok()
             .filter(|kind| *kind != RoomMessageKind::Unspecified)
             .ok_or_else(|| RoomError::Invalid(format!("kind {} is not a known RoomMessageKind", request.kind)))?;
+        let allowed = policy::publishable_kinds(&caller);
+        if !allowed.contains(&kind) {
+            return Err(Status::permission_denied(format!(
+                "{} {:?} may not publish {}; it may publish {:?}",
+                caller.role,
+                caller.instance,
+                kind.as_str_name(),
+                allowed.iter().map(|k| k.as_str_name()).collect::<Vec<_>>()
+            )));
+        }
+        // The sender is whom the credential names, never a request field.
+        let sender_user_id = match (&caller.role, &caller.acting_for) {
+            (Role::Service, _) => format!("service:{}", caller.instance),
+            (_, Some(Identity::User(user))) => user.clone(),
+            _ => return Err(Status::permission_denied("Publish must be made for a signed-in user")),
+        };
         if request.body.is_empty() {
             return Err(RoomError::Invalid("body is empty".into()).into());
         }
@@ -137,7 +167,7 @@ impl Room for RoomApi {
         let published = self.router.publish(Publish {
             room_id: request.room_id,
             message: Incoming {
-                sender_user_id: request.sender_user_id,
+                sender_user_id,
                 kind,
                 body: request.body,
                 trace: tracecontext::current_traceparent(),

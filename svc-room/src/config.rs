@@ -75,7 +75,7 @@ impl Default for RoomLimits {
 impl Default for RoomConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 7701)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
             advertise: "http://127.0.0.1:7701".to_owned(),
             instances: Vec::new(),
             instances_dns: None,

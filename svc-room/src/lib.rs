@@ -21,7 +21,7 @@ pub mod router;
 
 pub use config::RoomConfig;
 
-use hubbub_kit::serve::{RoleServer, ServeError, serve as serve_role};
+use hubbub_kit::serve::{RoleMetrics, ServeError, ServeOptions, serve as serve_role};
 use hubbub_proto::v1::room_server::{RoomServer, SERVICE_NAME};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -30,7 +30,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 /// Serves a room instance on `listener` until `shutdown` is cancelled.
-pub async fn serve(config: RoomConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn serve(
+    config: RoomConfig,
+    options: ServeOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let mut registry = Registry::default();
     let metrics = metrics::RoomMetrics::register(&mut registry);
     let config = Arc::new(config);
@@ -60,13 +65,10 @@ pub async fn serve(config: RoomConfig, listener: TcpListener, shutdown: Cancella
         }
         None => hubbub_kit::discovery::fixed(&config.instances).1,
     };
+    // A publish is a body plus a few ids; attach commands list room ids.
+    let max_request = config.max_body_bytes + 64 * 1024;
     let api = api::RoomApi::new(router, config, instances, shutdown.clone());
-    let server = RoleServer {
-        role: "room",
-        routes: Routes::new(RoomServer::new(api)),
-        service_names: vec![SERVICE_NAME],
-        registry,
-        http2_keepalive: None,
-    };
+    let routes = Routes::new(RoomServer::new(api).max_decoding_message_size(max_request));
+    let server = options.internal("room", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
     serve_role(server, listener, shutdown).await
 }

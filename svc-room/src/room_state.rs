@@ -13,6 +13,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+/// Most messages of one batch whose traces its delivery span links to (a
+/// batch holds up to `max_batch_messages`; beyond this the links stop).
+const MAX_LINKS: usize = 256;
+
 /// What became of a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
@@ -46,13 +50,23 @@ pub struct Incoming {
 pub struct RoomState {
     /// Last assigned sequence.
     pub last_seq: u64,
+    /// Last sequence whose fate is sealed: sent in a batch, sampled away or
+    /// coalesced. Messages above it are still pending and follow in a batch,
+    /// so a new subscriber is told this one, not `last_seq`.
+    pub sealed_seq: u64,
     /// Delivered messages, newest last.
     pub recent: VecDeque<RoomMessage>,
+    /// `recent` holds every message delivered after this seq: the seq of
+    /// the last message that left the ring, or where this instance's
+    /// numbering of the room began.
+    pub ring_after_seq: u64,
     /// Gateways subscribed to the room.
     pub gateways: Vec<GatewayLink>,
     pending: Vec<RoomMessage>,
     coalesced: HashMap<i32, u64>,
     trace: Option<(String, String)>,
+    /// Traceparents of the pending batch's other traced messages.
+    linked: Vec<String>,
     normal: TokenBucket,
     low: TokenBucket,
     publish: TokenBucket,
@@ -76,13 +90,17 @@ impl RoomState {
     pub fn fresh(limits: RoomLimits) -> Self {
         // Caps allow one second of burst: a quiet room's first messages all go out.
         let bucket = |rate: f64| TokenBucket::new(rate, rate.max(1.0));
+        let start = (unix_ms().max(0) as u64) << 10;
         Self {
-            last_seq: (unix_ms().max(0) as u64) << 10,
+            last_seq: start,
+            sealed_seq: start,
             recent: VecDeque::new(),
+            ring_after_seq: start,
             gateways: Vec::new(),
             pending: Vec::new(),
             coalesced: HashMap::new(),
             trace: None,
+            linked: Vec::new(),
             normal: bucket(limits.delivery_cap_per_sec),
             low: bucket(limits.low_cap_per_sec),
             publish: bucket(limits.publish_cap_per_sec),
@@ -121,8 +139,12 @@ impl RoomState {
             *self.coalesced.entry(incoming.kind as i32).or_default() += 1;
             return (seq, Accepted::Coalesced);
         }
-        if self.trace.is_none() && !incoming.trace.0.is_empty() {
-            self.trace = Some(incoming.trace);
+        if !incoming.trace.0.is_empty() {
+            if self.trace.is_none() {
+                self.trace = Some(incoming.trace);
+            } else if self.linked.len() < MAX_LINKS {
+                self.linked.push(incoming.trace.0);
+            }
         }
         self.pending.push(RoomMessage {
             room_id: room_id.to_owned(),
@@ -160,6 +182,7 @@ impl RoomState {
     pub fn take_batch(&mut self, room_id: &str, keep: usize) -> Option<RoomBatch> {
         self.pending_since = None;
         self.urgent = false;
+        self.sealed_seq = self.last_seq;
         if self.pending.is_empty() && self.coalesced.is_empty() {
             return None;
         }
@@ -168,7 +191,9 @@ impl RoomState {
             self.recent.push_back(message.clone());
         }
         while self.recent.len() > keep {
-            self.recent.pop_front();
+            if let Some(gone) = self.recent.pop_front() {
+                self.ring_after_seq = gone.seq;
+            }
         }
         let coalesced = self
             .coalesced
@@ -185,6 +210,7 @@ impl RoomState {
             coalesced,
             traceparent,
             tracestate,
+            linked_traceparents: std::mem::take(&mut self.linked),
             ..Default::default()
         })
     }

@@ -122,7 +122,8 @@ impl RoomRouter {
             event: Some(Event::Subscribed(RoomSubscribed {
                 room_id: room_id.to_owned(),
                 recent: room.recent.iter().cloned().collect(),
-                last_seq: room.last_seq,
+                last_seq: room.sealed_seq,
+                ring_after_seq: room.ring_after_seq,
             })),
         };
         if !self.queue(link, event) {

@@ -3,7 +3,12 @@
 
 #![allow(dead_code)]
 
-use hubbub_kit::auth::JwtKey;
+use hubbub_kit::{
+    auth::{Identity, JwtKey},
+    channel::{self, TracedChannel},
+    serve::ServeOptions,
+    service_auth::{Credentials, InternalKey, Role},
+};
 use hubbub_proto::v1::{
     ConnectRequest, JoinRoomRequest, RoomMessage, ServerEvent, client_api_client::ClientApiClient, server_event::Event,
 };
@@ -14,8 +19,38 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Streaming, metadata::MetadataValue, transport::Channel};
 
-/// The secret every sandbox gateway verifies with.
-pub const SECRET: &[u8] = b"sandbox-secret";
+/// The secret every sandbox gateway verifies client tokens with.
+pub const SECRET: &[u8] = b"sandbox-secret-of-at-least-32-bytes";
+/// The internal key of every sandbox role.
+pub const INTERNAL_KEY: &[u8] = b"sandbox-internal-key-of-32-bytes-or-more";
+
+/// The serving options of every sandbox role.
+pub fn options() -> ServeOptions {
+    ServeOptions::new(InternalKey::new(INTERNAL_KEY))
+}
+
+/// Credentials of `role` instance `instance`.
+pub fn credentials(role: Role, instance: &str) -> Credentials {
+    Credentials::new(InternalKey::new(INTERNAL_KEY), role, instance)
+}
+
+/// Credentials of a backend service with `scopes`.
+pub fn service(name: &str, scopes: &[&str]) -> Credentials {
+    let scopes = scopes.iter().map(|s| s.to_string()).collect();
+    Credentials::with_scopes(InternalKey::new(INTERNAL_KEY), Role::Service, name, scopes)
+}
+
+/// A channel to `address` (host:port) presenting `credentials`.
+pub fn internal_channel(address: SocketAddr, credentials: &Credentials) -> TracedChannel {
+    channel::traced(&format!("http://{address}"), credentials).unwrap()
+}
+
+/// `request` made for `user` with `credentials` (as a gateway or gift would).
+pub fn acting<T>(credentials: &Credentials, user: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    credentials.act_for(&mut request, &Identity::User(user.into()));
+    request
+}
 
 /// How long a test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -24,8 +59,10 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct Sandbox {
     /// The room instance's address.
     pub room: SocketAddr,
-    /// The gateways' addresses, by index; ids are `gw-<index>`.
+    /// The gateways' public addresses, by index; ids are `gw-<index>`.
     pub gateways: Vec<SocketAddr>,
+    /// The gateways' internal addresses, by index.
+    pub gateways_internal: Vec<SocketAddr>,
     /// Cancels everything.
     pub shutdown: CancellationToken,
     /// Cancels one gateway only.
@@ -58,20 +95,26 @@ pub async fn start_with_room(
     let room_shutdown = shutdown.child_token();
     let mut config = room_config(room);
     tweak_room(&mut config);
-    tokio::spawn(svc_room::serve(config, room_listener, room_shutdown.clone()));
+    tokio::spawn(svc_room::serve(config, options(), room_listener, room_shutdown.clone()));
 
     let mut listeners = Vec::new();
     for _ in 0..gateways {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        listeners.push((
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ));
     }
-    let addresses: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let addresses: Vec<SocketAddr> = listeners.iter().map(|l| l.0.local_addr().unwrap()).collect();
+    let internal: Vec<SocketAddr> = listeners.iter().map(|l| l.1.local_addr().unwrap()).collect();
     let mut gateway_shutdowns = Vec::new();
-    for (index, listener) in listeners.into_iter().enumerate() {
+    for (index, (public, internal_listener)) in listeners.into_iter().enumerate() {
         let mut config = GatewayConfig {
             listen: addresses[index],
+            internal_listen: internal[index],
+            advertise: format!("http://{}", internal[index]),
             id: format!("gw-{index}"),
             room_instances: vec![format!("http://{room}")],
-            peers: addresses
+            peers: internal
                 .iter()
                 .enumerate()
                 .filter(|(other, _)| *other != index)
@@ -88,11 +131,16 @@ pub async fn start_with_room(
         tweak(&mut config);
         let own = shutdown.child_token();
         gateway_shutdowns.push(own.clone());
-        tokio::spawn(svc_gateway::serve(config, JwtKey::new(SECRET), listener, own));
+        let listeners = svc_gateway::GatewayListeners {
+            public,
+            internal: internal_listener,
+        };
+        tokio::spawn(svc_gateway::serve(config, JwtKey::new(SECRET), options(), listeners, own));
     }
     Sandbox {
         room,
         gateways: addresses,
+        gateways_internal: internal,
         shutdown,
         gateway_shutdowns,
         room_shutdown,
@@ -125,6 +173,7 @@ impl Sandbox {
         self.room_shutdown = self.shutdown.child_token();
         tokio::spawn(svc_room::serve(
             room_config(self.room),
+            options(),
             listener,
             self.room_shutdown.clone(),
         ));
@@ -165,7 +214,7 @@ pub fn authed<T>(message: T, token: Option<&str>) -> Request<T> {
 pub struct Viewer {
     /// Gateway client.
     pub client: ClientApiClient<Channel>,
-    /// Token (None for a guest).
+    /// Token: the user's, or a guest's own guest token.
     pub token: Option<String>,
     /// Session id from Welcome.
     pub session_id: String,
@@ -186,8 +235,9 @@ impl Viewer {
             token.as_deref(),
         );
         let mut events = client.connect(request).await.expect("connect").into_inner();
-        let session_id = match next_event(&mut events).await {
-            Some(Event::Welcome(welcome)) => welcome.session_id,
+        let (session_id, token) = match next_event(&mut events).await {
+            Some(Event::Welcome(welcome)) if welcome.guest => (welcome.session_id, Some(welcome.guest_token)),
+            Some(Event::Welcome(welcome)) => (welcome.session_id, token),
             other => panic!("first event must be Welcome, got {other:?}"),
         };
         Viewer {

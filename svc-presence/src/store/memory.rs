@@ -8,6 +8,7 @@ use super::{
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Mutex,
+    time::Duration,
 };
 
 #[derive(Debug, Default)]
@@ -19,24 +20,83 @@ struct GatewayState {
     rooms: HashMap<String, u64>,
 }
 
+/// A room's unique-viewer estimate and when a viewer was last added.
+#[derive(Debug, Default)]
+struct Uniques {
+    hll: HyperLogLog,
+    last_added_ms: i64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     gateways: BTreeMap<String, GatewayState>,
-    uniques: HashMap<String, HyperLogLog>,
+    uniques: HashMap<String, Uniques>,
+    last_sweep_ms: i64,
 }
 
+/// Rooms whose unique viewers are kept at most (16 KiB each): guests can
+/// name any room, so the oldest estimates go first beyond this.
+pub const DEFAULT_MAX_UNIQUE_ROOMS: usize = 10_000;
+/// How long a room's unique viewers are kept after the last new viewer.
+pub const DEFAULT_UNIQUES_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// Presence in this process's memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryPresence {
     // One lock: reports arrive once per interval per gateway, so contention
     // is negligible, and one lock keeps every answer consistent.
     state: Mutex<State>,
+    max_unique_rooms: usize,
+    retention_ms: i64,
+}
+
+impl Default for MemoryPresence {
+    fn default() -> Self {
+        Self::with_limits(DEFAULT_MAX_UNIQUE_ROOMS, DEFAULT_UNIQUES_RETENTION)
+    }
 }
 
 impl MemoryPresence {
-    /// An empty store.
+    /// An empty store with the default limits.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store keeping at most `max_unique_rooms` estimates, each for
+    /// `retention` after its last new viewer.
+    pub fn with_limits(max_unique_rooms: usize, retention: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            max_unique_rooms: max_unique_rooms.max(1),
+            retention_ms: retention.as_millis() as i64,
+        }
+    }
+
+    /// Rooms whose unique viewers are held now.
+    pub fn unique_rooms(&self) -> usize {
+        self.lock().uniques.len()
+    }
+
+    /// Forgets estimates past their retention, then the oldest ones beyond
+    /// the cap.
+    fn evict_uniques(&self, state: &mut State, now: i64) {
+        if now - state.last_sweep_ms >= 1_000 {
+            state.last_sweep_ms = now;
+            let retention = self.retention_ms;
+            state.uniques.retain(|_, u| now - u.last_added_ms < retention);
+        }
+        let over = state.uniques.len().saturating_sub(self.max_unique_rooms);
+        if over > 0 {
+            let mut by_age: Vec<(i64, String)> = state
+                .uniques
+                .iter()
+                .map(|(room, u)| (u.last_added_ms, room.clone()))
+                .collect();
+            by_age.sort_unstable();
+            for (_, room) in by_age.into_iter().take(over) {
+                state.uniques.remove(&room);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -60,12 +120,14 @@ impl PresenceStore for MemoryPresence {
         state.gateways.retain(|_, g| g.expires_at_ms > now);
         for room in &report.rooms {
             if !room.new_viewers.is_empty() {
-                let hll = state.uniques.entry(room.room_id.clone()).or_default();
+                let uniques = state.uniques.entry(room.room_id.clone()).or_default();
+                uniques.last_added_ms = now;
                 for viewer in &room.new_viewers {
-                    hll.add(viewer);
+                    uniques.hll.add(viewer);
                 }
             }
         }
+        self.evict_uniques(&mut state, now);
         let gateway = state.gateways.entry(report.gateway_id.clone()).or_default();
         let continues = gateway.expires_at_ms > now && gateway.last_seq + 1 == report.report_seq;
         if !report.full && !continues {
@@ -120,8 +182,51 @@ impl PresenceStore for MemoryPresence {
             .iter()
             .map(|room_id| RoomCount {
                 online: live(&state, now).filter_map(|(_, g)| g.rooms.get(room_id)).sum(),
-                unique_viewers: state.uniques.get(room_id).map_or(0, HyperLogLog::count),
+                unique_viewers: state.uniques.get(room_id).map_or(0, |u| u.hll.count()),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RoomReport;
+
+    fn report(seq: u64, rooms: &[&str]) -> GatewayReport {
+        GatewayReport {
+            gateway_id: "gw".into(),
+            address: "http://gw".into(),
+            report_seq: seq,
+            full: true,
+            sessions_added: Vec::new(),
+            sessions_removed: Vec::new(),
+            rooms: rooms
+                .iter()
+                .map(|room| RoomReport {
+                    room_id: (*room).into(),
+                    online: 1,
+                    new_viewers: vec!["guest:1".into()],
+                })
+                .collect(),
+            ttl: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn unique_viewer_estimates_are_capped_and_expire() {
+        let store = MemoryPresence::with_limits(3, Duration::from_secs(3600));
+        for (seq, room) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            store.report(&report(seq as u64 + 1, &[room])).await.unwrap();
+        }
+        assert_eq!(store.unique_rooms(), 3, "the oldest estimates go beyond the cap");
+        let counts = store.room_counts(&["e".into(), "a".into()]).await.unwrap();
+        assert_eq!((counts[0].unique_viewers, counts[1].unique_viewers), (1, 0));
+
+        let store = MemoryPresence::with_limits(100, Duration::ZERO);
+        store.report(&report(1, &["a"])).await.unwrap();
+        store.lock().last_sweep_ms = 0;
+        store.report(&report(2, &[])).await.unwrap();
+        assert_eq!(store.unique_rooms(), 0, "forgotten after the retention");
     }
 }
