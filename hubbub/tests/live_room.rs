@@ -341,7 +341,7 @@ async fn viewers_keep_receiving_after_the_room_instance_restarts() {
     let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
     viewer.join("r").await;
     sender.join("r").await;
-    send(&mut sender, "r", "before").await.unwrap();
+    let last_before = send(&mut sender, "r", "before").await.unwrap();
     assert_eq!(viewer.room_messages(1).await[0].body.as_ref(), b"before");
 
     sandbox.restart_room().await;
@@ -354,14 +354,23 @@ async fn viewers_keep_receiving_after_the_room_instance_restarts() {
         assert!(tokio::time::Instant::now() < deadline, "the room never came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    // The restarted instance lost its ring: the viewer is told which seqs it
+    // may have missed before the new messages arrive, never left guessing.
+    let mut gap = None;
+    let before_seq = last_before;
     loop {
-        let batch = viewer
-            .room_batch_within(deadline - tokio::time::Instant::now())
-            .await
-            .expect("the viewer receives messages after the restart");
-        if batch.iter().any(|m| m.body.as_ref() == b"after") {
-            break;
+        match next_event(&mut viewer.events).await {
+            Some(Event::RoomGap(announced)) => gap = Some(announced),
+            Some(Event::RoomBatch(batch)) if batch.messages.iter().any(|m| m.body.as_ref() == b"after") => {
+                let gap = gap.expect("a RoomGap comes before the messages after the hole");
+                assert_eq!(gap.room_id, "r");
+                assert_eq!(gap.after_seq, before_seq, "the gap starts after the last seq delivered");
+                assert!(gap.until_seq > gap.after_seq);
+                assert!(batch.messages.iter().all(|m| m.seq > gap.until_seq), "and new seqs come after it");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("the stream ended"),
         }
     }
 }
@@ -401,4 +410,41 @@ async fn the_connection_limit_is_enforced() {
     let err = client.connect(request).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("limit of 1"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_racing_disconnects_leave_no_viewer_behind() {
+    let sandbox = support::start(1, |_| {}).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let viewer = Viewer::connect(&sandbox, 0, Some(&format!("racer-{i}"))).await;
+        tasks.push(tokio::spawn(async move {
+            let request = authed(
+                JoinRoomRequest {
+                    session_id: viewer.session_id.clone(),
+                    room_id: format!("race-{}", i % 4),
+                },
+                viewer.token.as_deref(),
+            );
+            let mut client = viewer.client.clone();
+            // The stream goes away while the join is on its way.
+            let join = tokio::spawn(async move { client.join_room(request).await });
+            tokio::time::sleep(Duration::from_micros(200 * (i % 5))).await;
+            drop(viewer.events);
+            let _ = join.await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Every room emptied: the gateway holds none of them any more.
+    let metrics = support::scrape(sandbox.gateways_internal[0]).await;
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    let mut metrics = metrics;
+    while !metrics.contains("hubbub_gateway_rooms 0") {
+        assert!(tokio::time::Instant::now() < deadline, "rooms left with orphan viewers: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        metrics = support::scrape(sandbox.gateways_internal[0]).await;
+    }
+    assert!(metrics.contains("hubbub_gateway_connections 0"), "{metrics}");
 }

@@ -84,3 +84,80 @@ async fn online_counts_converge_over_gateways_and_heal_when_one_stops() {
         "healed within the TTL and a push interval"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_100k_sessions_reaches_presence_in_chunks() {
+    use hubbub_kit::service_auth::Role;
+    use hubbub_proto::v1::{
+        PresenceLocateUsersRequest, PresenceReportGatewayRequest, PresenceSession, RoomOnlineReport,
+        presence_client::PresenceClient, room_online_report::Online,
+    };
+    use prost::Message;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let config = PresenceConfig {
+        listen: address,
+        ..PresenceConfig::default()
+    };
+    tokio::spawn(svc_presence::serve(config, support::options(), listener, shutdown.clone()));
+
+    let sessions: Vec<PresenceSession> = (0..100_000)
+        .map(|i| PresenceSession {
+            user_id: format!("user-{i}"),
+            device_id: "phone".into(),
+            session_id: format!("gw-big~{i:032x}"),
+            connected_at_ms: 1_700_000_000_000,
+        })
+        .collect();
+    let snapshot = PresenceReportGatewayRequest {
+        gateway_id: "gw-big".into(),
+        address: "http://gw-big:7705".into(),
+        report_seq: 1,
+        full_snapshot: true,
+        sessions_added: sessions,
+        removed_session_ids: Vec::new(),
+        rooms: vec![RoomOnlineReport {
+            room_id: "huge".into(),
+            online: Some(Online::OnlineAbsolute(100_000)),
+            new_viewer_ids: Vec::new(),
+        }],
+        ttl_ms: 60_000,
+    };
+    assert!(
+        snapshot.encoded_len() > 4 * 1024 * 1024,
+        "in one message it would exceed the 4 MiB limit"
+    );
+    let reports = svc_gateway::presence_link::split_report(snapshot, svc_gateway::presence_link::SESSIONS_PER_REPORT);
+    assert!(reports.len() >= 10);
+
+    let gateway = support::credentials(Role::Gateway, "gw-big");
+    let mut as_gateway = PresenceClient::new(support::internal_channel(address, &gateway));
+    for report in reports {
+        assert!(report.encoded_len() < 2 * 1024 * 1024, "each chunk is small");
+        let mut sent = Err(tonic::Status::unavailable("not yet"));
+        for _ in 0..100 {
+            sent = as_gateway.report_gateway(report.clone()).await;
+            if !matches!(&sent, Err(status) if status.code() == tonic::Code::Unavailable) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sent.unwrap();
+    }
+
+    let group = support::credentials(Role::Group, "group");
+    let mut as_group = PresenceClient::new(support::internal_channel(address, &group));
+    for first in [0, 45_000, 99_000] {
+        let user_ids: Vec<String> = (first..first + 1000).map(|i| format!("user-{i}")).collect();
+        let located = as_group
+            .locate_users(PresenceLocateUsersRequest { user_ids })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(located.offline_user_ids.is_empty(), "from {first}: {:?}", located.offline_user_ids.len());
+        assert_eq!(located.gateways[0].sessions.len(), 1000);
+    }
+    shutdown.cancel();
+}

@@ -131,29 +131,58 @@ pub fn build_reports(gateway: &Gateway, seq: u64, full: bool) -> Vec<PresenceRep
             new_viewer_ids,
         })
         .collect();
+    let removed = if full { Vec::new() } else { changes.removed };
+    let report = PresenceReportGatewayRequest {
+        gateway_id: config.id.clone(),
+        address: config.advertise.clone(),
+        report_seq: seq,
+        full_snapshot: full,
+        sessions_added,
+        removed_session_ids: removed,
+        rooms,
+        ttl_ms: config.presence_ttl_ms,
+    };
+    split_report(report, SESSIONS_PER_REPORT)
+}
+
+/// Splits one report into reports of at most `per_report` added sessions,
+/// numbered on from its `report_seq`: only the first can be a snapshot and
+/// carries the removals, only the last carries the rooms (each report
+/// replaces the gateway's rooms at presence, so they must arrive whole).
+pub fn split_report(report: PresenceReportGatewayRequest, per_report: usize) -> Vec<PresenceReportGatewayRequest> {
+    let PresenceReportGatewayRequest {
+        gateway_id,
+        address,
+        report_seq,
+        full_snapshot,
+        sessions_added,
+        removed_session_ids,
+        rooms,
+        ttl_ms,
+    } = report;
     let mut chunks: Vec<Vec<PresenceSession>> = Vec::new();
     let mut sessions_added = sessions_added.into_iter().peekable();
     while sessions_added.peek().is_some() {
-        chunks.push(sessions_added.by_ref().take(SESSIONS_PER_REPORT).collect());
+        chunks.push(sessions_added.by_ref().take(per_report.max(1)).collect());
     }
     if chunks.is_empty() {
         chunks.push(Vec::new());
     }
     let last = chunks.len() - 1;
-    let mut removed = if full { Vec::new() } else { changes.removed };
+    let mut removed = Some(removed_session_ids);
     let mut rooms = Some(rooms);
     chunks
         .into_iter()
         .enumerate()
         .map(|(index, sessions_added)| PresenceReportGatewayRequest {
-            gateway_id: config.id.clone(),
-            address: config.advertise.clone(),
-            report_seq: seq + index as u64,
-            full_snapshot: full && index == 0,
+            gateway_id: gateway_id.clone(),
+            address: address.clone(),
+            report_seq: report_seq + index as u64,
+            full_snapshot: full_snapshot && index == 0,
             sessions_added,
-            removed_session_ids: if index == 0 { std::mem::take(&mut removed) } else { Vec::new() },
+            removed_session_ids: removed.take().unwrap_or_default(),
             rooms: if index == last { rooms.take().unwrap_or_default() } else { Vec::new() },
-            ttl_ms: config.presence_ttl_ms,
+            ttl_ms,
         })
         .collect()
 }

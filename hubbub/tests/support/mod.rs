@@ -297,3 +297,19 @@ pub async fn next_event(events: &mut Streaming<ServerEvent>) -> Option<Event> {
         .expect("stream error")
         .map(|event| event.event.expect("event set"))
 }
+
+/// `GET /metrics` from an internal listener.
+pub async fn scrape(address: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut text))
+        .await
+        .expect("metrics answered in time")
+        .unwrap();
+    text
+}

@@ -1,0 +1,127 @@
+//! Every listener drops connections that never speak, and scanners cannot
+//! grow the metrics: a silent TCP connection, an HTTP/2 connection that sent
+//! its preface and then stops answering, and a flood of made-up method
+//! names, against a real listener.
+
+mod support;
+
+use hubbub_kit::serve::{ListenerLimits, ServeOptions};
+use std::{net::SocketAddr, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tokio_util::sync::CancellationToken;
+
+/// A room instance whose listener gives up on silent peers quickly.
+async fn impatient_room(shutdown: &CancellationToken) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let config = svc_room::RoomConfig {
+        listen: address,
+        advertise: format!("http://{address}"),
+        ..Default::default()
+    };
+    let options = ServeOptions {
+        limits: ListenerLimits {
+            handshake_timeout_ms: 300,
+            keepalive_interval_ms: 200,
+            keepalive_timeout_ms: 200,
+            ..ListenerLimits::default()
+        },
+        ..support::options()
+    };
+    tokio::spawn(svc_room::serve(config, options, listener, shutdown.clone()));
+    address
+}
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_within(mut stream: TcpStream, patience: Duration) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(patience, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+async fn connect(address: SocketAddr) -> TcpStream {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        match TcpStream::connect(address).await {
+            Ok(stream) => return stream,
+            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(err) => panic!("{address}: {err}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_speak_are_dropped() {
+    let shutdown = CancellationToken::new();
+    let room = impatient_room(&shutdown).await;
+
+    let silent: Vec<TcpStream> = silent_connections(room, 50).await;
+    for stream in silent {
+        let took = closed_within(stream, Duration::from_secs(5)).await;
+        assert!(took.is_some(), "a silent connection is still held after 5 s");
+    }
+
+    // The preface and an empty SETTINGS frame, then never a read or a PING ack.
+    let mut stream = connect(room).await;
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let took = closed_within(stream, Duration::from_secs(5)).await;
+    assert!(took.is_some(), "a peer that stops answering pings is still held after 5 s");
+    shutdown.cancel();
+}
+
+/// `count` connections that send nothing.
+async fn silent_connections(address: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        streams.push(connect(address).await);
+    }
+    streams
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_method_names_share_one_metrics_label() {
+    let shutdown = CancellationToken::new();
+    let room = impatient_room(&shutdown).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{room}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..40 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path = format!("/hubbub.v1.Scan{i}/Probe{i}").parse().unwrap();
+        let codec = hubbub_proto::codec::StrictCodec::<(), ()>::default();
+        let _ = grpc.unary(tonic::Request::new(()), path, codec).await;
+    }
+    let mut stream = connect(room).await;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(support::PATIENCE, stream.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!text.contains("Scan"), "a made-up method got a label of its own");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hubbub_grpc_requests_total{method=\"other\"} 40")),
+        "{text}"
+    );
+    shutdown.cancel();
+}

@@ -1,0 +1,324 @@
+//! The trust boundary, tried as an attacker would: every internal RPC of
+//! every role, called with no credential, with a client token, with a
+//! credential signed by another key, with an expired one and with a role's
+//! credential that the policy does not allow, is refused with the precise
+//! code before any handler runs; the public port serves nothing internal.
+
+mod support;
+
+use hubbub_kit::{
+    auth::JwtKey,
+    service_auth::{InternalKey, Role},
+};
+use hubbub_proto::{
+    codec::StrictCodec,
+    v1::{
+        AttachHello, PresenceLocateUsersRequest, PresenceReportGatewayRequest, RoomAttachRequest, RoomGetRecentRequest,
+        RoomMessageKind, RoomPublishRequest, presence_client::PresenceClient, room_attach_request::Command,
+        room_client::RoomClient,
+    },
+};
+use prost::Message;
+use std::{net::SocketAddr, time::Duration};
+use tokio::net::TcpListener;
+use tonic::{Code, Request, codegen::http::uri::PathAndQuery, metadata::MetadataValue, transport::Channel};
+
+/// Every internal role of one deployment, on 127.0.0.1 port 0.
+struct Deployment {
+    sandbox: support::Sandbox,
+    presence: SocketAddr,
+    group: SocketAddr,
+    gift: SocketAddr,
+}
+
+async fn deploy() -> Deployment {
+    let sandbox = support::start(1, |_| {}).await;
+    let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+    let (presence, group, gift) = (bind().await, bind().await, bind().await);
+    let addresses = (
+        presence.local_addr().unwrap(),
+        group.local_addr().unwrap(),
+        gift.local_addr().unwrap(),
+    );
+    let shutdown = sandbox.shutdown.clone();
+    tokio::spawn(svc_presence::serve(
+        Default::default(),
+        support::options(),
+        presence,
+        shutdown.clone(),
+    ));
+    tokio::spawn(svc_group::serve(Default::default(), support::options(), group, shutdown.clone()));
+    tokio::spawn(svc_gift::serve(Default::default(), support::options(), gift, shutdown));
+    Deployment {
+        presence: addresses.0,
+        group: addresses.1,
+        gift: addresses.2,
+        sandbox,
+    }
+}
+
+impl Deployment {
+    /// The internal address serving `service`.
+    fn address_of(&self, service: &str) -> SocketAddr {
+        match service {
+            "hubbub.v1.GatewayControl" => self.sandbox.gateways_internal[0],
+            "hubbub.v1.Room" => self.sandbox.room,
+            "hubbub.v1.Presence" => self.presence,
+            "hubbub.v1.Group" => self.group,
+            "hubbub.v1.Gift" => self.gift,
+            other => panic!("no internal address for {other}"),
+        }
+    }
+}
+
+/// Every internal method: (service, method path, client-streaming).
+fn internal_methods() -> Vec<(String, String, bool)> {
+    let set = prost_types::FileDescriptorSet::decode(hubbub_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut methods = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            if full == "hubbub.v1.ClientApi" {
+                continue;
+            }
+            for method in &service.method {
+                methods.push((full.clone(), format!("/{full}/{}", method.name()), method.client_streaming()));
+            }
+        }
+    }
+    assert_eq!(methods.len(), 19, "every internal method: {methods:?}");
+    methods
+}
+
+async fn channel(address: SocketAddr) -> Channel {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        match Channel::from_shared(format!("http://{address}")).unwrap().connect().await {
+            Ok(channel) => return channel,
+            Err(err) if tokio::time::Instant::now() > deadline => panic!("{address}: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Calls `path` with an empty message and `authorization` (if any); the
+/// status it ends with.
+async fn call(channel: Channel, path: &str, streaming: bool, authorization: Option<&str>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = PathAndQuery::from_maybe_shared(path.to_owned()).unwrap();
+    let codec = StrictCodec::<(), ()>::default();
+    fn with<T>(mut request: Request<T>, authorization: Option<&str>) -> Request<T> {
+        if let Some(value) = authorization {
+            let value: MetadataValue<_> = format!("Bearer {value}").parse().unwrap();
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+    let outcome = if streaming {
+        grpc.streaming(with(Request::new(tokio_stream::empty::<()>()), authorization), path, codec)
+            .await
+            .map(|_| ())
+    } else {
+        grpc.unary(with(Request::new(()), authorization), path, codec).await.map(|_| ())
+    };
+    match outcome {
+        Ok(()) => tonic::Status::ok(""),
+        Err(status) => status,
+    }
+}
+
+fn role_token(role: Role) -> String {
+    InternalKey::new(support::INTERNAL_KEY).mint(role, "x", &[], Duration::from_secs(60))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_internal_rpc_refuses_callers_without_the_right_credential() {
+    let deployment = deploy().await;
+    let client_token = support::token("alice");
+    let foreign = InternalKey::new(b"some-other-internal-key-of-32-bytes!").mint(
+        Role::Gateway,
+        "gw-0",
+        &[],
+        Duration::from_secs(60),
+    );
+    // Long past its expiry and the leeway, signed with the right key.
+    let expired = hubbub_kit::jwt::Hs256::new(support::INTERNAL_KEY, "hubbub-svc").sign(
+        &hubbub_kit::service_auth::ServiceClaims {
+            role: Role::Gateway,
+            ins: "gw-0".into(),
+            scp: vec![],
+            usr: Some("alice".into()),
+            gst: None,
+            exp: 1_000,
+            iat: 0,
+        },
+    );
+    // Presence calls nothing; a backend without scopes calls nothing.
+    let no_business = [role_token(Role::Presence), role_token(Role::Room)];
+    let scopeless = InternalKey::new(support::INTERNAL_KEY).mint(Role::Service, "bot", &[], Duration::from_secs(60));
+
+    for (service, path, streaming) in internal_methods() {
+        let address = deployment.address_of(&service);
+        let cases: Vec<(&str, Option<&str>, Code)> = vec![
+            ("no credential", None, Code::Unauthenticated),
+            ("a client token", Some(&client_token), Code::Unauthenticated),
+            ("a foreign key's credential", Some(&foreign), Code::Unauthenticated),
+            ("an expired credential", Some(&expired), Code::Unauthenticated),
+            ("garbage", Some("not.a.token"), Code::Unauthenticated),
+            ("presence's credential", Some(&no_business[0]), Code::PermissionDenied),
+            ("room's credential", Some(&no_business[1]), Code::PermissionDenied),
+            ("a backend without scopes", Some(&scopeless), Code::PermissionDenied),
+        ];
+        for (what, authorization, expected) in cases {
+            let status = call(channel(address).await, &path, streaming, authorization).await;
+            assert_eq!(status.code(), expected, "{path} with {what}: {status:?}");
+            assert!(!status.message().is_empty(), "{path} with {what} says why");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_may_do_only_their_own_part() {
+    let deployment = deploy().await;
+    let gateway = support::credentials(Role::Gateway, "gw-0");
+    let publish = |kind: RoomMessageKind| RoomPublishRequest {
+        room_id: "stage".into(),
+        kind: kind as i32,
+        body: b"x".to_vec().into(),
+    };
+
+    // A gateway publishes comments for a user, never gifts or system messages,
+    // and never without a user.
+    let mut as_gateway = RoomClient::new(support::internal_channel(deployment.sandbox.room, &gateway));
+    let seq = as_gateway
+        .publish(support::acting(&gateway, "alice", publish(RoomMessageKind::Comment)))
+        .await
+        .unwrap()
+        .into_inner()
+        .seq;
+    assert!(seq > 0);
+    for kind in [RoomMessageKind::Gift, RoomMessageKind::System] {
+        let err = as_gateway
+            .publish(support::acting(&gateway, "alice", publish(kind)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{kind:?}: {err:?}");
+    }
+    let err = as_gateway.publish(publish(RoomMessageKind::Comment)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "no user named: {err:?}");
+
+    // A backend with room.read reads; without it, it may not.
+    let reader = support::service("reader", &["room.read"]);
+    RoomClient::new(support::internal_channel(deployment.sandbox.room, &reader))
+        .get_recent(RoomGetRecentRequest { room_id: "stage".into() })
+        .await
+        .unwrap();
+
+    // A backend with room.publish sends system messages as itself.
+    let bot = support::service("moderation", &["room.publish"]);
+    let mut as_bot = RoomClient::new(support::internal_channel(deployment.sandbox.room, &bot));
+    as_bot.publish(publish(RoomMessageKind::System)).await.unwrap();
+    let err = as_bot.publish(publish(RoomMessageKind::Gift)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    // Attaching under another gateway's id.
+    let attach = tokio_stream::iter([RoomAttachRequest {
+        command: Some(Command::Hello(AttachHello {
+            gateway_id: "gw-1".into(),
+        })),
+    }]);
+    let err = as_gateway.attach(attach).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    // Reporting presence under another gateway's id, and locating users as a gateway.
+    let mut presence = PresenceClient::new(support::internal_channel(deployment.presence, &gateway));
+    let err = presence
+        .report_gateway(PresenceReportGatewayRequest {
+            gateway_id: "gw-7".into(),
+            address: "http://127.0.0.1:9".into(),
+            report_seq: 1,
+            full_snapshot: true,
+            ttl_ms: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = presence
+        .locate_users(PresenceLocateUsersRequest {
+            user_ids: vec!["alice".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "session locations are for group and gift: {err:?}");
+    let mut as_group = PresenceClient::new(support::internal_channel(
+        deployment.presence,
+        &support::credentials(Role::Group, "group"),
+    ));
+    as_group
+        .locate_users(PresenceLocateUsersRequest {
+            user_ids: vec!["alice".into()],
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_by_a_backend_reaches_viewers_from_the_backend_itself() {
+    let deployment = deploy().await;
+    let mut viewer = support::Viewer::connect(&deployment.sandbox, 0, None).await;
+    viewer.join("stage").await;
+    let bot = support::service("moderation", &["room.publish"]);
+    RoomClient::new(support::internal_channel(deployment.sandbox.room, &bot))
+        .publish(RoomPublishRequest {
+            room_id: "stage".into(),
+            kind: RoomMessageKind::System as i32,
+            body: b"stream starts in 5 minutes".to_vec().into(),
+        })
+        .await
+        .unwrap();
+    let message = viewer.room_messages(1).await.remove(0);
+    assert_eq!(message.sender_user_id, "service:moderation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_port_serves_the_client_api_and_nothing_internal() {
+    let deployment = deploy().await;
+    let public = deployment.sandbox.gateways[0];
+    // Internal services are not there at all, credential or not.
+    let gateway = role_token(Role::Gateway);
+    for path in [
+        "/hubbub.v1.GatewayControl/Forward",
+        "/hubbub.v1.GatewayControl/Deliver",
+        "/hubbub.v1.Room/Publish",
+        "/hubbub.v1.Presence/LocateUsers",
+    ] {
+        for authorization in [None, Some(gateway.as_str())] {
+            let status = call(channel(public).await, path, false, authorization).await;
+            assert_eq!(status.code(), Code::Unimplemented, "{path} on the public port: {status:?}");
+        }
+    }
+    // No metrics there.
+    let mut stream = tokio::net::TcpStream::connect(public).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    let _ = tokio::time::timeout(support::PATIENCE, stream.read_to_string(&mut response)).await;
+    assert!(!response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(!response.contains("hubbub_gateway"), "{response}");
+
+    // A client token is no credential on the internal port, either.
+    let status = call(
+        channel(deployment.sandbox.gateways_internal[0]).await,
+        "/hubbub.v1.GatewayControl/Forward",
+        false,
+        Some(&JwtKey::new(support::SECRET).mint("alice", Duration::from_secs(60))),
+    )
+    .await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("client tokens"), "{status:?}");
+}
