@@ -156,7 +156,7 @@ async function run(args) {
   // Joins without pausing the stream, so event arrival times stay true.
   const join = (sessionId) =>
     client
-      .joinRoom({ sessionId, roomId: args.room }, { headers })
+      .joinRoom({ sessionId, roomId: args.room }, { headers: { ...headers } })
       .then((res) => {
         emit({ joined: { last_seq: res.lastSeq.toString(), recent: res.recent.length } });
         checkDone();
@@ -168,7 +168,9 @@ async function run(args) {
     const t_ms = Date.now();
     switch (event.case) {
       case "welcome":
-        emit({ event: "welcome", session_id: event.value.sessionId, t_ms });
+        emit({ event: "welcome", session_id: event.value.sessionId, guest: event.value.guest, t_ms });
+        // A guest's calls carry the guest token of its own Welcome.
+        if (event.value.guest) headers.authorization = `Bearer ${event.value.guestToken}`;
         join(event.value.sessionId);
         break;
       case "roomBatch": {

@@ -53,12 +53,27 @@ async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_web_client_gets_connect_events_one_by_one_and_cors_preflight_passes() {
+    watch_through_the_probe(Some(&token("web-user"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_web_guest_joins_with_the_guest_token_of_its_welcome() {
+    watch_through_the_probe(None).await;
+}
+
+/// Runs the browser client (as a user with `token`, or as a guest) and
+/// checks what it sees, event by event.
+async fn watch_through_the_probe(token: Option<&str>) {
     prepare_probe();
     let sandbox = support::start(1, |config| config.heartbeat_interval_ms = 60_000).await;
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(web_tests_dir().join("grpc-web-probe.mjs"))
-        .args(["--url", &format!("http://{}", sandbox.gateways[0])])
-        .args(["--token", &token("web-user")])
+        .args(["--url", &format!("http://{}", sandbox.gateways[0])]);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let mut child = command
         .args(["--room", "web-room"])
         .args(["--origin", ORIGIN])
         .args(["--expect", "3"])
@@ -76,7 +91,9 @@ async fn a_grpc_web_client_gets_connect_events_one_by_one_and_cors_preflight_pas
         assert!(allow_headers.contains(header), "{header} not allowed: {preflight}");
     }
 
-    assert_eq!(next_line(&mut lines).await["event"], "welcome");
+    let welcome = next_line(&mut lines).await;
+    assert_eq!(welcome["event"], "welcome");
+    assert_eq!(welcome["guest"], token.is_none(), "{welcome}");
     assert!(next_line(&mut lines).await.get("joined").is_some());
 
     let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
