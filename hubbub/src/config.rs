@@ -6,6 +6,7 @@ use hubbub_kit::{
     config::{ConfigError, ConfigLoader},
     serve::ListenerLimits,
     telemetry::TelemetryConfig,
+    tls::InternalTlsConfig,
 };
 use serde::Deserialize;
 use std::path::Path;
@@ -25,6 +26,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Connection limits of every listener.
     pub listener: ListenerLimits,
+    /// TLS (mutual by default) on internal listeners and between roles;
+    /// absent: plaintext, for a mesh to secure.
+    pub internal_tls: Option<InternalTlsConfig>,
     /// The gateway role.
     pub gateway: GatewayConfig,
     /// The room role.

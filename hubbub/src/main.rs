@@ -93,7 +93,8 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             // Every role of this process shares it; nothing outside needs it
             // unless it calls an internal port (`token --service`).
             let key = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
-            println!("no internal key configured: using a key of this process only (HUBBUB_INTERNAL_KEY={key})");
+            // Not printed: whoever reads the logs could act as any role.
+            println!("no internal key configured: the roles of this process share one made up for it");
             config.auth.internal_key = Some(key);
         }
     }

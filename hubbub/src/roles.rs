@@ -2,11 +2,7 @@
 
 use crate::config::Config;
 use anyhow::{Context, anyhow};
-use hubbub_kit::{
-    auth::JwtKey,
-    serve::ServeOptions,
-    service_auth::InternalKey,
-};
+use hubbub_kit::{auth::JwtKey, serve::ServeOptions, service_auth::InternalKey};
 use std::{future::Future, net::SocketAddr, pin::Pin};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -68,6 +64,8 @@ type RoleFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 /// serves), then serves them all until `shutdown`; the first role to fail
 /// stops the others.
 pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Unusable certificate files stop the start before any port is bound.
+    let tls = config.internal_tls.as_ref().map(|tls| tls.load()).transpose()?;
     let mut bound = Vec::with_capacity(roles.len());
     for role in roles {
         let address = role.listen(&config);
@@ -104,6 +102,7 @@ pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) ->
     let options = ServeOptions {
         internal_key: InternalKey::new(key.as_bytes()),
         limits: config.listener.clone(),
+        tls,
     };
     let mut tasks = JoinSet::new();
     for (role, listener, internal) in bound {
@@ -142,7 +141,8 @@ fn start(
     Ok(match role {
         Role::Gateway => {
             let secret = config.auth.jwt_secret.as_deref().context("no client token secret")?;
-            let jwt = JwtKey::new(secret.as_bytes()).with_checks(config.auth.audience.clone(), config.auth.issuer.clone());
+            let jwt =
+                JwtKey::new(secret.as_bytes()).with_checks(config.auth.audience.clone(), config.auth.issuer.clone());
             let listeners = svc_gateway::GatewayListeners {
                 public: listener,
                 internal: internal.ok_or_else(|| anyhow!("the gateway's internal listener is missing"))?,

@@ -30,7 +30,10 @@ pub fn mint_service(internal_key: Option<&str>, service: &str, scopes: &[String]
     };
     hubbub_kit::ids::validate("--service", service).map_err(|status| anyhow::anyhow!(status.message().to_owned()))?;
     if scopes.is_empty() {
-        bail!("give the credential at least one --scope; known scopes: {}", known_scopes());
+        bail!(
+            "give the credential at least one --scope; known scopes: {}",
+            known_scopes()
+        );
     }
     for scope in scopes {
         if !hubbub_kit::policy::SCOPES.iter().any(|(name, _)| name == scope) {
@@ -38,7 +41,12 @@ pub fn mint_service(internal_key: Option<&str>, service: &str, scopes: &[String]
         }
     }
     let key = hubbub_kit::service_auth::InternalKey::new(key.as_bytes());
-    Ok(key.mint(hubbub_kit::service_auth::Role::Service, service, scopes, parse_ttl(ttl)?))
+    Ok(key.mint(
+        hubbub_kit::service_auth::Role::Service,
+        service,
+        scopes,
+        parse_ttl(ttl)?,
+    ))
 }
 
 /// The credential of role `role` instance `instance`, acting for `user`
@@ -50,7 +58,10 @@ pub fn mint_role(
     user: Option<&str>,
     ttl: &str,
 ) -> anyhow::Result<String> {
-    use hubbub_kit::{auth::Identity, service_auth::{InternalKey, Role}};
+    use hubbub_kit::{
+        auth::Identity,
+        service_auth::{InternalKey, Role},
+    };
     let Some(key) = internal_key else {
         bail!("no internal key: set HUBBUB_INTERNAL_KEY (or auth.internal_key) to the key the roles use");
     };
@@ -114,7 +125,12 @@ mod tests {
         let err = mint_service(Some(&key), "bot", &["root".into()], "1h").unwrap_err();
         assert!(err.to_string().contains("room.publish"), "{err}");
         let token = mint_service(Some(&key), "bot", &["room.publish".into()], "1h").unwrap();
-        let caller = hubbub_kit::service_auth::InternalKey::new(key.as_bytes()).verify(&token).unwrap();
-        assert_eq!((caller.instance.as_str(), caller.scopes.as_slice()), ("bot", &["room.publish".to_owned()][..]));
+        let caller = hubbub_kit::service_auth::InternalKey::new(key.as_bytes())
+            .verify(&token)
+            .unwrap();
+        assert_eq!(
+            (caller.instance.as_str(), caller.scopes.as_slice()),
+            ("bot", &["room.publish".to_owned()][..])
+        );
     }
 }

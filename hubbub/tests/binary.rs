@@ -76,7 +76,10 @@ async fn start_all() -> (Child, Vec<u16>, String) {
             "--set",
             &format!("gateway.presence_address=http://127.0.0.1:{}", ports[4]),
         ])
-        .args(["--set", &format!("gateway.advertise=http://127.0.0.1:{}", ports[INTERNAL_GATEWAY])])
+        .args([
+            "--set",
+            &format!("gateway.advertise=http://127.0.0.1:{}", ports[INTERNAL_GATEWAY]),
+        ])
         .arg("all")
         .stdout(Stdio::piped())
         .kill_on_drop(true);
@@ -186,7 +189,10 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
         );
         let metrics = http_get(*port, "/metrics").await;
         if index == PUBLIC {
-            assert!(!metrics.starts_with("HTTP/1.1 200"), "the public port serves no metrics: {metrics}");
+            assert!(
+                !metrics.starts_with("HTTP/1.1 200"),
+                "the public port serves no metrics: {metrics}"
+            );
             assert!(!metrics.contains("hubbub_"), "{metrics}");
         } else {
             assert!(metrics.starts_with("HTTP/1.1 200"), "{role}: {metrics}");

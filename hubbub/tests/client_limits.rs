@@ -219,10 +219,22 @@ async fn malformed_and_oversized_requests_get_precise_codes() {
     let sandbox = support::start(1, |_| {}).await;
     let token = support::token("u");
     // Field 1 (session_id), length 10, but only 3 bytes follow: truncated.
-    let status = raw_call(&sandbox, "/hubbub.v1.ClientApi/JoinRoom", vec![0x0a, 10, b'a', b'b', b'c'], &token).await;
+    let status = raw_call(
+        &sandbox,
+        "/hubbub.v1.ClientApi/JoinRoom",
+        vec![0x0a, 10, b'a', b'b', b'c'],
+        &token,
+    )
+    .await;
     assert_eq!(status.code(), Code::InvalidArgument, "truncated: {status:?}");
     // Field 1 holding bytes that are not UTF-8.
-    let status = raw_call(&sandbox, "/hubbub.v1.ClientApi/JoinRoom", vec![0x0a, 2, 0xff, 0xfe], &token).await;
+    let status = raw_call(
+        &sandbox,
+        "/hubbub.v1.ClientApi/JoinRoom",
+        vec![0x0a, 2, 0xff, 0xfe],
+        &token,
+    )
+    .await;
     assert_eq!(status.code(), Code::InvalidArgument, "invalid UTF-8: {status:?}");
     // 1 MiB where 64 KiB is the most a client call may be.
     let mut big = vec![0x1a, 0x80, 0x80, 0x40]; // field 3 (body), length 2^20

@@ -78,7 +78,10 @@ async fn connections_that_never_speak_are_dropped() {
     stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
     stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
     let took = closed_within(stream, Duration::from_secs(5)).await;
-    assert!(took.is_some(), "a peer that stops answering pings is still held after 5 s");
+    assert!(
+        took.is_some(),
+        "a peer that stops answering pings is still held after 5 s"
+    );
     shutdown.cancel();
 }
 

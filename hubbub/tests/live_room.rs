@@ -366,7 +366,10 @@ async fn viewers_keep_receiving_after_the_room_instance_restarts() {
                 assert_eq!(gap.room_id, "r");
                 assert_eq!(gap.after_seq, before_seq, "the gap starts after the last seq delivered");
                 assert!(gap.until_seq > gap.after_seq);
-                assert!(batch.messages.iter().all(|m| m.seq > gap.until_seq), "and new seqs come after it");
+                assert!(
+                    batch.messages.iter().all(|m| m.seq > gap.until_seq),
+                    "and new seqs come after it"
+                );
                 break;
             }
             Some(_) => {}
@@ -442,7 +445,10 @@ async fn joins_racing_disconnects_leave_no_viewer_behind() {
     let deadline = tokio::time::Instant::now() + support::PATIENCE;
     let mut metrics = metrics;
     while !metrics.contains("hubbub_gateway_rooms 0") {
-        assert!(tokio::time::Instant::now() < deadline, "rooms left with orphan viewers: {metrics}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rooms left with orphan viewers: {metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         metrics = support::scrape(sandbox.gateways_internal[0]).await;
     }

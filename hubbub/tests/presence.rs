@@ -45,7 +45,12 @@ async fn online_counts_converge_over_gateways_and_heal_when_one_stops() {
         listen: listener.local_addr().unwrap(),
         ..PresenceConfig::default()
     };
-    tokio::spawn(svc_presence::serve(config, support::options(), listener, sandbox.shutdown.clone()));
+    tokio::spawn(svc_presence::serve(
+        config,
+        support::options(),
+        listener,
+        sandbox.shutdown.clone(),
+    ));
 
     let mut viewers = Vec::new();
     for i in 0..5 {
@@ -101,7 +106,12 @@ async fn a_snapshot_of_100k_sessions_reaches_presence_in_chunks() {
         listen: address,
         ..PresenceConfig::default()
     };
-    tokio::spawn(svc_presence::serve(config, support::options(), listener, shutdown.clone()));
+    tokio::spawn(svc_presence::serve(
+        config,
+        support::options(),
+        listener,
+        shutdown.clone(),
+    ));
 
     let sessions: Vec<PresenceSession> = (0..100_000)
         .map(|i| PresenceSession {
@@ -156,7 +166,11 @@ async fn a_snapshot_of_100k_sessions_reaches_presence_in_chunks() {
             .await
             .unwrap()
             .into_inner();
-        assert!(located.offline_user_ids.is_empty(), "from {first}: {:?}", located.offline_user_ids.len());
+        assert!(
+            located.offline_user_ids.is_empty(),
+            "from {first}: {:?}",
+            located.offline_user_ids.len()
+        );
         assert_eq!(located.gateways[0].sessions.len(), 1000);
     }
     shutdown.cancel();

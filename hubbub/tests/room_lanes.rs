@@ -31,7 +31,10 @@ fn publish(room_id: &str, kind: RoomMessageKind, body: String) -> Request<RoomPu
 }
 
 fn room_client(sandbox: &support::Sandbox) -> RoomClient<hubbub_kit::channel::TracedChannel> {
-    RoomClient::new(support::internal_channel(sandbox.room, &support::credentials(Role::Gateway, "gw-0")))
+    RoomClient::new(support::internal_channel(
+        sandbox.room,
+        &support::credentials(Role::Gateway, "gw-0"),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,7 +66,10 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
         watched,
         JwtKey::new(support::SECRET),
         support::options(),
-        svc_gateway::GatewayListeners { public: listener, internal },
+        svc_gateway::GatewayListeners {
+            public: listener,
+            internal,
+        },
         shutdown.clone(),
     ));
     let sandbox = Sandbox {

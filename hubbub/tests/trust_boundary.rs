@@ -47,7 +47,12 @@ async fn deploy() -> Deployment {
         presence,
         shutdown.clone(),
     ));
-    tokio::spawn(svc_group::serve(Default::default(), support::options(), group, shutdown.clone()));
+    tokio::spawn(svc_group::serve(
+        Default::default(),
+        support::options(),
+        group,
+        shutdown.clone(),
+    ));
     tokio::spawn(svc_gift::serve(Default::default(), support::options(), gift, shutdown));
     Deployment {
         presence: addresses.0,
@@ -82,7 +87,11 @@ fn internal_methods() -> Vec<(String, String, bool)> {
                 continue;
             }
             for method in &service.method {
-                methods.push((full.clone(), format!("/{full}/{}", method.name()), method.client_streaming()));
+                methods.push((
+                    full.clone(),
+                    format!("/{full}/{}", method.name()),
+                    method.client_streaming(),
+                ));
             }
         }
     }
@@ -93,7 +102,11 @@ fn internal_methods() -> Vec<(String, String, bool)> {
 async fn channel(address: SocketAddr) -> Channel {
     let deadline = tokio::time::Instant::now() + support::PATIENCE;
     loop {
-        match Channel::from_shared(format!("http://{address}")).unwrap().connect().await {
+        match Channel::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+        {
             Ok(channel) => return channel,
             Err(err) if tokio::time::Instant::now() > deadline => panic!("{address}: {err}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -106,7 +119,7 @@ async fn channel(address: SocketAddr) -> Channel {
 async fn call(channel: Channel, path: &str, streaming: bool, authorization: Option<&str>) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path = PathAndQuery::from_maybe_shared(path.to_owned()).unwrap();
+    let path = PathAndQuery::try_from(path).unwrap();
     let codec = StrictCodec::<(), ()>::default();
     fn with<T>(mut request: Request<T>, authorization: Option<&str>) -> Request<T> {
         if let Some(value) = authorization {
@@ -116,11 +129,17 @@ async fn call(channel: Channel, path: &str, streaming: bool, authorization: Opti
         request
     }
     let outcome = if streaming {
-        grpc.streaming(with(Request::new(tokio_stream::empty::<()>()), authorization), path, codec)
+        grpc.streaming(
+            with(Request::new(tokio_stream::empty::<()>()), authorization),
+            path,
+            codec,
+        )
+        .await
+        .map(|_| ())
+    } else {
+        grpc.unary(with(Request::new(()), authorization), path, codec)
             .await
             .map(|_| ())
-    } else {
-        grpc.unary(with(Request::new(()), authorization), path, codec).await.map(|_| ())
     };
     match outcome {
         Ok(()) => tonic::Status::ok(""),
@@ -211,7 +230,9 @@ async fn roles_may_do_only_their_own_part() {
     // A backend with room.read reads; without it, it may not.
     let reader = support::service("reader", &["room.read"]);
     RoomClient::new(support::internal_channel(deployment.sandbox.room, &reader))
-        .get_recent(RoomGetRecentRequest { room_id: "stage".into() })
+        .get_recent(RoomGetRecentRequest {
+            room_id: "stage".into(),
+        })
         .await
         .unwrap();
 
@@ -251,7 +272,11 @@ async fn roles_may_do_only_their_own_part() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "session locations are for group and gift: {err:?}");
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "session locations are for group and gift: {err:?}"
+    );
     let mut as_group = PresenceClient::new(support::internal_channel(
         deployment.presence,
         &support::credentials(Role::Group, "group"),
@@ -296,7 +321,11 @@ async fn the_public_port_serves_the_client_api_and_nothing_internal() {
     ] {
         for authorization in [None, Some(gateway.as_str())] {
             let status = call(channel(public).await, path, false, authorization).await;
-            assert_eq!(status.code(), Code::Unimplemented, "{path} on the public port: {status:?}");
+            assert_eq!(
+                status.code(),
+                Code::Unimplemented,
+                "{path} on the public port: {status:?}"
+            );
         }
     }
     // No metrics there.

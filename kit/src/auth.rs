@@ -20,6 +20,17 @@ const CLIENT_TYP: &str = "JWT";
 /// by kind as well as id.
 const GUEST_PREFIX: &str = "guest:";
 
+/// Prefix of the sender names of backend services (`service:moderation`):
+/// no user may take one.
+pub const SERVICE_PREFIX: &str = "service:";
+
+/// Characters a user id must not hold: they would let one id pass for
+/// another on a viewer's screen or break a log line.
+fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
@@ -169,10 +180,22 @@ impl JwtKey {
         if claims.gst != claims.sub.starts_with(GUEST_PREFIX) {
             return Err(TokenError::Claim("token subject does not match its guest flag".into()));
         }
+        if claims.sub.starts_with(SERVICE_PREFIX) {
+            return Err(TokenError::Claim(format!(
+                "token subject may not start with {SERVICE_PREFIX:?}: that names backend services"
+            )));
+        }
+        if claims.sub.chars().any(is_deceptive) {
+            return Err(TokenError::Claim(
+                "token subject contains control or text-direction characters".into(),
+            ));
+        }
         if let Some(audience) = &self.audience
             && claims.aud.as_ref() != Some(audience)
         {
-            return Err(TokenError::Claim(format!("token audience (`aud`) must be {audience:?}")));
+            return Err(TokenError::Claim(format!(
+                "token audience (`aud`) must be {audience:?}"
+            )));
         }
         if let Some(issuer) = &self.issuer
             && claims.iss.as_ref() != Some(issuer)
@@ -287,9 +310,12 @@ mod tests {
         let mut md = MetadataMap::new();
         md.insert("authorization", format!("Bearer {token_a}").parse().unwrap());
         assert_eq!(key().identify(&md).unwrap().unwrap().identity, a);
-        // A user token whose subject looks like a guest id is refused.
-        let fake = key().mint("guest:0123", Duration::from_secs(60));
-        assert!(matches!(key().verify(&fake), Err(TokenError::Claim(_))));
+        // A user token whose subject looks like a guest id or a backend
+        // service, or that hides control or direction characters, is refused.
+        for sub in ["guest:0123", "service:moderation", "ali\u{202e}ce", "a\nb"] {
+            let fake = key().mint(sub, Duration::from_secs(60));
+            assert!(matches!(key().verify(&fake), Err(TokenError::Claim(_))), "{sub:?}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Client channels to other roles. Channels connect lazily and reconnect on
 //! their own, so roles may start in any order. Every call on them carries
-//! the caller's trace context and its service credential.
+//! the caller's trace context and its service credential; with
+//! `[internal_tls]` they speak TLS and present the role's certificate.
 
-use crate::{service_auth::Credentials, tracecontext};
+use crate::{service_auth::Credentials, tls::InternalTls, tracecontext};
 use std::time::Duration;
 use tonic::{
     Request, Status,
@@ -26,7 +27,9 @@ impl Interceptor for CallInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         tracecontext::inject_current(request.metadata_mut());
         if !request.metadata().contains_key("authorization") {
-            request.metadata_mut().insert("authorization", self.credentials.header());
+            request
+                .metadata_mut()
+                .insert("authorization", self.credentials.header());
         }
         Ok(request)
     }
@@ -34,7 +37,10 @@ impl Interceptor for CallInterceptor {
 
 /// Why an address cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{address:?} is not a valid peer address (expected http://host:port): {source}")]
+#[error(
+    "{address:?} is not a valid peer address (expected http://host:port, or https://host:port whose host is a \
+     DNS name or IP address, unless internal_tls.server_name is set): {source}"
+)]
 pub struct AddressError {
     /// The address as configured.
     pub address: String,
@@ -43,15 +49,56 @@ pub struct AddressError {
     pub source: tonic::transport::Error,
 }
 
-/// A lazily connected channel to `address` (`http://host:port`) whose calls
-/// present `credentials`.
+/// How a role dials its peers: its credential on every call and, when
+/// `[internal_tls]` is set, TLS with its certificate. One per role, cloned
+/// wherever channels are made.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    credentials: Credentials,
+    tls: Option<InternalTls>,
+}
+
+impl Dialer {
+    /// Dials presenting `credentials`, over `tls` when set.
+    pub fn new(credentials: Credentials, tls: Option<InternalTls>) -> Self {
+        Self { credentials, tls }
+    }
+
+    /// A lazily connected channel to `address`. With TLS, `http://`
+    /// addresses (as DNS discovery yields) are dialled as `https://`: a role
+    /// told to use TLS never falls back to plaintext.
+    pub fn dial(&self, address: &str) -> Result<TracedChannel, AddressError> {
+        connect(address, &self.credentials, self.tls.as_ref())
+    }
+}
+
+/// A lazily connected plaintext channel to `address` (`http://host:port`)
+/// whose calls present `credentials`. Roles dial through a [`Dialer`], which
+/// adds TLS when configured.
 pub fn traced(address: &str, credentials: &Credentials) -> Result<TracedChannel, AddressError> {
-    let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|source| AddressError {
+    connect(address, credentials, None)
+}
+
+/// How long a connection (TCP, then the TLS handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn connect(address: &str, credentials: &Credentials, tls: Option<&InternalTls>) -> Result<TracedChannel, AddressError> {
+    let invalid = |source| AddressError {
         address: address.to_owned(),
         source,
-    })?;
+    };
+    let mut endpoint = match (tls, address.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => Endpoint::from_shared(format!("https://{rest}")),
+        _ => Endpoint::from_shared(address.to_owned()),
+    }
+    .map_err(invalid)?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client_config().timeout(CONNECT_TIMEOUT))
+            .map_err(invalid)?;
+    }
     let channel = endpoint
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         // Below the servers' keepalive timeout and any mesh's idle timeout,
         // so long-lived attach streams are never cut as idle.

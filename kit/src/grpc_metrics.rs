@@ -7,8 +7,8 @@ use crate::metrics::{GrpcMetrics, MethodLabels};
 use std::{
     collections::HashSet,
     future::Future,
-    sync::Arc,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };

@@ -181,12 +181,19 @@ mod tests {
     fn kinds_keys_and_times_are_checked() {
         let key = Hs256::new(b"k", "a");
         let token = key.sign(&C { exp: u64::MAX });
-        assert_eq!(key.verify::<C>(&token, "x").unwrap().exp, u64::MAX, "no overflow at the top");
+        assert_eq!(
+            key.verify::<C>(&token, "x").unwrap().exp,
+            u64::MAX,
+            "no overflow at the top"
+        );
         assert_eq!(
             Hs256::new(b"k", "b").verify::<C>(&token, "wrong kind"),
             Err(TokenError::Kind("wrong kind".into()))
         );
-        assert_eq!(Hs256::new(b"other", "a").verify::<C>(&token, "x"), Err(TokenError::Signature));
+        assert_eq!(
+            Hs256::new(b"other", "a").verify::<C>(&token, "x"),
+            Err(TokenError::Signature)
+        );
         let old = key.sign(&C { exp: 1 });
         assert_eq!(key.verify::<C>(&old, "x"), Err(TokenError::Expired(1)));
         assert_eq!(key.verify::<C>(&"a".repeat(5000), "x"), Err(TokenError::Malformed));

@@ -9,12 +9,14 @@
 //! - [`policy`]: who may call what on internal ports, in one table.
 //! - [`internal_auth`]: the layer that enforces it on every internal listener.
 //! - [`telemetry`]: logs and OTLP span export.
+//! - [`span_routing`]: each span exported under its role's service name.
 //! - [`tracecontext`]: W3C trace context in gRPC metadata and in messages.
 //! - [`serve`]: the public and internal serving stacks (health, reflection,
 //!   `/metrics`, gRPC-web, CORS, connection limits).
 //! - [`conn_guard`]: connections that must speak within a deadline.
 //! - [`metrics`]: Prometheus registry helpers.
 //! - [`channel`]: trace-propagating client channels.
+//! - [`tls`]: optional (m)TLS between roles, `[internal_tls]`.
 //! - [`rendezvous`]: which instance owns a key.
 //! - [`discovery`]: instance lists, fixed or from DNS.
 //! - [`ids`]: validation of ids that cross the API.
@@ -43,7 +45,9 @@ pub mod serve;
 pub mod service_auth;
 pub mod sharded;
 pub mod shutdown;
+pub mod span_routing;
 pub mod telemetry;
+pub mod tls;
 pub mod tracecontext;
 
 pub use tokio_util::sync::CancellationToken;

@@ -201,7 +201,13 @@ mod tests {
         assert!(check(publish, &caller(Role::Presence, &[], None)).is_err());
         assert!(check("/hubbub.v1.GatewayControl/Forward", &caller(Role::Gateway, &[], guest)).is_ok());
         assert!(check("/hubbub.v1.Presence/LocateUsers", &caller(Role::Gateway, &[], None)).is_err());
-        assert!(check("/hubbub.v1.Presence/ReportGateway", &caller(Role::Service, &["room.read"], None)).is_err());
+        assert!(
+            check(
+                "/hubbub.v1.Presence/ReportGateway",
+                &caller(Role::Service, &["room.read"], None)
+            )
+            .is_err()
+        );
         assert!(check("/hubbub.v1.Nope/Nope", &caller(Role::Gateway, &[], None)).is_err());
     }
 

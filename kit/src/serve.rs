@@ -2,10 +2,12 @@
 //!
 //! - **public** (the gateway's client port): the role's client services
 //!   over gRPC and gRPC-web with CORS, health, and reflection of exactly
-//!   those services. No `/metrics`, nothing internal.
+//!   those services. No `/metrics`, nothing internal. Always plaintext:
+//!   TLS for clients is terminated by the load balancer or ingress.
 //! - **internal** (every role): the internal services behind the service
 //!   credential check of [`crate::internal_auth`], health, reflection of
-//!   exactly those services, and `/metrics` for Prometheus.
+//!   exactly those services, and `/metrics` for Prometheus. Over (m)TLS
+//!   when `[internal_tls]` is set ([`crate::tls`]).
 //!
 //! Both trace every call (continuing the caller's trace), count it under a
 //! bounded set of method labels, drop connections that stay silent past the
@@ -14,7 +16,8 @@
 
 use crate::{
     conn_guard::HandshakeDeadline, grpc_metrics::GrpcMetricsLayer, internal_auth::InternalAuthLayer,
-    metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer, service_auth::InternalKey, tracecontext,
+    metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer, service_auth::InternalKey, tls::InternalTls,
+    tracecontext,
 };
 use http::{HeaderName, Method};
 use prometheus_client::registry::Registry;
@@ -72,30 +75,43 @@ impl Default for ListenerLimits {
 }
 
 /// What every role needs to serve: the internal key its internal listener
-/// verifies (and its own credentials are signed with), and the connection
-/// limits of its listeners.
+/// verifies (and its own credentials are signed with), the connection
+/// limits of its listeners, and the TLS of its internal listener and of its
+/// channels to peers, if any.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The internal key.
     pub internal_key: InternalKey,
     /// Connection limits.
     pub limits: ListenerLimits,
+    /// `[internal_tls]`, loaded: None serves and dials plaintext.
+    pub tls: Option<InternalTls>,
 }
 
 impl ServeOptions {
-    /// Options with `internal_key` and default limits.
+    /// Options with `internal_key`, default limits and no TLS.
     pub fn new(internal_key: InternalKey) -> Self {
         Self {
             internal_key,
             limits: ListenerLimits::default(),
+            tls: None,
         }
     }
 
     /// The internal listener of `role`.
-    pub fn internal(&self, role: &'static str, routes: Routes, service_names: Vec<&'static str>, metrics: RoleMetrics) -> RoleServer {
+    pub fn internal(
+        &self,
+        role: &'static str,
+        routes: Routes,
+        service_names: Vec<&'static str>,
+        metrics: RoleMetrics,
+    ) -> RoleServer {
         RoleServer {
             role,
-            exposure: Exposure::Internal(self.internal_key.clone()),
+            exposure: Exposure::Internal {
+                key: self.internal_key.clone(),
+                tls: self.tls.clone(),
+            },
             routes,
             service_names,
             metrics,
@@ -109,8 +125,14 @@ impl ServeOptions {
 pub enum Exposure {
     /// The client port: gRPC-web and CORS, no metrics, no credential check.
     Public,
-    /// An internal port: every call needs a credential signed with this key.
-    Internal(InternalKey),
+    /// An internal port: every call needs a credential signed with `key`,
+    /// and connections speak TLS when `tls` is set.
+    Internal {
+        /// The key credentials must be signed with.
+        key: InternalKey,
+        /// TLS of the port; None: plaintext.
+        tls: Option<InternalTls>,
+    },
 }
 
 /// The metrics of a role, shared by its listeners: the registry is served by
@@ -232,9 +254,18 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
                     .serve_with_incoming_shutdown(incoming, signal)
                     .await
             }
-            Exposure::Internal(key) => {
+            Exposure::Internal { key, tls } => {
+                let builder = match tls {
+                    // Applies to our incoming stream too: tonic runs each
+                    // handshake in its own task over `HandshakeDeadline`, so a
+                    // silent peer still fails at the TCP deadline, and the
+                    // timeout bounds a peer that trickles its handshake.
+                    Some(tls) => builder.tls_config(tls.server_config(handshake))?,
+                    None => builder,
+                };
                 builder
-                    // Prometheus scrapes over HTTP/1.1.
+                    // Prometheus scrapes over HTTP/1.1 (over TLS only with
+                    // HTTP/2, the one protocol tonic's TLS offers in ALPN).
                     .accept_http1(true)
                     .layer(trace_layer(role))
                     // `/metrics` is plain HTTP, open to the scraper.
@@ -288,10 +319,20 @@ fn trace_layer(
             let latency_ms = latency.as_millis() as u64;
             match &failure {
                 GrpcFailureClass::Status(status) if is_client_fault(status.code_raw()) => {
-                    tracing::debug!(code = status.code_raw(), message = status.message(), latency_ms, "call refused")
+                    tracing::debug!(
+                        code = status.code_raw(),
+                        message = status.message(),
+                        latency_ms,
+                        "call refused"
+                    )
                 }
                 GrpcFailureClass::Status(status) => {
-                    tracing::error!(code = status.code_raw(), message = status.message(), latency_ms, "call failed")
+                    tracing::error!(
+                        code = status.code_raw(),
+                        message = status.message(),
+                        latency_ms,
+                        "call failed"
+                    )
                 }
                 GrpcFailureClass::Error(error) => tracing::warn!(%error, latency_ms, "call broke off"),
                 _ => tracing::warn!(%failure, latency_ms, "call failed"),

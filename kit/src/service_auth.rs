@@ -138,7 +138,14 @@ impl InternalKey {
     }
 
     /// Signs a credential acting for `acting` (None: for itself).
-    pub fn sign(&self, role: Role, instance: &str, scopes: &[String], acting: Option<&Identity>, ttl: Duration) -> String {
+    pub fn sign(
+        &self,
+        role: Role,
+        instance: &str,
+        scopes: &[String],
+        acting: Option<&Identity>,
+        ttl: Duration,
+    ) -> String {
         let now = unix_now();
         self.0.sign(&ServiceClaims {
             role,
@@ -158,11 +165,15 @@ impl InternalKey {
             "this is not a service credential: internal ports do not accept client tokens",
         )?;
         if claims.ins.is_empty() || claims.ins.len() > crate::ids::MAX_ID_BYTES {
-            return Err(TokenError::Claim("credential instance (`ins`) must be 1 to 128 bytes".into()));
+            return Err(TokenError::Claim(
+                "credential instance (`ins`) must be 1 to 128 bytes".into(),
+            ));
         }
         let acting_for = match (claims.usr, claims.gst) {
             (Some(_), Some(_)) => {
-                return Err(TokenError::Claim("a credential acts for a user or a guest, not both".into()));
+                return Err(TokenError::Claim(
+                    "a credential acts for a user or a guest, not both".into(),
+                ));
             }
             (Some(user), None) => Some(Identity::User(user)),
             (None, Some(guest)) => Some(Identity::Guest(guest)),
@@ -235,7 +246,9 @@ impl Credentials {
     }
 
     fn renew(&self) -> MetadataValue<tonic::metadata::Ascii> {
-        let token = self.key.mint(self.role, &self.instance, &self.scopes, ROLE_CREDENTIAL_TTL);
+        let token = self
+            .key
+            .mint(self.role, &self.instance, &self.scopes, ROLE_CREDENTIAL_TTL);
         let value: MetadataValue<_> = format!("Bearer {token}").parse().expect("a token is ASCII");
         let renew_at = unix_now() + ROLE_CREDENTIAL_TTL.as_secs() / 2;
         *self.cached.write().unwrap_or_else(|p| p.into_inner()) = (value.clone(), renew_at);
@@ -245,9 +258,13 @@ impl Credentials {
     /// Makes `request` a call for `identity`: it carries a per-call
     /// credential naming that user or guest, signed with this role's.
     pub fn act_for<T>(&self, request: &mut Request<T>, identity: &Identity) {
-        let token = self
-            .key
-            .sign(self.role, &self.instance, &self.scopes, Some(identity), ACTING_CREDENTIAL_TTL);
+        let token = self.key.sign(
+            self.role,
+            &self.instance,
+            &self.scopes,
+            Some(identity),
+            ACTING_CREDENTIAL_TTL,
+        );
         let value = format!("Bearer {token}").parse().expect("a token is ASCII");
         request.metadata_mut().insert("authorization", value);
     }

@@ -2,9 +2,14 @@
 //! over OTLP/gRPC. The log filter applies to the log layer only: a global
 //! filter would also starve the OpenTelemetry layer of spans.
 
+use crate::span_routing::{self, RoleRouter};
 use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{BatchSpanProcessor, SdkTracerProvider},
+};
 use serde::Deserialize;
 use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -17,7 +22,9 @@ pub struct TelemetryConfig {
     /// OTLP/gRPC collector endpoint ("http://otel-collector:4317"); spans are
     /// exported only when set.
     pub otlp_endpoint: Option<String>,
-    /// `service.name` of exported spans; defaults to "hubbub-<role>".
+    /// `service.name` of every exported span; defaults to "hubbub-<role>",
+    /// and in a process of several roles to that of the role that made each
+    /// span.
     pub service_name: Option<String>,
 }
 
@@ -81,16 +88,7 @@ pub fn init(config: &TelemetryConfig, role: &str) -> Result<Telemetry, Telemetry
 
     let (spans, provider) = match &config.otlp_endpoint {
         Some(endpoint) => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .build()
-                .map_err(|err| TelemetryError::Exporter(endpoint.clone(), err))?;
-            let service_name = config.service_name.clone().unwrap_or_else(|| format!("hubbub-{role}"));
-            let provider = SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name(service_name).build())
-                .build();
+            let provider = provider(endpoint, config.service_name.as_deref(), role)?;
             global::set_tracer_provider(provider.clone());
             // Our own spans only: transport crates' internals are noise in a trace.
             let targets = Targets::new()
@@ -115,6 +113,32 @@ pub fn init(config: &TelemetryConfig, role: &str) -> Result<Telemetry, Telemetry
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(Telemetry { provider })
+}
+
+/// The tracer provider exporting to `endpoint`. A process of one role, or
+/// one with `service_name` configured, names one service; a process of
+/// several roles names each span's role ([`span_routing`]).
+fn provider(endpoint: &str, service_name: Option<&str>, role: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|err| TelemetryError::Exporter(endpoint.to_owned(), err))
+    };
+    let single = service_name.is_some() || span_routing::ROLES.contains(&role);
+    let service_name = service_name.map_or_else(|| span_routing::service_name(role), str::to_owned);
+    let builder =
+        SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service_name).build());
+    let builder = if single {
+        builder.with_batch_exporter(exporter()?)
+    } else {
+        // An exporter and a batch per role: an OTLP exporter sends one
+        // resource, and the resource is where service.name lives.
+        let router = RoleRouter::new(|_| exporter().map(|exporter| BatchSpanProcessor::builder(exporter).build()))?;
+        builder.with_span_processor(router)
+    };
+    Ok(builder.build())
 }
 
 /// The server span of one call, named after the method and tagged with the

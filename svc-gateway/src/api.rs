@@ -50,11 +50,17 @@ impl ClientApiService {
         }
         match gateway_of(session_id) {
             Some(id) if id == self.gateway.config.id => Ok(Route::Here),
-            Some(id) => self.gateway.peers.get(id).cloned().map(|peer| Route::Peer(Box::new(peer))).ok_or_else(|| {
-                Status::not_found(format!(
-                    "session {session_id:?} names gateway {id:?}, which is not a known replica: reconnect"
-                ))
-            }),
+            Some(id) => self
+                .gateway
+                .peers
+                .get(id)
+                .cloned()
+                .map(|peer| Route::Peer(Box::new(peer)))
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "session {session_id:?} names gateway {id:?}, which is not a known replica: reconnect"
+                    ))
+                }),
             None => Err(Status::not_found(format!(
                 "session {session_id:?} is not a session id: use the session_id of Connect's Welcome"
             ))),
@@ -95,6 +101,24 @@ impl ClientApiService {
     }
 }
 
+/// The caller's address: the peer's, or behind a trusted proxy the
+/// rightmost `x-forwarded-for` entry that is not a trusted proxy.
+fn client_address<T>(request: &Request<T>, trusted: &[std::net::IpAddr]) -> Option<std::net::IpAddr> {
+    let peer = request.remote_addr()?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = request.metadata().get_all("x-forwarded-for");
+    let mut chain: Vec<std::net::IpAddr> = forwarded
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|entry| entry.trim().parse().ok())
+        .collect();
+    chain.reverse();
+    Some(chain.into_iter().find(|ip| !trusted.contains(ip)).unwrap_or(peer))
+}
+
 fn unexpected() -> Status {
     Status::internal("the owning gateway answered a different call")
 }
@@ -115,31 +139,36 @@ impl ClientApi for ClientApiService {
             ));
         }
         let verified = self.jwt.identify(request.metadata())?;
-        // Guests without a token are limited per source address.
-        let rate_key = match (&verified, request.remote_addr()) {
-            (Some(verified), _) => verified.identity.id().to_owned(),
-            (None, Some(address)) => format!("ip:{}", address.ip()),
-            (None, None) => "ip:unknown".to_owned(),
+        let address = format!(
+            "ip:{}",
+            client_address(&request, &self.gateway.config.trusted_proxies)
+                .map_or("unknown".into(), |ip| ip.to_string())
+        );
+        // Guests, with a guest token or without, are limited per source
+        // address: guest identities cost nothing to make.
+        let rate_key = match &verified {
+            Some(verified) if !verified.identity.is_guest() => verified.identity.id(),
+            _ => address.as_str(),
         };
-        self.gateway.check_session_rate(&rate_key)?;
+        self.gateway.check_session_rate(rate_key)?;
         let opener = match verified {
-            Some(verified) if verified.identity.is_guest() => Opener {
-                identity: verified.identity,
-                expires_at: None,
-                guest_token: String::new(),
-            },
-            Some(verified) => Opener {
-                identity: verified.identity,
-                expires_at: Some(verified.expires_at),
-                guest_token: String::new(),
-            },
+            Some(verified) => {
+                let guest_address = verified.identity.is_guest().then(|| address.clone());
+                Opener {
+                    identity: verified.identity,
+                    expires_at: Some(verified.expires_at),
+                    guest_token: String::new(),
+                    guest_address,
+                }
+            }
             None => {
                 let ttl = Duration::from_secs(self.gateway.config.guest_token_ttl_secs);
                 let (identity, guest_token) = self.jwt.mint_guest(ttl);
                 Opener {
                     identity,
-                    expires_at: None,
+                    expires_at: Some(hubbub_kit::jwt::unix_now().saturating_add(ttl.as_secs())),
                     guest_token,
+                    guest_address: Some(address),
                 }
             }
         };
@@ -189,10 +218,15 @@ impl ClientApi for ClientApiService {
         let request = request.into_inner();
         let answer = match self.route(&request.session_id)? {
             Route::Here => self.gateway.send_room_message(&identity, request).await?,
-            Route::Peer(peer) => match self.forward(*peer, &identity, Call::SendRoomMessage(request)).await? {
-                Answer::SendRoomMessage(answer) => answer,
-                _ => return Err(unexpected()),
-            },
+            Route::Peer(peer) => {
+                // Checked here too, so a flood of session ids naming another
+                // replica costs no call to it.
+                self.gateway.check_session_rate(identity.id())?;
+                match self.forward(*peer, &identity, Call::SendRoomMessage(request)).await? {
+                    Answer::SendRoomMessage(answer) => answer,
+                    _ => return Err(unexpected()),
+                }
+            }
         };
         Ok(Response::new(answer))
     }
@@ -202,37 +236,58 @@ impl ClientApi for ClientApiService {
         Err(not_yet("SendGift"))
     }
 
-    async fn pull_gifts(&self, request: Request<pb::PullGiftsRequest>) -> Result<Response<pb::PullGiftsResponse>, Status> {
+    async fn pull_gifts(
+        &self,
+        request: Request<pb::PullGiftsRequest>,
+    ) -> Result<Response<pb::PullGiftsResponse>, Status> {
         self.caller(&request)?;
         Err(not_yet("PullGifts"))
     }
 
-    async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> Result<Response<pb::CreateGroupResponse>, Status> {
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
         self.user(&request, "CreateGroup")?;
         Err(not_yet("CreateGroup"))
     }
 
-    async fn add_group_members(&self, request: Request<pb::AddGroupMembersRequest>) -> Result<Response<pb::AddGroupMembersResponse>, Status> {
+    async fn add_group_members(
+        &self,
+        request: Request<pb::AddGroupMembersRequest>,
+    ) -> Result<Response<pb::AddGroupMembersResponse>, Status> {
         self.user(&request, "AddGroupMembers")?;
         Err(not_yet("AddGroupMembers"))
     }
 
-    async fn remove_group_members(&self, request: Request<pb::RemoveGroupMembersRequest>) -> Result<Response<pb::RemoveGroupMembersResponse>, Status> {
+    async fn remove_group_members(
+        &self,
+        request: Request<pb::RemoveGroupMembersRequest>,
+    ) -> Result<Response<pb::RemoveGroupMembersResponse>, Status> {
         self.user(&request, "RemoveGroupMembers")?;
         Err(not_yet("RemoveGroupMembers"))
     }
 
-    async fn list_my_groups(&self, request: Request<pb::ListMyGroupsRequest>) -> Result<Response<pb::ListMyGroupsResponse>, Status> {
+    async fn list_my_groups(
+        &self,
+        request: Request<pb::ListMyGroupsRequest>,
+    ) -> Result<Response<pb::ListMyGroupsResponse>, Status> {
         self.user(&request, "ListMyGroups")?;
         Err(not_yet("ListMyGroups"))
     }
 
-    async fn send_group_message(&self, request: Request<pb::SendGroupMessageRequest>) -> Result<Response<pb::SendGroupMessageResponse>, Status> {
+    async fn send_group_message(
+        &self,
+        request: Request<pb::SendGroupMessageRequest>,
+    ) -> Result<Response<pb::SendGroupMessageResponse>, Status> {
         self.user(&request, "SendGroupMessage")?;
         Err(not_yet("SendGroupMessage"))
     }
 
-    async fn pull_mailbox(&self, request: Request<pb::PullMailboxRequest>) -> Result<Response<pb::PullMailboxResponse>, Status> {
+    async fn pull_mailbox(
+        &self,
+        request: Request<pb::PullMailboxRequest>,
+    ) -> Result<Response<pb::PullMailboxResponse>, Status> {
         self.user(&request, "PullMailbox")?;
         Err(not_yet("PullMailbox"))
     }

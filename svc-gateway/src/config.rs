@@ -59,8 +59,16 @@ pub struct GatewayConfig {
     pub session_calls_per_sec: f64,
     /// ...and in a burst above that rate.
     pub session_calls_burst: f64,
-    /// Validity of the guest token a guest stream gets in Welcome.
+    /// Validity of the guest token a guest stream gets in Welcome; a guest
+    /// stream ends when its token expires.
     pub guest_token_ttl_secs: u64,
+    /// Guest streams one source address may hold at once on this replica
+    /// (users are capped by `max_streams_per_user` instead).
+    pub max_guest_streams_per_address: usize,
+    /// Proxies (load balancers) whose `x-forwarded-for` is believed: behind
+    /// them, a guest's source address is the rightmost address of that
+    /// header that is not itself a trusted proxy.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Largest ClientApi request accepted, in bytes (room bodies are capped
     /// separately by `max_room_message_bytes`).
     pub max_request_bytes: usize,
@@ -108,6 +116,8 @@ impl Default for GatewayConfig {
             session_calls_per_sec: 20.0,
             session_calls_burst: 40.0,
             guest_token_ttl_secs: 24 * 3600,
+            max_guest_streams_per_address: 256,
+            trusted_proxies: Vec::new(),
             max_request_bytes: 64 * 1024,
             call_timeout_ms: 5_000,
             join_timeout_ms: 5_000,

@@ -9,7 +9,7 @@ use crate::{
     presence_link::PendingChanges,
     room_link::RoomLinks,
     rooms::{Joined, LocalRooms},
-    sessions::{Session, Sessions, new_session_id},
+    sessions::{Session, Sessions, StreamLimits, new_session_id},
 };
 use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after, service_auth::Credentials};
 use hubbub_proto::{
@@ -66,7 +66,9 @@ impl Drop for SessionGuard {
             for room_id in rooms {
                 self.gateway.leave_local(&room_id, &self.session_id);
             }
-            self.gateway.sessions.release(&session.identity);
+            self.gateway
+                .sessions
+                .release(&session.identity, session.guest_address.as_deref());
             self.gateway.metrics.connections.dec();
             if let (Some(_), Some(changes)) = (session.identity.user_id(), &self.gateway.presence_changes) {
                 changes.closed(&self.session_id);
@@ -80,10 +82,12 @@ impl Drop for SessionGuard {
 pub struct Opener {
     /// The verified user, or the guest.
     pub identity: Identity,
-    /// When its token expires (None: a guest stream opened without a token).
+    /// When its token expires.
     pub expires_at: Option<u64>,
     /// The guest token to hand out in Welcome (empty for users).
     pub guest_token: String,
+    /// For a guest: its source address (`ip:...`), which caps its streams.
+    pub guest_address: Option<String>,
 }
 
 impl Gateway {
@@ -94,9 +98,14 @@ impl Gateway {
             identity,
             expires_at,
             guest_token,
+            guest_address,
         } = opener;
-        self.sessions
-            .reserve(&identity, self.config.max_connections, self.config.max_streams_per_user)?;
+        let limits = StreamLimits {
+            total: self.config.max_connections,
+            per_identity: self.config.max_streams_per_user,
+            guests_per_address: self.config.max_guest_streams_per_address,
+        };
+        self.sessions.reserve(&identity, guest_address.as_deref(), limits)?;
         let session_id: Arc<str> = new_session_id(&self.config.id).into();
         let guard = SessionGuard {
             gateway: self.clone(),
@@ -128,6 +137,7 @@ impl Gateway {
             device_id,
             connected_at_ms,
             expires_at,
+            guest_address,
             outbox,
             rooms: Default::default(),
         }));
@@ -160,7 +170,9 @@ impl Gateway {
         // than keep a viewer nobody reads.
         if self.sessions.get(&session.id).is_none() {
             self.leave_local(&request.room_id, &session.id);
-            return Err(Status::not_found("the session's stream ended during the join: reconnect"));
+            return Err(Status::not_found(
+                "the session's stream ended during the join: reconnect",
+            ));
         }
         let snapshot = match joined {
             Joined::Ready(snapshot) => snapshot,
@@ -292,7 +304,8 @@ impl Gateway {
     }
 
     /// Ends the streams whose token has expired, with UNAUTHENTICATED: a
-    /// revoked user's access ends with their token. Returns how many.
+    /// revoked user's access ends with their token, and no guest stream
+    /// outlives its guest token. Returns how many.
     pub fn end_expired(&self, now_secs: u64) -> usize {
         let mut ended = 0;
         for session in self.sessions.snapshot() {

@@ -116,6 +116,7 @@ pub async fn serve_with(
 ) -> Result<(), GatewayError> {
     hubbub_kit::ids::validate("gateway.id", &config.id).map_err(|s| GatewayError::Config(s.message().to_owned()))?;
     let credentials = Credentials::new(options.internal_key.clone(), Role::Gateway, &config.id);
+    let dialer = channel::Dialer::new(credentials.clone(), options.tls.clone());
     let mut registry = Registry::default();
     let metrics = metrics::GatewayMetrics::register(&mut registry);
     let rooms = Arc::new(rooms::LocalRooms::new(
@@ -125,7 +126,7 @@ pub async fn serve_with(
     ));
     let links = room_link::RoomLinks::start(
         &config.id,
-        &credentials,
+        &dialer,
         instances,
         rooms.clone(),
         Duration::from_millis(config.attach_retry_ms),
@@ -134,7 +135,9 @@ pub async fn serve_with(
     .map_err(|err| GatewayError::Config(err.to_string()))?;
     let mut peers = std::collections::HashMap::new();
     for (id, address) in &config.peers {
-        let channel = channel::traced(address, &credentials).map_err(|err| GatewayError::Config(err.to_string()))?;
+        let channel = dialer
+            .dial(address)
+            .map_err(|err| GatewayError::Config(err.to_string()))?;
         peers.insert(id.clone(), GatewayControlClient::new(channel));
     }
     let limiter = limits::RateLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
@@ -153,7 +156,9 @@ pub async fn serve_with(
         metrics,
     });
     if let Some(address) = &gateway.config.presence_address {
-        let channel = channel::traced(address, &credentials).map_err(|err| GatewayError::Config(err.to_string()))?;
+        let channel = dialer
+            .dial(address)
+            .map_err(|err| GatewayError::Config(err.to_string()))?;
         let client = hubbub_proto::v1::presence_client::PresenceClient::new(channel);
         presence_link::start(gateway.clone(), client, shutdown.clone());
     }

@@ -181,7 +181,11 @@ pub fn split_report(report: PresenceReportGatewayRequest, per_report: usize) -> 
             full_snapshot: full_snapshot && index == 0,
             sessions_added,
             removed_session_ids: removed.take().unwrap_or_default(),
-            rooms: if index == last { rooms.take().unwrap_or_default() } else { Vec::new() },
+            rooms: if index == last {
+                rooms.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
             ttl_ms,
         })
         .collect()

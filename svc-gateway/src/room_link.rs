@@ -15,10 +15,9 @@ use crate::{
     rooms::LocalRooms,
 };
 use hubbub_kit::{
-    channel::{self, AddressError, TracedChannel},
+    channel::{AddressError, Dialer, TracedChannel},
     discovery::Instances,
     rendezvous,
-    service_auth::Credentials,
 };
 use hubbub_proto::v1::{
     AttachHello, RoomAttachRequest, RoomSubscribe, RoomUnsubscribe, room_attach_request::Command,
@@ -46,7 +45,7 @@ type SharedAddresses = Arc<RwLock<Arc<Vec<String>>>>;
 #[derive(Debug)]
 pub struct RoomLinks {
     gateway_id: String,
-    credentials: Credentials,
+    dialer: Dialer,
     rooms: Arc<LocalRooms>,
     deliveries: Deliveries,
     retry: Duration,
@@ -79,7 +78,7 @@ impl RoomLinks {
     /// as it changes, until `shutdown` is cancelled.
     pub fn start(
         gateway_id: &str,
-        credentials: &Credentials,
+        dialer: &Dialer,
         mut instances: Instances,
         rooms: Arc<LocalRooms>,
         retry: Duration,
@@ -88,7 +87,7 @@ impl RoomLinks {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
         let links = Arc::new(Self {
             gateway_id: gateway_id.to_owned(),
-            credentials: credentials.clone(),
+            dialer: dialer.clone(),
             deliveries: Deliveries::start(rooms.clone(), workers, gateway_id),
             rooms,
             retry,
@@ -154,7 +153,7 @@ impl RoomLinks {
         let mut started = Vec::new();
         let new: Vec<&String> = addresses.iter().filter(|a| !links.contains_key(*a)).collect();
         for address in new {
-            let client = RoomClient::new(channel::traced(address, &self.credentials)?);
+            let client = RoomClient::new(self.dialer.dial(address)?);
             let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
             let stop = self.shutdown.child_token();
             started.push(Attacher {

@@ -27,9 +27,10 @@ pub struct Session {
     pub device_id: String,
     /// When it connected, unix milliseconds.
     pub connected_at_ms: i64,
-    /// When the token it was opened with expires, unix seconds (None: a
-    /// guest stream opened without a token, which never expires).
+    /// When the token it was opened with expires, unix seconds.
     pub expires_at: Option<u64>,
+    /// For a guest: the source address its stream counts against.
+    pub guest_address: Option<String>,
     /// Its outbound queue.
     pub outbox: Outbox,
     /// Rooms it has joined. Why a mutex of its own: joins and leaves of one
@@ -54,53 +55,98 @@ pub fn new_session_id(gateway_id: &str) -> String {
     format!("{gateway_id}{SESSION_ID_SEPARATOR}{:032x}", rand::random::<u128>())
 }
 
+/// The stream limits a reservation is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Streams on the replica.
+    pub total: usize,
+    /// Streams per user or guest identity.
+    pub per_identity: usize,
+    /// Guest streams per source address.
+    pub guests_per_address: usize,
+}
+
 /// The sessions of this replica.
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: Sharded<HashMap<Arc<str>, Arc<Session>>>,
     count: AtomicUsize,
-    /// Streams per identity (user or guest id); entries leave with their
-    /// last stream, so the map follows who is connected.
+    /// Streams per identity (user or guest id) and guest streams per source
+    /// address (`ip:` keys); entries leave with their last stream, so the
+    /// map follows who is connected.
     per_identity: Sharded<HashMap<String, usize>>,
 }
 
 impl Sessions {
-    /// Takes a place for one more stream of `identity`, or says which limit
-    /// refuses it. Checked and counted in one step, so a burst of connects
-    /// cannot overshoot. The place is given back by [`Sessions::release`].
-    pub fn reserve(&self, identity: &Identity, max_total: usize, max_per_identity: usize) -> Result<(), Status> {
+    /// Takes a place for one more stream of `identity` (and, for a guest,
+    /// of its source address), or says which limit refuses it. Checked and
+    /// counted in one step, so a burst of connects cannot overshoot. The
+    /// place is given back by [`Sessions::release`] with the same arguments.
+    pub fn reserve(
+        &self,
+        identity: &Identity,
+        guest_address: Option<&str>,
+        limits: StreamLimits,
+    ) -> Result<(), Status> {
         self.count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max_total).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limits.total).then_some(n + 1)
+            })
             .map_err(|_| {
                 Status::resource_exhausted(format!(
-                    "this gateway holds its limit of {max_total} streams: retry on another replica"
+                    "this gateway holds its limit of {} streams: retry on another replica",
+                    limits.total
                 ))
             })?;
-        let mut shard = self.per_identity.lock(identity.id());
-        let held = shard.entry(identity.id().to_owned()).or_default();
-        if *held >= max_per_identity {
-            let held = *held;
-            drop(shard);
+        if let Err(held) = self.take(identity.id(), limits.per_identity) {
             self.count.fetch_sub(1, Ordering::AcqRel);
             return Err(Status::resource_exhausted(format!(
                 "this identity already has {held} streams open, the most allowed: close one first"
             )));
         }
-        *held += 1;
+        if let Some(address) = guest_address
+            && let Err(held) = self.take(address, limits.guests_per_address)
+        {
+            self.give_back(identity.id());
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Status::resource_exhausted(format!(
+                "your address already holds {held} guest streams, the most allowed: sign in, or close one"
+            )));
+        }
         Ok(())
     }
 
     /// Gives back a place taken by [`Sessions::reserve`].
-    pub fn release(&self, identity: &Identity) {
-        let mut shard = self.per_identity.lock(identity.id());
-        if let Some(held) = shard.get_mut(identity.id()) {
+    pub fn release(&self, identity: &Identity, guest_address: Option<&str>) {
+        self.give_back(identity.id());
+        if let Some(address) = guest_address {
+            self.give_back(address);
+        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn take(&self, key: &str, max: usize) -> Result<(), usize> {
+        let mut shard = self.per_identity.lock(key);
+        let held = shard.entry(key.to_owned()).or_default();
+        if *held >= max {
+            let held = *held;
+            if held == 0 {
+                shard.remove(key);
+            }
+            return Err(held);
+        }
+        *held += 1;
+        Ok(())
+    }
+
+    fn give_back(&self, key: &str) {
+        let mut shard = self.per_identity.lock(key);
+        if let Some(held) = shard.get_mut(key) {
             *held -= 1;
             if *held == 0 {
-                shard.remove(identity.id());
+                shard.remove(key);
             }
         }
-        drop(shard);
-        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Sessions held now.
@@ -161,19 +207,52 @@ mod tests {
     #[test]
     fn stream_limits_hold_per_identity_and_in_total() {
         let sessions = Sessions::default();
+        let limits = StreamLimits {
+            total: 3,
+            per_identity: 2,
+            guests_per_address: 1,
+        };
         let alice = Identity::User("alice".into());
         let bob = Identity::User("bob".into());
-        sessions.reserve(&alice, 3, 2).unwrap();
-        sessions.reserve(&alice, 3, 2).unwrap();
-        let err = sessions.reserve(&alice, 3, 2).unwrap_err();
+        sessions.reserve(&alice, None, limits).unwrap();
+        sessions.reserve(&alice, None, limits).unwrap();
+        let err = sessions.reserve(&alice, None, limits).unwrap_err();
         assert!(err.message().contains("2 streams"), "{err:?}");
-        sessions.reserve(&bob, 3, 2).unwrap();
-        assert!(sessions.reserve(&bob, 3, 2).unwrap_err().message().contains("limit of 3"));
-        sessions.release(&alice);
-        sessions.release(&alice);
-        assert!(sessions.per_identity.each().all(|shard| shard.is_empty() || shard.contains_key("bob")));
-        sessions.reserve(&bob, 3, 2).unwrap();
+        sessions.reserve(&bob, None, limits).unwrap();
+        assert!(
+            sessions
+                .reserve(&bob, None, limits)
+                .unwrap_err()
+                .message()
+                .contains("limit of 3")
+        );
+        sessions.release(&alice, None);
+        sessions.release(&alice, None);
+        assert!(
+            sessions
+                .per_identity
+                .each()
+                .all(|shard| shard.is_empty() || shard.contains_key("bob"))
+        );
+        sessions.reserve(&bob, None, limits).unwrap();
         assert_eq!(sessions.len(), 2);
+
+        // Guests are capped per address too, whatever their identities.
+        let (one, two) = (Identity::Guest("guest:1".into()), Identity::Guest("guest:2".into()));
+        sessions.release(&bob, None);
+        sessions.reserve(&one, Some("ip:192.0.2.1"), limits).unwrap();
+        let err = sessions.reserve(&two, Some("ip:192.0.2.1"), limits).unwrap_err();
+        assert!(err.message().contains("guest streams"), "{err:?}");
+        sessions.reserve(&two, Some("ip:192.0.2.2"), limits).unwrap();
+        sessions.release(&one, Some("ip:192.0.2.1"));
+        sessions.release(&two, Some("ip:192.0.2.2"));
+        assert_eq!(sessions.len(), 1);
+        assert!(
+            sessions
+                .per_identity
+                .each()
+                .all(|shard| shard.keys().all(|k| k == "bob"))
+        );
     }
 
     #[test]

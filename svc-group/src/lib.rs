@@ -23,6 +23,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let routes = Routes::new(GroupServer::new(api::GroupApi).max_decoding_message_size(1024 * 1024));
-    let server = options.internal("group", routes, vec![SERVICE_NAME], RoleMetrics::new(Default::default()));
+    let server = options.internal(
+        "group",
+        routes,
+        vec![SERVICE_NAME],
+        RoleMetrics::new(Default::default()),
+    );
     serve_role(server, listener, shutdown).await
 }

@@ -5,7 +5,7 @@ use crate::{
     config::RoomConfig,
     error::RoomError,
     room_state::Incoming,
-    router::{GatewayLink, Publish, RoomRouter},
+    router::{GatewayLink, Publish, Refused, RoomRouter},
 };
 use hubbub_kit::{
     auth::Identity,
@@ -149,7 +149,7 @@ impl Room for RoomApi {
         }
         // The sender is whom the credential names, never a request field.
         let sender_user_id = match (&caller.role, &caller.acting_for) {
-            (Role::Service, _) => format!("service:{}", caller.instance),
+            (Role::Service, _) => format!("{}{}", hubbub_kit::auth::SERVICE_PREFIX, caller.instance),
             (_, Some(Identity::User(user))) => user.clone(),
             _ => return Err(Status::permission_denied("Publish must be made for a signed-in user")),
         };
@@ -173,10 +173,13 @@ impl Room for RoomApi {
                 trace: tracecontext::current_traceparent(),
             },
         });
-        let seq = published.map_err(|over| RoomError::OverCap {
-            room_id,
-            cap_per_sec: over.cap_per_sec,
-            retry_after: over.retry_after,
+        let seq = published.map_err(|refused| match refused {
+            Refused::OverCap(over) => RoomError::OverCap {
+                room_id,
+                cap_per_sec: over.cap_per_sec,
+                retry_after: over.retry_after,
+            },
+            Refused::TooManyRooms(max) => RoomError::TooManyRooms(max),
         })?;
         Ok(Response::new(RoomPublishResponse { seq }))
     }
@@ -242,7 +245,10 @@ impl RoomApi {
                             tracing::warn!(gateway = %link.gateway_id, %err, "subscription skipped");
                             continue;
                         }
-                        self.router.subscribe(&link, &room_id);
+                        if let Err(refused) = self.router.subscribe(&link, &room_id) {
+                            tracing::warn!(gateway = %link.gateway_id, ?refused, room_id, "subscription refused");
+                            continue;
+                        }
                         rooms.insert(room_id);
                     }
                 }

@@ -40,6 +40,9 @@ pub struct RoomConfig {
     /// Seconds after which a room nobody watches or writes to is forgotten
     /// (its ring with it).
     pub idle_room_secs: u64,
+    /// Rooms this instance holds at most; a new room beyond it is refused
+    /// (RESOURCE_EXHAUSTED) until idle ones are forgotten.
+    pub max_rooms: usize,
     /// Limits of every room, unless overridden.
     pub limits: RoomLimits,
     /// Limits of particular rooms, by room id (`[room.overrides."big-show"]`).
@@ -87,6 +90,7 @@ impl Default for RoomConfig {
             high_window_ms: 20,
             max_batch_messages: 256,
             idle_room_secs: 600,
+            max_rooms: 200_000,
             limits: RoomLimits::default(),
             overrides: BTreeMap::new(),
         }

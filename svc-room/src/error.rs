@@ -36,6 +36,9 @@ pub enum RoomError {
         /// When it takes messages again.
         retry_after: std::time::Duration,
     },
+    /// A new room, and the instance holds as many as it may.
+    #[error("this room instance holds its limit of {0} rooms: retry later")]
+    TooManyRooms(usize),
     /// The instance is shutting down.
     #[error("room instance is draining; retry on the new owner")]
     Draining,
@@ -52,6 +55,7 @@ impl From<RoomError> for Status {
             RoomError::TooLarge { .. } => Status::resource_exhausted(message),
             RoomError::NotOwner { .. } => Status::failed_precondition(message),
             RoomError::Draining => Status::unavailable(message),
+            RoomError::TooManyRooms(_) => Status::resource_exhausted(message),
             RoomError::OverCap { .. } => unreachable!("handled above"),
         }
     }

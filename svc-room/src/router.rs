@@ -17,7 +17,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -52,6 +52,15 @@ pub struct Publish {
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refused {
+    /// The room is above its publish cap.
+    OverCap(OverCap),
+    /// The room is new and this instance holds as many rooms as it may.
+    TooManyRooms(usize),
+}
+
+/// A room above its publish cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OverCap {
     /// When the room takes a message again.
     pub retry_after: Duration,
@@ -73,6 +82,9 @@ pub struct RoomRouter {
     // the message and, for a flush, queues to every gateway, which is what
     // keeps per-room order; rooms in other shards proceed in parallel.
     rooms: Sharded<RoomShard>,
+    /// Rooms held, against `config.max_rooms`: room ids come from callers,
+    /// so the map must not grow with every id anyone names.
+    held: AtomicUsize,
     config: Arc<RoomConfig>,
     next_attach_id: AtomicU64,
     metrics: RoomMetrics,
@@ -83,6 +95,7 @@ impl RoomRouter {
     pub fn new(config: Arc<RoomConfig>, metrics: RoomMetrics) -> Self {
         Self {
             rooms: Sharded::default(),
+            held: AtomicUsize::new(0),
             config,
             next_attach_id: AtomicU64::new(1),
             metrics,
@@ -111,9 +124,9 @@ impl RoomRouter {
     /// Starts sending `room_id` to `link`, first with a `subscribed` event
     /// carrying the recent messages, queued under the room's lock so no batch
     /// can overtake it.
-    pub fn subscribe(&self, link: &GatewayLink, room_id: &str) {
+    pub fn subscribe(&self, link: &GatewayLink, room_id: &str) -> Result<(), Refused> {
         let mut shard = self.rooms.lock(room_id);
-        let room = self.room(&mut shard, room_id);
+        let room = self.room(&mut shard, room_id)?;
         room.last_active = Instant::now();
         if !room.gateways.iter().any(|g| g.attach_id == link.attach_id) {
             room.gateways.push(link.clone());
@@ -129,6 +142,7 @@ impl RoomRouter {
         if !self.queue(link, event) {
             room.gateways.retain(|g| g.attach_id != link.attach_id);
         }
+        Ok(())
     }
 
     /// Stops sending `room_id` to `link`.
@@ -142,18 +156,18 @@ impl RoomRouter {
     /// Numbers a message and puts it in its lane; a high-priority message or
     /// a full batch is sent at once, the rest at the next window. Returns the
     /// sequence, or the cap that refused it.
-    pub fn publish(&self, publish: Publish) -> Result<u64, OverCap> {
+    pub fn publish(&self, publish: Publish) -> Result<u64, Refused> {
         let Publish { room_id, message } = publish;
         let now = Instant::now();
         let kind = message.kind;
         let mut shard = self.rooms.lock(&room_id);
-        let room = self.room(&mut shard, &room_id);
+        let room = self.room(&mut shard, &room_id)?;
         if let Err(retry_after) = room.admit(kind, now) {
             self.metrics.refused.inc();
-            return Err(OverCap {
+            return Err(Refused::OverCap(OverCap {
                 retry_after,
                 cap_per_sec: self.config.limits_of(&room_id).publish_cap_per_sec,
-            });
+            }));
         }
         let (seq, accepted) = room.accept(&room_id, message, self.config.max_batch_messages, now);
         self.metrics.published(priority_of(kind));
@@ -206,6 +220,7 @@ impl RoomRouter {
             shard.rooms.retain(|_, room| !room.is_forgettable(now, idle));
             forgotten += before - shard.rooms.len();
         }
+        self.held.fetch_sub(forgotten, Ordering::AcqRel);
         forgotten
     }
 
@@ -254,11 +269,17 @@ impl RoomRouter {
             .unwrap_or_default()
     }
 
-    fn room<'a>(&self, shard: &'a mut RoomShard, room_id: &str) -> &'a mut RoomState {
-        shard
-            .rooms
-            .entry(room_id.to_owned())
-            .or_insert_with(|| RoomState::fresh(self.config.limits_of(room_id)))
+    fn room<'a>(&self, shard: &'a mut RoomShard, room_id: &str) -> Result<&'a mut RoomState, Refused> {
+        if !shard.rooms.contains_key(room_id) {
+            let max = self.config.max_rooms;
+            self.held
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+                .map_err(|_| Refused::TooManyRooms(max))?;
+            shard
+                .rooms
+                .insert(room_id.to_owned(), RoomState::fresh(self.config.limits_of(room_id)));
+        }
+        Ok(shard.rooms.get_mut(room_id).expect("present or just inserted"))
     }
 
     fn flush(&self, room: &mut RoomState, room_id: &str) {
@@ -350,6 +371,26 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn an_instance_holds_at_most_max_rooms() {
+        let config = RoomConfig {
+            max_rooms: 2,
+            ..RoomConfig::default()
+        };
+        let router = RoomRouter::new(Arc::new(config), RoomMetrics::default());
+        comment(&router, "a", "1");
+        comment(&router, "b", "1");
+        let refused = router.publish(Publish {
+            room_id: "c".into(),
+            message: incoming("u", RoomMessageKind::Comment, "1"),
+        });
+        assert_eq!(refused, Err(Refused::TooManyRooms(2)));
+        comment(&router, "a", "still fine");
+        router.flush_all();
+        assert_eq!(router.forget_idle(Duration::ZERO), 2);
+        comment(&router, "c", "room again");
+    }
+
     fn comment(router: &RoomRouter, room: &str, body: &str) -> u64 {
         publish(router, room, RoomMessageKind::Comment, body)
     }
@@ -381,7 +422,7 @@ mod tests {
 
         let (tx, mut rx) = mpsc::channel(8);
         let link = router.attach("gw".into(), tx);
-        router.subscribe(&link, "a");
+        let _ = router.subscribe(&link, "a");
         match rx.try_recv().unwrap().unwrap().event {
             Some(Event::Subscribed(s)) => assert_eq!((s.last_seq, s.recent.len()), (first + 2, 2)),
             other => panic!("expected subscribed, got {other:?}"),
@@ -409,7 +450,7 @@ mod tests {
         let router = router();
         let (tx, mut rx) = mpsc::channel(8);
         let link = router.attach("gw".into(), tx);
-        router.subscribe(&link, "a");
+        let _ = router.subscribe(&link, "a");
         let _ = rx.try_recv();
         let comment_seq = comment(&router, "a", "c");
         let gift_seq = publish(&router, "a", RoomMessageKind::Gift, "g");
@@ -428,7 +469,7 @@ mod tests {
         let router = router();
         let (tx, _rx) = mpsc::channel(8);
         let link = router.attach("gw".into(), tx);
-        router.subscribe(&link, "watched");
+        let _ = router.subscribe(&link, "watched");
         let seq = comment(&router, "idle", "x");
         assert_eq!(router.forget_idle(Duration::ZERO), 0, "a pending batch keeps the room");
         router.flush_all();
@@ -457,7 +498,7 @@ mod tests {
         let router = router();
         let (tx, _rx) = mpsc::channel(1);
         let link = router.attach("slow".into(), tx);
-        router.subscribe(&link, "a"); // fills the queue
+        let _ = router.subscribe(&link, "a"); // fills the queue
         assert!(!link.kick.is_cancelled());
         let first = publish(&router, "a", RoomMessageKind::Gift, "1");
         router.flush_all();

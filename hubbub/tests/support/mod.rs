@@ -135,7 +135,13 @@ pub async fn start_with_room(
             public,
             internal: internal_listener,
         };
-        tokio::spawn(svc_gateway::serve(config, JwtKey::new(SECRET), options(), listeners, own));
+        tokio::spawn(svc_gateway::serve(
+            config,
+            JwtKey::new(SECRET),
+            options(),
+            listeners,
+            own,
+        ));
     }
     Sandbox {
         room,
