@@ -34,8 +34,9 @@ HUBBUB_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 HUBBUB_INTERNAL_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export HUBBUB_JWT_SECRET HUBBUB_INTERNAL_KEY
 # The publisher speaks to the room service as the gift ledger and a gateway would.
-HUBBUB_BENCH_GIFT_CREDENTIAL=$("$bin/hubbub" token --role gift --service bench --user bench --ttl 2h)
-HUBBUB_BENCH_USER_CREDENTIAL=$("$bin/hubbub" token --role gateway --service bench --user bench --ttl 2h)
+publish=/hubbub.v1.Room/Publish
+HUBBUB_BENCH_GIFT_CREDENTIAL=$("$bin/hubbub" token --role gift --service bench --user bench --call $publish --ttl 2h)
+HUBBUB_BENCH_USER_CREDENTIAL=$("$bin/hubbub" token --role gateway --service bench --user bench --call $publish --ttl 2h)
 export HUBBUB_BENCH_GIFT_CREDENTIAL HUBBUB_BENCH_USER_CREDENTIAL
 HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" room --set "room.listen=127.0.0.1:$room_port" \
   --set "room.advertise=http://127.0.0.1:$room_port" "${caps[@]}" >&2 &

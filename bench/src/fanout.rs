@@ -36,10 +36,12 @@ pub struct FanoutArgs {
     /// default the public ones.
     #[arg(long, value_delimiter = ',')]
     pub gateway_metrics: Vec<SocketAddr>,
-    /// Credential for publishing gifts (`hubbub token --role gift --service bench --user bench`).
+    /// Credential for publishing gifts
+    /// (`hubbub token --role gift --service bench --user bench --call /hubbub.v1.Room/Publish`).
     #[arg(long, env = "HUBBUB_BENCH_GIFT_CREDENTIAL")]
     pub gift_credential: String,
-    /// Credential for publishing comments and likes (`hubbub token --role gateway --service bench --user bench`).
+    /// Credential for publishing comments and likes
+    /// (`hubbub token --role gateway --service bench --user bench --call /hubbub.v1.Room/Publish`).
     #[arg(long, env = "HUBBUB_BENCH_USER_CREDENTIAL")]
     pub user_credential: String,
     /// Room service address (host:port): messages are published there, as a

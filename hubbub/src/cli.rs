@@ -52,8 +52,12 @@ pub enum Command {
         /// Mints the credential of a role instead (`gateway`, `gift`, ...;
         /// `--service` names the instance): for load tests and debugging.
         /// Anyone holding the internal key can act as any role.
-        #[arg(long, requires = "service")]
+        #[arg(long, requires_all = ["service", "call"])]
         role: Option<String>,
+        /// With `--role`: the method the credential is for
+        /// (`/hubbub.v1.Room/Publish`); it is good for nothing else.
+        #[arg(long, requires = "role")]
+        call: Option<String>,
         /// Validity: 90s, 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         ttl: String,

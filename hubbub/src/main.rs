@@ -33,12 +33,16 @@ fn main() -> ExitCode {
         service,
         scopes,
         role,
+        call,
         ttl,
     } = &command
     {
         let key = config.auth.internal_key.as_deref();
         let minted = match (user, service, role) {
-            (_, Some(instance), Some(role)) => token::mint_role(key, role, instance, user.as_deref(), ttl),
+            (_, Some(instance), Some(role)) => {
+                let call = call.as_deref().unwrap_or_default();
+                token::mint_role(key, role, instance, call, user.as_deref(), ttl)
+            }
             (Some(_), Some(_), None) => Err(anyhow::anyhow!("give --user or --service, not both")),
             (None, Some(service), None) => token::mint_service(key, service, scopes, ttl),
             (Some(user), None, _) => token::mint(config.auth.jwt_secret.as_deref(), user, ttl),

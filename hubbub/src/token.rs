@@ -49,18 +49,20 @@ pub fn mint_service(internal_key: Option<&str>, service: &str, scopes: &[String]
     ))
 }
 
-/// The credential of role `role` instance `instance`, acting for `user`
-/// when given, valid for `ttl`.
+/// The credential of role `role` instance `instance` for `call`
+/// (`/pkg.Service/Method`), acting for `user` when given, valid for `ttl`.
+/// Without a user it is good for every method of that service.
 pub fn mint_role(
     internal_key: Option<&str>,
     role: &str,
     instance: &str,
+    call: &str,
     user: Option<&str>,
     ttl: &str,
 ) -> anyhow::Result<String> {
     use hubbub_kit::{
         auth::Identity,
-        service_auth::{InternalKey, Role},
+        service_auth::{Grant, InternalKey, Role},
     };
     let Some(key) = internal_key else {
         bail!("no internal key: set HUBBUB_INTERNAL_KEY (or auth.internal_key) to the key the roles use");
@@ -74,9 +76,22 @@ pub fn mint_role(
         other => bail!("unknown role {other:?}: gateway, room, group, gift or presence"),
     };
     hubbub_kit::ids::validate("--service", instance).map_err(|status| anyhow::anyhow!(status.message().to_owned()))?;
-    let key = InternalKey::new(key.as_bytes());
+    let Some((service, method)) = call.strip_prefix('/').and_then(|c| c.split_once('/')) else {
+        bail!("--call {call:?} must name a method: /hubbub.v1.Room/Publish");
+    };
+    if service.is_empty() || method.is_empty() {
+        bail!("--call {call:?} must name a method: /hubbub.v1.Room/Publish");
+    }
     let acting = user.map(|user| Identity::User(user.to_owned()));
-    Ok(key.sign(role, instance, &[], acting.as_ref(), parse_ttl(ttl)?))
+    Ok(InternalKey::new(key.as_bytes()).sign(&Grant {
+        role,
+        instance,
+        acting: acting.as_ref(),
+        audience: Some(service),
+        method: acting.as_ref().map(|_| call),
+        ttl: parse_ttl(ttl)?,
+        ..Grant::default()
+    }))
 }
 
 fn known_scopes() -> String {

@@ -200,7 +200,9 @@ async fn get_recent(channel: Channel, reader: &Credentials) -> Result<(), tonic:
     let mut request = Request::new(RoomGetRecentRequest {
         room_id: "stage".into(),
     });
-    request.metadata_mut().insert("authorization", reader.header());
+    request
+        .metadata_mut()
+        .insert("authorization", reader.header_for("hubbub.v1.Room"));
     RoomClient::new(channel).get_recent(request).await.map(drop)
 }
 

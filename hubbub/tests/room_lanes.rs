@@ -22,6 +22,7 @@ fn publish(room_id: &str, kind: RoomMessageKind, body: String) -> Request<RoomPu
     support::acting(
         &credentials,
         "backend",
+        "/hubbub.v1.Room/Publish",
         RoomPublishRequest {
             room_id: room_id.into(),
             kind: kind as i32,

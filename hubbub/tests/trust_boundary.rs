@@ -8,7 +8,7 @@ mod support;
 
 use hubbub_kit::{
     auth::JwtKey,
-    service_auth::{InternalKey, Role},
+    service_auth::{Grant, InternalKey, Role},
 };
 use hubbub_proto::{
     codec::StrictCodec,
@@ -147,8 +147,15 @@ async fn call(channel: Channel, path: &str, streaming: bool, authorization: Opti
     }
 }
 
-fn role_token(role: Role) -> String {
-    InternalKey::new(support::INTERNAL_KEY).mint(role, "x", &[], Duration::from_secs(60))
+/// A credential of `role` made for `service`.
+fn role_token(role: Role, service: &str) -> String {
+    InternalKey::new(support::INTERNAL_KEY).sign(&Grant {
+        role,
+        instance: "x",
+        audience: Some(service),
+        ttl: Duration::from_secs(60),
+        ..Grant::default()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,16 +176,19 @@ async fn every_internal_rpc_refuses_callers_without_the_right_credential() {
             scp: vec![],
             usr: Some("alice".into()),
             gst: None,
+            aud: Some("hubbub.v1.Room".into()),
+            mth: Some("/hubbub.v1.Room/Publish".into()),
             exp: 1_000,
             iat: 0,
         },
     );
-    // Presence calls nothing; a backend without scopes calls nothing.
-    let no_business = [role_token(Role::Presence), role_token(Role::Room)];
+    // Presence and room call nothing; a backend without scopes calls nothing.
     let scopeless = InternalKey::new(support::INTERNAL_KEY).mint(Role::Service, "bot", &[], Duration::from_secs(60));
 
     for (service, path, streaming) in internal_methods() {
         let address = deployment.address_of(&service);
+        let no_business = [role_token(Role::Presence, &service), role_token(Role::Room, &service)];
+        let elsewhere = role_token(Role::Gateway, "hubbub.v1.Elsewhere");
         let cases: Vec<(&str, Option<&str>, Code)> = vec![
             ("no credential", None, Code::Unauthenticated),
             ("a client token", Some(&client_token), Code::Unauthenticated),
@@ -188,6 +198,11 @@ async fn every_internal_rpc_refuses_callers_without_the_right_credential() {
             ("presence's credential", Some(&no_business[0]), Code::PermissionDenied),
             ("room's credential", Some(&no_business[1]), Code::PermissionDenied),
             ("a backend without scopes", Some(&scopeless), Code::PermissionDenied),
+            (
+                "a credential for another service",
+                Some(&elsewhere),
+                Code::Unauthenticated,
+            ),
         ];
         for (what, authorization, expected) in cases {
             let status = call(channel(address).await, &path, streaming, authorization).await;
@@ -211,7 +226,12 @@ async fn roles_may_do_only_their_own_part() {
     // and never without a user.
     let mut as_gateway = RoomClient::new(support::internal_channel(deployment.sandbox.room, &gateway));
     let seq = as_gateway
-        .publish(support::acting(&gateway, "alice", publish(RoomMessageKind::Comment)))
+        .publish(support::acting(
+            &gateway,
+            "alice",
+            "/hubbub.v1.Room/Publish",
+            publish(RoomMessageKind::Comment),
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -219,7 +239,12 @@ async fn roles_may_do_only_their_own_part() {
     assert!(seq > 0);
     for kind in [RoomMessageKind::Gift, RoomMessageKind::System] {
         let err = as_gateway
-            .publish(support::acting(&gateway, "alice", publish(kind)))
+            .publish(support::acting(
+                &gateway,
+                "alice",
+                "/hubbub.v1.Room/Publish",
+                publish(kind),
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{kind:?}: {err:?}");
@@ -312,7 +337,7 @@ async fn the_public_port_serves_the_client_api_and_nothing_internal() {
     let deployment = deploy().await;
     let public = deployment.sandbox.gateways[0];
     // Internal services are not there at all, credential or not.
-    let gateway = role_token(Role::Gateway);
+    let gateway = role_token(Role::Gateway, "hubbub.v1.GatewayControl");
     for path in [
         "/hubbub.v1.GatewayControl/Forward",
         "/hubbub.v1.GatewayControl/Deliver",
@@ -350,4 +375,31 @@ async fn the_public_port_serves_the_client_api_and_nothing_internal() {
     .await;
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.message().contains("client tokens"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_cannot_be_replayed_against_another_service_or_method() {
+    let deployment = deploy().await;
+    let gateway = support::credentials(Role::Gateway, "gw-0");
+    // What a room instance receives with every publish made for alice...
+    let for_alice = gateway.header_acting(
+        "/hubbub.v1.Room/Publish",
+        &hubbub_kit::auth::Identity::User("alice".into()),
+    );
+    let for_alice = for_alice.to_str().unwrap().trim_start_matches("Bearer ").to_owned();
+    // ...and with every attach.
+    let attach = gateway.header_for("hubbub.v1.Room");
+    let attach = attach.to_str().unwrap().trim_start_matches("Bearer ").to_owned();
+    for (path, token) in [
+        ("/hubbub.v1.Gift/SendGift", &for_alice),
+        ("/hubbub.v1.Group/SendGroupMessage", &for_alice),
+        ("/hubbub.v1.Room/GetRecent", &for_alice),
+        ("/hubbub.v1.Presence/ReportGateway", &attach),
+        ("/hubbub.v1.GatewayControl/Forward", &attach),
+    ] {
+        let service = path.trim_start_matches('/').split('/').next().unwrap();
+        let status = call(channel(deployment.address_of(service)).await, path, false, Some(token)).await;
+        assert_eq!(status.code(), Code::Unauthenticated, "{path}: {status:?}");
+        assert!(status.message().contains("not for this"), "{status:?}");
+    }
 }

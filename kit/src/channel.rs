@@ -3,7 +3,11 @@
 //! the caller's trace context and its service credential; with
 //! `[internal_tls]` they speak TLS and present the role's certificate.
 
-use crate::{service_auth::Credentials, tls::InternalTls, tracecontext};
+use crate::{
+    service_auth::{ActingFor, Credentials},
+    tls::InternalTls,
+    tracecontext,
+};
 use std::time::Duration;
 use tonic::{
     Request, Status,
@@ -15,9 +19,10 @@ use tonic::{
 /// every call.
 pub type TracedChannel = InterceptedService<Channel, CallInterceptor>;
 
-/// Adds trace context and the role's credential to every outgoing call. A
-/// call that already carries `authorization` (a per-call credential naming
-/// a user, see [`Credentials::act_for`]) keeps it.
+/// Adds trace context and a credential to every outgoing call: the role's
+/// own for the service called, or, for a call made for a user
+/// ([`Credentials::act_for`]), one signed for that user and that method. A
+/// call that already carries `authorization` keeps it.
 #[derive(Debug, Clone)]
 pub struct CallInterceptor {
     credentials: Credentials,
@@ -26,11 +31,23 @@ pub struct CallInterceptor {
 impl Interceptor for CallInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         tracecontext::inject_current(request.metadata_mut());
-        if !request.metadata().contains_key("authorization") {
-            request
-                .metadata_mut()
-                .insert("authorization", self.credentials.header());
+        if request.metadata().contains_key("authorization") {
+            return Ok(request);
         }
+        // Generated clients name the method of every call.
+        let Some(method) = request.extensions().get::<tonic::GrpcMethod>() else {
+            return Err(Status::internal(
+                "an internal call without its method cannot be credentialed",
+            ));
+        };
+        let header = match request.extensions().get::<ActingFor>() {
+            Some(ActingFor(identity)) => {
+                let path = format!("/{}/{}", method.service(), method.method());
+                self.credentials.header_acting(&path, identity)
+            }
+            None => self.credentials.header_for(method.service()),
+        };
+        request.metadata_mut().insert("authorization", header);
         Ok(request)
     }
 }

@@ -68,6 +68,9 @@ impl<S> InternalAuth<S> {
             .key
             .verify(token)
             .map_err(|err| Status::unauthenticated(format!("service credential refused: {err}")))?;
+        caller
+            .check_bound_to(path)
+            .map_err(|misdirected| Status::unauthenticated(format!("service credential refused: {misdirected}")))?;
         policy::check(path, &caller).map_err(|denied| Status::permission_denied(denied.to_string()))?;
         request.extensions_mut().insert(caller);
         Ok(())

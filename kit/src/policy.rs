@@ -179,6 +179,8 @@ mod tests {
             instance: "x".into(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             acting_for: acting,
+            audience: None,
+            method: None,
         }
     }
 

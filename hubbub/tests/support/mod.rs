@@ -45,10 +45,12 @@ pub fn internal_channel(address: SocketAddr, credentials: &Credentials) -> Trace
     channel::traced(&format!("http://{address}"), credentials).unwrap()
 }
 
-/// `request` made for `user` with `credentials` (as a gateway or gift would).
-pub fn acting<T>(credentials: &Credentials, user: &str, message: T) -> Request<T> {
+/// A call to `method` made for `user` with `credentials` (as a gateway or
+/// the gift service would), whatever the channel's own credentials.
+pub fn acting<T>(credentials: &Credentials, user: &str, method: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    credentials.act_for(&mut request, &Identity::User(user.into()));
+    let header = credentials.header_acting(method, &Identity::User(user.into()));
+    request.metadata_mut().insert("authorization", header);
     request
 }
 
