@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    hubbub_kit::rlimit::raise_open_files();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

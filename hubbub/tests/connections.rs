@@ -15,6 +15,20 @@ use tokio_util::sync::CancellationToken;
 
 /// A room instance whose listener gives up on silent peers quickly.
 async fn impatient_room(shutdown: &CancellationToken) -> SocketAddr {
+    room_with(
+        shutdown,
+        ListenerLimits {
+            handshake_timeout_ms: 300,
+            keepalive_interval_ms: 200,
+            keepalive_timeout_ms: 200,
+            ..ListenerLimits::default()
+        },
+    )
+    .await
+}
+
+/// A room instance whose listener has `limits`.
+async fn room_with(shutdown: &CancellationToken, limits: ListenerLimits) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = svc_room::RoomConfig {
@@ -23,12 +37,7 @@ async fn impatient_room(shutdown: &CancellationToken) -> SocketAddr {
         ..Default::default()
     };
     let options = ServeOptions {
-        limits: ListenerLimits {
-            handshake_timeout_ms: 300,
-            keepalive_interval_ms: 200,
-            keepalive_timeout_ms: 200,
-            ..ListenerLimits::default()
-        },
+        limits,
         ..support::options()
     };
     tokio::spawn(svc_room::serve(config, options, listener, shutdown.clone()));
@@ -126,5 +135,42 @@ async fn made_up_method_names_share_one_metrics_label() {
             .any(|l| l.starts_with("hubbub_grpc_requests_total{method=\"other\"} 40")),
         "{text}"
     );
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    let shutdown = CancellationToken::new();
+    let room = room_with(
+        &shutdown,
+        ListenerLimits {
+            max_connections_per_address: 3,
+            ..ListenerLimits::default()
+        },
+    )
+    .await;
+    let mut held = silent_connections(room, 3).await;
+    // The fourth is closed at once, long before any handshake timeout.
+    let over = connect(room).await;
+    assert!(
+        closed_within(over, Duration::from_secs(2)).await.is_some(),
+        "a fourth connection from one address is held"
+    );
+    for stream in &held {
+        stream.peer_addr().unwrap();
+    }
+    // A place given back is taken again.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        let again = connect(room).await;
+        if closed_within(again, Duration::from_millis(300)).await.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the freed place never came back"
+        );
+    }
     shutdown.cancel();
 }

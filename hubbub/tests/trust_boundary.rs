@@ -365,6 +365,34 @@ async fn the_public_port_serves_the_client_api_and_nothing_internal() {
     assert!(!response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(!response.contains("hubbub_gateway"), "{response}");
 
+    // Reflection there does not describe the internal services either.
+    {
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        for (symbol, known) in [
+            ("hubbub.v1.ClientApi", true),
+            ("hubbub.v1.Presence", false),
+            ("hubbub.v1.GatewayControl", false),
+            ("hubbub.v1.Gift", false),
+        ] {
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+            };
+            let mut answers = ServerReflectionClient::new(channel(public).await)
+                .server_reflection_info(tokio_stream::once(request))
+                .await
+                .unwrap()
+                .into_inner();
+            // An unknown symbol ends the stream with NOT_FOUND or answers an error.
+            let answer = answers.message().await.ok().flatten().and_then(|a| a.message_response);
+            let described = matches!(answer, Some(MessageResponse::FileDescriptorResponse(_)));
+            assert_eq!(described, known, "{symbol} on the public port: {answer:?}");
+        }
+    }
+
     // A client token is no credential on the internal port, either.
     let status = call(
         channel(deployment.sandbox.gateways_internal[0]).await,

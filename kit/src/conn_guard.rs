@@ -18,6 +18,8 @@ use tokio::{
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::accept::Place;
+
 /// Bytes a peer must send before the deadline: the HTTP/2 connection
 /// preface (an HTTP/1.1 request line with its headers is longer).
 const HANDSHAKE_BYTES: usize = 24;
@@ -28,15 +30,18 @@ pub struct HandshakeDeadline {
     stream: TcpStream,
     received: usize,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Its place under the listener's caps, given back when it closes.
+    _place: Option<Place>,
 }
 
 impl HandshakeDeadline {
-    /// Guards `stream`, accepted just now.
-    pub fn new(stream: TcpStream, timeout: Duration) -> Self {
+    /// Guards `stream`, accepted just now, holding `place`.
+    pub fn new(stream: TcpStream, timeout: Duration, place: Option<Place>) -> Self {
         Self {
             stream,
             received: 0,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            _place: place,
         }
     }
 }

@@ -13,11 +13,13 @@
 //! - [`tracecontext`]: W3C trace context in gRPC metadata and in messages.
 //! - [`serve`]: the public and internal serving stacks (health, reflection,
 //!   `/metrics`, gRPC-web, CORS, connection limits).
+//! - [`accept`]: the accept loop: connection caps, back-off on accept errors.
 //! - [`conn_guard`]: connections that must speak within a deadline.
 //! - [`metrics`]: Prometheus registry helpers.
 //! - [`channel`]: trace-propagating client channels.
 //! - [`tls`]: optional (m)TLS between roles, `[internal_tls]`.
 //! - [`rendezvous`]: which instance owns a key.
+//! - [`rlimit`]: the open-file limit, raised at start.
 //! - [`discovery`]: instance lists, fixed or from DNS.
 //! - [`ids`]: validation of ids that cross the API.
 //! - [`closeable`]: server streams their owner can end.
@@ -25,6 +27,7 @@
 //! - [`rate`]: token buckets for limits and caps.
 //! - [`shutdown`]: signal handling.
 
+pub mod accept;
 pub mod auth;
 pub mod channel;
 pub mod closeable;
@@ -41,6 +44,7 @@ pub mod policy;
 pub mod process_metrics;
 pub mod rate;
 pub mod rendezvous;
+pub mod rlimit;
 pub mod serve;
 pub mod service_auth;
 pub mod sharded;

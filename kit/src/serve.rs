@@ -15,8 +15,13 @@
 //! connection, and bound how long a drain may take.
 
 use crate::{
-    conn_guard::HandshakeDeadline, grpc_metrics::GrpcMetricsLayer, internal_auth::InternalAuthLayer,
-    metrics::GrpcMetrics, metrics_endpoint::MetricsEndpointLayer, service_auth::InternalKey, tls::InternalTls,
+    accept::{ConnectionCaps, GuardedIncoming},
+    grpc_metrics::GrpcMetricsLayer,
+    internal_auth::InternalAuthLayer,
+    metrics::GrpcMetrics,
+    metrics_endpoint::MetricsEndpointLayer,
+    service_auth::InternalKey,
+    tls::InternalTls,
     tracecontext,
 };
 use http::{HeaderName, Method};
@@ -24,7 +29,6 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
@@ -59,6 +63,11 @@ pub struct ListenerLimits {
     pub max_concurrent_streams: u32,
     /// How long a drain may wait for open calls before the role exits anyway.
     pub drain_timeout_ms: u64,
+    /// Connections the listener holds open at most; beyond it new ones are
+    /// closed at once.
+    pub max_connections: usize,
+    /// Connections one source address (IPv6: one /64) may hold open.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ListenerLimits {
@@ -69,6 +78,10 @@ impl Default for ListenerLimits {
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 20_000,
             max_concurrent_streams: 128,
+            // Above a gateway's 100k client streams; below the open-file limit
+            // of a process that holds them.
+            max_connections: 120_000,
+            max_connections_per_address: 1_000,
             drain_timeout_ms: 30_000,
         }
     }
@@ -193,9 +206,10 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     for name in &service_names {
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
+    let described = descriptors_of(&service_names);
     let reflection = || {
         let mut builder = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(hubbub_proto::FILE_DESCRIPTOR_SET)
+            .register_file_descriptor_set(described.clone())
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name(HEALTH)
             .with_service_name(REFLECTION_V1)
@@ -224,12 +238,11 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     }
 
     let handshake = Duration::from_millis(limits.handshake_timeout_ms.max(1));
-    let incoming = TcpListenerStream::new(listener).map(move |accepted| {
-        accepted.map(|stream| {
-            let _ = stream.set_nodelay(true);
-            HandshakeDeadline::new(stream, handshake)
-        })
-    });
+    let caps = ConnectionCaps {
+        total: limits.max_connections.max(1),
+        per_address: limits.max_connections_per_address.max(1),
+    };
+    let incoming = GuardedIncoming::new(listener, caps, handshake);
     let builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(limits.keepalive_interval_ms.max(100))))
         .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms.max(100))))
@@ -307,7 +320,13 @@ fn trace_layer(
 > {
     TraceLayer::new_for_grpc()
         .make_span_with(move |request: &http::Request<tonic::body::Body>| {
-            let span = crate::telemetry::role_span(role, request.uri().path());
+            let path = request.uri().path();
+            // Probes and scrapes come every few seconds from everywhere:
+            // tracing them would bury the traces worth reading.
+            if path == "/metrics" || path.starts_with("/grpc.health.v1.Health/") {
+                return tracing::Span::none();
+            }
+            let span = crate::telemetry::role_span(role, path);
             // Before the span is entered, as tracing-opentelemetry requires.
             let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
                 &span,
@@ -361,6 +380,47 @@ fn is_client_fault(code: i32) -> bool {
     )
 }
 
+/// The descriptors reflection serves on a listener: the files defining its
+/// services and the files they import, with every service the listener
+/// does not serve taken out (client messages reuse some internal message
+/// types), so the public port does not describe the internal RPCs.
+fn descriptors_of(service_names: &[&str]) -> prost_types::FileDescriptorSet {
+    use prost::Message;
+    let all = prost_types::FileDescriptorSet::decode(hubbub_proto::FILE_DESCRIPTOR_SET).unwrap_or_default();
+    let mut wanted: Vec<String> = all
+        .file
+        .iter()
+        .filter(|file| {
+            file.service
+                .iter()
+                .any(|service| service_names.contains(&format!("{}.{}", file.package(), service.name()).as_str()))
+        })
+        .map(|file| file.name().to_owned())
+        .collect();
+    let mut index = 0;
+    while index < wanted.len() {
+        if let Some(file) = all.file.iter().find(|file| file.name() == wanted[index]) {
+            for dependency in &file.dependency {
+                if !wanted.contains(dependency) {
+                    wanted.push(dependency.clone());
+                }
+            }
+        }
+        index += 1;
+    }
+    let mut file: Vec<prost_types::FileDescriptorProto> = all
+        .file
+        .into_iter()
+        .filter(|file| wanted.iter().any(|name| name == file.name()))
+        .collect();
+    for file in &mut file {
+        let package = file.package().to_owned();
+        file.service
+            .retain(|service| service_names.contains(&format!("{package}.{}", service.name()).as_str()));
+    }
+    prost_types::FileDescriptorSet { file }
+}
+
 /// The paths a listener serves, for metrics labels.
 fn known_methods(service_names: &[&str]) -> HashSet<String> {
     use prost::Message;
@@ -410,6 +470,33 @@ fn cors() -> CorsLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reflection_describes_only_what_a_listener_serves() {
+        let public = descriptors_of(&["hubbub.v1.ClientApi"]);
+        let names: Vec<&str> = public.file.iter().map(|file| file.name()).collect();
+        assert!(names.contains(&"hubbub/v1/client_api.proto"), "{names:?}");
+        assert!(
+            names.contains(&"hubbub/v1/room_message.proto"),
+            "imports come along: {names:?}"
+        );
+        for internal in ["presence.proto", "gateway_control.proto", "room.proto"] {
+            assert!(
+                !names.contains(&format!("hubbub/v1/{internal}").as_str()),
+                "{internal}: {names:?}"
+            );
+        }
+        let services: Vec<&str> = public
+            .file
+            .iter()
+            .flat_map(|f| f.service.iter().map(|s| s.name()))
+            .collect();
+        assert_eq!(
+            services,
+            vec!["ClientApi"],
+            "message types only from the internal files"
+        );
+    }
 
     #[test]
     fn known_methods_are_those_of_the_served_services_only() {
