@@ -37,6 +37,7 @@ pids+=($!)
 "$bin/hubbub" gateway --set gateway.listen=127.0.0.1:7810 --set gateway.internal_listen=127.0.0.1:7811 \
   --set gateway.advertise=http://127.0.0.1:7811 --set gateway.id=gateway-0 \
   --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
+  --set gateway.max_guest_streams_per_address=1000000 --set listener.max_connections_per_address=1000000 \
   --set 'gateway.room_instances=["http://127.0.0.1:7801"]' \
   --set gateway.presence_address=http://127.0.0.1:7804 --set gateway.user_publish_per_sec=1e9 >&2 &
 pids+=($!)

@@ -9,6 +9,8 @@
 #
 # The room's per-viewer caps are lifted unless ROOM_CAPS=default, so that
 # throughput runs measure delivery rather than sampling.
+# The viewers are guests from a few loopback addresses: the per-address caps
+# on guest streams and connections are lifted for them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -51,6 +53,7 @@ for i in $(seq 0 $((gateways - 1))); do
     --set "gateway.listen=127.0.0.1:$port" --set "gateway.internal_listen=127.0.0.1:$internal" \
     --set "gateway.advertise=http://127.0.0.1:$internal" --set "gateway.id=gateway-$i" \
     --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
+    --set gateway.max_guest_streams_per_address=1000000 --set listener.max_connections_per_address=1000000 \
     --set "gateway.room_instances=[\"http://127.0.0.1:$room_port\"]" >&2 &
   pids+=($!)
   addresses+=("127.0.0.1:$port")

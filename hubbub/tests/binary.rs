@@ -12,7 +12,7 @@ use hubbub_proto::v1::{
 use std::{process::Stdio, time::Duration};
 use support::{authed, next_event};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
 use tonic::transport::Channel;
@@ -309,13 +309,5 @@ async fn reflected_services_v1alpha(channel: Channel) -> Vec<String> {
 }
 
 async fn http_get(port: u16, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(support::PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    response
+    support::http_get(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path).await
 }

@@ -119,16 +119,7 @@ async fn made_up_method_names_share_one_metrics_label() {
         let codec = hubbub_proto::codec::StrictCodec::<(), ()>::default();
         let _ = grpc.unary(tonic::Request::new(()), path, codec).await;
     }
-    let mut stream = connect(room).await;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(support::PATIENCE, stream.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
+    let text = support::scrape(room).await;
     assert!(!text.contains("Scan"), "a made-up method got a label of its own");
     assert!(
         text.lines()

@@ -26,7 +26,6 @@ use std::{
 };
 use support::{Viewer, authed};
 use svc_presence::PresenceConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -189,15 +188,8 @@ async fn housekeeping_exports_nothing(telemetry: &Arc<Telemetry>, collector: &Co
 
 /// `ReportGateway` calls presence received, from its `/metrics`.
 async fn presence_reports(presence: SocketAddr) -> u64 {
-    let mut stream = tokio::net::TcpStream::connect(presence).await.unwrap();
-    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(support::PATIENCE, stream.read_to_string(&mut response))
+    support::scrape(presence)
         .await
-        .unwrap()
-        .unwrap();
-    response
         .lines()
         .filter(|line| line.starts_with("hubbub_grpc_requests_total") && line.contains("/ReportGateway\""))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())

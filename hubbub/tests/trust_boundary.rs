@@ -354,14 +354,7 @@ async fn the_public_port_serves_the_client_api_and_nothing_internal() {
         }
     }
     // No metrics there.
-    let mut stream = tokio::net::TcpStream::connect(public).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    let _ = tokio::time::timeout(support::PATIENCE, stream.read_to_string(&mut response)).await;
+    let response = support::scrape(public).await;
     assert!(!response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(!response.contains("hubbub_gateway"), "{response}");
 

@@ -306,18 +306,20 @@ pub async fn next_event(events: &mut Streaming<ServerEvent>) -> Option<Event> {
         .map(|event| event.event.expect("event set"))
 }
 
-/// `GET /metrics` from an internal listener.
-pub async fn scrape(address: SocketAddr) -> String {
+/// The whole HTTP/1.1 response to `GET path` at `address` (status line,
+/// headers and body), as Prometheus or a scanner would get it.
+pub async fn http_get(address: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut text))
-        .await
-        .expect("metrics answered in time")
-        .unwrap();
-    text
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    // A listener that refuses the request may also just close: what came is the answer.
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response)).await;
+    response
+}
+
+/// `GET /metrics` from an internal listener.
+pub async fn scrape(address: SocketAddr) -> String {
+    http_get(address, "/metrics").await
 }
