@@ -165,3 +165,54 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     }
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_only_answers_pings_is_sent_away() {
+    let shutdown = CancellationToken::new();
+    let room = room_with(
+        &shutdown,
+        ListenerLimits {
+            keepalive_interval_ms: 200,
+            keepalive_timeout_ms: 500,
+            max_connection_age_secs: 1,
+            ..ListenerLimits::default()
+        },
+    )
+    .await;
+    let mut stream = connect(room).await;
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    // A well-behaved HTTP/2 peer that never opens a stream: it acknowledges
+    // SETTINGS and PINGs, so keepalive alone would hold it forever.
+    let started = tokio::time::Instant::now();
+    let mut saw_goaway = false;
+    let outcome = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            let mut head = [0u8; 9];
+            if stream.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let (kind, flags) = (head[3], head[4]);
+            let mut payload = vec![0u8; length];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            match (kind, flags & 1) {
+                (4, 0) => stream.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap(),
+                (6, 0) => {
+                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                    ack.extend_from_slice(&payload);
+                    stream.write_all(&ack).await.unwrap();
+                }
+                (7, _) => saw_goaway = true,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "a connection with no stream is still held after 8 s");
+    assert!(saw_goaway, "it was told to go away first");
+    assert!(started.elapsed() >= Duration::from_millis(900), "not before its age");
+    shutdown.cancel();
+}

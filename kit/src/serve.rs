@@ -68,6 +68,10 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     /// Connections one source address (IPv6: one /64) may hold open.
     pub max_connections_per_address: usize,
+    /// After this long a connection is told to go away (HTTP/2 GOAWAY):
+    /// the calls on it finish, new ones go to a new connection, and one
+    /// that holds no call is closed.
+    pub max_connection_age_secs: u64,
 }
 
 impl Default for ListenerLimits {
@@ -82,6 +86,7 @@ impl Default for ListenerLimits {
             // of a process that holds them.
             max_connections: 120_000,
             max_connections_per_address: 1_000,
+            max_connection_age_secs: 3_600,
             drain_timeout_ms: 30_000,
         }
     }
@@ -246,7 +251,11 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     let builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(limits.keepalive_interval_ms.max(100))))
         .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms.max(100))))
-        .max_concurrent_streams(limits.max_concurrent_streams.max(1));
+        .max_concurrent_streams(limits.max_concurrent_streams.max(1))
+        // Graceful only: streams in flight finish; a connection that holds
+        // none (a peer that only answers pings) is closed, and clients
+        // open a fresh one for their next call.
+        .max_connection_age(Duration::from_secs(limits.max_connection_age_secs.max(1)));
     let grpc_metrics = GrpcMetricsLayer::new(metrics.grpc.clone(), known);
     let signal = shutdown.clone().cancelled_owned();
     let served = async move {
@@ -496,6 +505,24 @@ mod tests {
             vec!["ClientApi"],
             "message types only from the internal files"
         );
+    }
+
+    #[test]
+    fn callers_mistakes_are_told_apart_from_server_faults() {
+        use tonic::Code;
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::NotFound,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+        ] {
+            assert!(is_client_fault(code as i32), "{code:?} is the caller's");
+        }
+        for code in [Code::Internal, Code::Unknown, Code::DataLoss, Code::Unavailable] {
+            assert!(!is_client_fault(code as i32), "{code:?} is ours");
+        }
     }
 
     #[test]
