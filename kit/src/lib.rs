@@ -13,6 +13,8 @@
 //! - [`tracecontext`]: W3C trace context in gRPC metadata and in messages.
 //! - [`serve`]: the public and internal serving stacks (health, reflection,
 //!   `/metrics`, gRPC-web, CORS, connection limits).
+//! - [`served`]: what a listener serves: reflection's files, metrics' methods.
+//! - [`call_trace`]: the span of every served call; failures logged by who caused them.
 //! - [`accept`]: the accept loop: connection caps, back-off on accept errors.
 //! - [`conn_guard`]: connections that must speak within a deadline.
 //! - [`metrics`]: Prometheus registry helpers.
@@ -29,6 +31,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod call_trace;
 pub mod channel;
 pub mod closeable;
 pub mod config;
@@ -46,6 +49,7 @@ pub mod rate;
 pub mod rendezvous;
 pub mod rlimit;
 pub mod serve;
+pub mod served;
 pub mod service_auth;
 pub mod sharded;
 pub mod shutdown;

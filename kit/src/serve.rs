@@ -16,27 +16,24 @@
 
 use crate::{
     accept::{ConnectionCaps, GuardedIncoming},
+    call_trace::trace_layer,
     grpc_metrics::GrpcMetricsLayer,
     internal_auth::InternalAuthLayer,
     metrics::GrpcMetrics,
     metrics_endpoint::MetricsEndpointLayer,
+    served::{HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA, descriptors_of, known_methods},
     service_auth::InternalKey,
     tls::InternalTls,
-    tracecontext,
 };
 use http::{HeaderName, Method};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
-use tower_http::{
-    classify::GrpcFailureClass,
-    cors::{AllowOrigin, CorsLayer},
-    trace::TraceLayer,
-};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Why a role stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -189,10 +186,6 @@ pub struct RoleServer {
     pub limits: ListenerLimits,
 }
 
-const HEALTH: &str = "grpc.health.v1.Health";
-const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
-const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
-
 /// Serves `server` on `listener` until `shutdown` is cancelled, then reports
 /// NOT_SERVING and waits for open calls to finish, at most the drain
 /// timeout. Long-lived streams must be ended by the role itself when
@@ -313,144 +306,6 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     Ok(())
 }
 
-/// A span per call, continuing the caller's trace; failures logged by who
-/// caused them: a client's mistake quietly, a server fault loudly.
-#[allow(clippy::type_complexity)] // tower-http's type, spelled out once
-fn trace_layer(
-    role: &'static str,
-) -> TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
-    impl Fn(&http::Request<tonic::body::Body>) -> tracing::Span + Clone,
-    tower_http::trace::DefaultOnRequest,
-    tower_http::trace::DefaultOnResponse,
-    tower_http::trace::DefaultOnBodyChunk,
-    tower_http::trace::DefaultOnEos,
-    impl Fn(GrpcFailureClass, Duration, &tracing::Span) + Clone,
-> {
-    TraceLayer::new_for_grpc()
-        .make_span_with(move |request: &http::Request<tonic::body::Body>| {
-            let path = request.uri().path();
-            // Probes and scrapes come every few seconds from everywhere:
-            // tracing them would bury the traces worth reading.
-            if path == "/metrics" || path.starts_with("/grpc.health.v1.Health/") {
-                return tracing::Span::none();
-            }
-            let span = crate::telemetry::role_span(role, path);
-            // Before the span is entered, as tracing-opentelemetry requires.
-            let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
-                &span,
-                tracecontext::extract_from_headers(request.headers()),
-            );
-            span
-        })
-        .on_failure(|failure: GrpcFailureClass, latency: Duration, _span: &tracing::Span| {
-            let latency_ms = latency.as_millis() as u64;
-            match &failure {
-                GrpcFailureClass::Status(status) if is_client_fault(status.code_raw()) => {
-                    tracing::debug!(
-                        code = status.code_raw(),
-                        message = status.message(),
-                        latency_ms,
-                        "call refused"
-                    )
-                }
-                GrpcFailureClass::Status(status) => {
-                    tracing::error!(
-                        code = status.code_raw(),
-                        message = status.message(),
-                        latency_ms,
-                        "call failed"
-                    )
-                }
-                GrpcFailureClass::Error(error) => tracing::warn!(%error, latency_ms, "call broke off"),
-                _ => tracing::warn!(%failure, latency_ms, "call failed"),
-            }
-        })
-}
-
-/// Codes that say the caller got something wrong (or gave up), not that
-/// this server is at fault.
-fn is_client_fault(code: i32) -> bool {
-    use tonic::Code::*;
-    matches!(
-        tonic::Code::from_i32(code),
-        Cancelled
-            | InvalidArgument
-            | NotFound
-            | AlreadyExists
-            | PermissionDenied
-            | Unauthenticated
-            | FailedPrecondition
-            | OutOfRange
-            | ResourceExhausted
-            | Aborted
-            | DeadlineExceeded
-            | Unimplemented
-    )
-}
-
-/// The descriptors reflection serves on a listener: the files defining its
-/// services and the files they import, with every service the listener
-/// does not serve taken out (client messages reuse some internal message
-/// types), so the public port does not describe the internal RPCs.
-fn descriptors_of(service_names: &[&str]) -> prost_types::FileDescriptorSet {
-    use prost::Message;
-    let all = prost_types::FileDescriptorSet::decode(hubbub_proto::FILE_DESCRIPTOR_SET).unwrap_or_default();
-    let mut wanted: Vec<String> = all
-        .file
-        .iter()
-        .filter(|file| {
-            file.service
-                .iter()
-                .any(|service| service_names.contains(&format!("{}.{}", file.package(), service.name()).as_str()))
-        })
-        .map(|file| file.name().to_owned())
-        .collect();
-    let mut index = 0;
-    while index < wanted.len() {
-        if let Some(file) = all.file.iter().find(|file| file.name() == wanted[index]) {
-            for dependency in &file.dependency {
-                if !wanted.contains(dependency) {
-                    wanted.push(dependency.clone());
-                }
-            }
-        }
-        index += 1;
-    }
-    let mut file: Vec<prost_types::FileDescriptorProto> = all
-        .file
-        .into_iter()
-        .filter(|file| wanted.iter().any(|name| name == file.name()))
-        .collect();
-    for file in &mut file {
-        let package = file.package().to_owned();
-        file.service
-            .retain(|service| service_names.contains(&format!("{package}.{}", service.name()).as_str()));
-    }
-    prost_types::FileDescriptorSet { file }
-}
-
-/// The paths a listener serves, for metrics labels.
-fn known_methods(service_names: &[&str]) -> HashSet<String> {
-    use prost::Message;
-    let mut known = HashSet::new();
-    if let Ok(set) = prost_types::FileDescriptorSet::decode(hubbub_proto::FILE_DESCRIPTOR_SET) {
-        for file in &set.file {
-            for service in &file.service {
-                let full = format!("{}.{}", file.package(), service.name());
-                if service_names.contains(&full.as_str()) {
-                    known.extend(service.method.iter().map(|m| format!("/{full}/{}", m.name())));
-                }
-            }
-        }
-    }
-    known.insert(format!("/{HEALTH}/Check"));
-    known.insert(format!("/{HEALTH}/Watch"));
-    known.insert(format!("/{REFLECTION_V1}/ServerReflectionInfo"));
-    known.insert(format!("/{REFLECTION_V1ALPHA}/ServerReflectionInfo"));
-    known
-}
-
 /// CORS for browser gRPC-web clients: any origin (the token, not the origin,
 /// authorises), the headers gRPC-web sends, and the trailers it must read.
 fn cors() -> CorsLayer {
@@ -474,62 +329,4 @@ fn cors() -> CorsLayer {
             header("grpc-status-details-bin"),
         ])
         .max_age(Duration::from_secs(600))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reflection_describes_only_what_a_listener_serves() {
-        let public = descriptors_of(&["hubbub.v1.ClientApi"]);
-        let names: Vec<&str> = public.file.iter().map(|file| file.name()).collect();
-        assert!(names.contains(&"hubbub/v1/client_api.proto"), "{names:?}");
-        assert!(
-            names.contains(&"hubbub/v1/room_message.proto"),
-            "imports come along: {names:?}"
-        );
-        for internal in ["presence.proto", "gateway_control.proto", "room.proto"] {
-            assert!(
-                !names.contains(&format!("hubbub/v1/{internal}").as_str()),
-                "{internal}: {names:?}"
-            );
-        }
-        let services: Vec<&str> = public
-            .file
-            .iter()
-            .flat_map(|f| f.service.iter().map(|s| s.name()))
-            .collect();
-        assert_eq!(
-            services,
-            vec!["ClientApi"],
-            "message types only from the internal files"
-        );
-    }
-
-    #[test]
-    fn callers_mistakes_are_told_apart_from_server_faults() {
-        use tonic::Code;
-        for code in [
-            Code::InvalidArgument,
-            Code::Unauthenticated,
-            Code::PermissionDenied,
-            Code::NotFound,
-            Code::ResourceExhausted,
-            Code::FailedPrecondition,
-        ] {
-            assert!(is_client_fault(code as i32), "{code:?} is the caller's");
-        }
-        for code in [Code::Internal, Code::Unknown, Code::DataLoss, Code::Unavailable] {
-            assert!(!is_client_fault(code as i32), "{code:?} is ours");
-        }
-    }
-
-    #[test]
-    fn known_methods_are_those_of_the_served_services_only() {
-        let known = known_methods(&["hubbub.v1.Room"]);
-        assert!(known.contains("/hubbub.v1.Room/Publish"));
-        assert!(known.contains("/grpc.health.v1.Health/Check"));
-        assert!(!known.contains("/hubbub.v1.Presence/LocateUsers"));
-    }
 }
