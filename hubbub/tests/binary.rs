@@ -76,6 +76,7 @@ async fn start_all() -> (Child, Vec<u16>, String) {
             "--set",
             &format!("gateway.presence_address=http://127.0.0.1:{}", ports[4]),
         ])
+        .args(["--set", &format!("gateway.group_address=http://127.0.0.1:{}", ports[2])])
         .args([
             "--set",
             &format!("gateway.advertise=http://127.0.0.1:{}", ports[INTERNAL_GATEWAY]),
@@ -208,6 +209,10 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(
+        err.message().contains("Group.ListMyGroups"),
+        "the gateway reached the group service for the user: {err:?}"
+    );
 
     // SIGTERM: the client is told to reconnect, then the process exits 0.
     let pid = child.id().unwrap().to_string();

@@ -160,7 +160,11 @@ async fn calls_are_authenticated_before_anything_else() {
         .list_my_groups(authed(ListMyGroupsRequest::default(), Some(&support::token("u"))))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(
+        err.code(),
+        Code::Unavailable,
+        "past the token, to the (absent) group service: {err:?}"
+    );
 }
 
 /// Sends raw bytes as the body of a unary call.

@@ -248,57 +248,102 @@ impl ClientApi for ClientApiService {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        self.user(&request, "CreateGroup")?;
-        Err(not_yet("CreateGroup"))
+        let identity = self.user(&request, "CreateGroup")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .create_group(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn add_group_members(
         &self,
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Result<Response<pb::AddGroupMembersResponse>, Status> {
-        self.user(&request, "AddGroupMembers")?;
-        Err(not_yet("AddGroupMembers"))
+        let identity = self.user(&request, "AddGroupMembers")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .add_members(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn remove_group_members(
         &self,
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Result<Response<pb::RemoveGroupMembersResponse>, Status> {
-        self.user(&request, "RemoveGroupMembers")?;
-        Err(not_yet("RemoveGroupMembers"))
+        let identity = self.user(&request, "RemoveGroupMembers")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .remove_members(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn list_my_groups(
         &self,
         request: Request<pb::ListMyGroupsRequest>,
     ) -> Result<Response<pb::ListMyGroupsResponse>, Status> {
-        self.user(&request, "ListMyGroups")?;
-        Err(not_yet("ListMyGroups"))
+        let identity = self.user(&request, "ListMyGroups")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .list_my_groups(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn send_group_message(
         &self,
         request: Request<pb::SendGroupMessageRequest>,
     ) -> Result<Response<pb::SendGroupMessageResponse>, Status> {
-        self.user(&request, "SendGroupMessage")?;
-        Err(not_yet("SendGroupMessage"))
+        let identity = self.user(&request, "SendGroupMessage")?;
+        let answer = self.gateway.groups()?.send(&identity, request.into_inner()).await?;
+        Ok(Response::new(answer))
     }
 
     async fn pull_mailbox(
         &self,
         request: Request<pb::PullMailboxRequest>,
     ) -> Result<Response<pb::PullMailboxResponse>, Status> {
-        self.user(&request, "PullMailbox")?;
-        Err(not_yet("PullMailbox"))
+        let identity = self.user(&request, "PullMailbox")?;
+        let request = request.into_inner();
+        let answer = match self.route(&request.session_id)? {
+            Route::Here => self.gateway.pull_mailbox(&identity, request).await?,
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::PullMailbox(request)).await? {
+                Answer::PullMailbox(answer) => answer,
+                _ => return Err(unexpected()),
+            },
+        };
+        Ok(Response::new(answer))
     }
 
     async fn ack(&self, request: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
-        self.user(&request, "Ack")?;
-        Err(not_yet("Ack"))
+        let identity = self.user(&request, "Ack")?;
+        let request = request.into_inner();
+        let answer = match self.route(&request.session_id)? {
+            Route::Here => self.gateway.ack(&identity, request).await?,
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::Ack(request)).await? {
+                Answer::Ack(answer) => answer,
+                _ => return Err(unexpected()),
+            },
+        };
+        Ok(Response::new(answer))
     }
 
     async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Result<Response<pb::MarkReadResponse>, Status> {
-        self.user(&request, "MarkRead")?;
-        Err(not_yet("MarkRead"))
+        let identity = self.user(&request, "MarkRead")?;
+        let request = request.into_inner();
+        let answer = match self.route(&request.session_id)? {
+            Route::Here => self.gateway.mark_read(&identity, request).await?,
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::MarkRead(request)).await? {
+                Answer::MarkRead(answer) => answer,
+                _ => return Err(unexpected()),
+            },
+        };
+        Ok(Response::new(answer))
     }
 }

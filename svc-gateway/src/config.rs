@@ -30,6 +30,9 @@ pub struct GatewayConfig {
     /// The presence service (`http://presence:7704`); without it, online
     /// counts are this replica's own and nobody can locate its sessions.
     pub presence_address: Option<String>,
+    /// The group service (`http://group:7702`); without it, group calls
+    /// answer UNAVAILABLE.
+    pub group_address: Option<String>,
     /// Interval of the aggregated presence report.
     pub presence_report_ms: u64,
     /// How long presence keeps a report without a successor: a replica that
@@ -103,6 +106,7 @@ impl Default for GatewayConfig {
             room_dns_refresh_ms: 5_000,
             advertise: "http://127.0.0.1:7705".to_owned(),
             presence_address: Some("http://127.0.0.1:7704".to_owned()),
+            group_address: Some("http://127.0.0.1:7702".to_owned()),
             presence_report_ms: 1_000,
             presence_ttl_ms: 3_500,
             room_presence_push_ms: 2_000,

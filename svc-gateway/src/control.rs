@@ -77,11 +77,9 @@ impl GatewayControl for GatewayControlService {
             Some(Call::SendRoomMessage(call)) => {
                 Answer::SendRoomMessage(gateway.send_room_message(&identity, call).await?)
             }
-            Some(Call::PullMailbox(_)) | Some(Call::Ack(_)) | Some(Call::MarkRead(_)) => {
-                return Err(Status::unimplemented(
-                    "group mailbox calls are not available in this release yet",
-                ));
-            }
+            Some(Call::PullMailbox(call)) => Answer::PullMailbox(gateway.pull_mailbox(&identity, call).await?),
+            Some(Call::Ack(call)) => Answer::Ack(gateway.ack(&identity, call).await?),
+            Some(Call::MarkRead(call)) => Answer::MarkRead(gateway.mark_read(&identity, call).await?),
             None => return Err(Status::invalid_argument("call is required")),
         };
         Ok(Response::new(GatewayControlForwardResponse { result: Some(answer) }))

@@ -3,6 +3,7 @@
 
 use crate::{
     config::GatewayConfig,
+    groups::GroupLink,
     limits::RateLimiter,
     metrics::GatewayMetrics,
     outbox::{Outbox, OutboxStream},
@@ -14,7 +15,8 @@ use crate::{
 use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after, service_auth::Credentials};
 use hubbub_proto::{
     v1::{
-        JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, PresenceSession, Reconnect,
+        AckRequest, AckResponse, JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse,
+        MarkReadRequest, MarkReadResponse, PresenceSession, PullMailboxRequest, PullMailboxResponse, Reconnect,
         RoomMessageKind, RoomPublishRequest, SendRoomMessageRequest, SendRoomMessageResponse, ServerEvent, Welcome,
         gateway_control_client::GatewayControlClient, server_event::Event,
     },
@@ -45,6 +47,8 @@ pub struct Gateway {
     pub presence_changes: Option<PendingChanges>,
     /// This replica's service credentials, for calls made for its users.
     pub credentials: Credentials,
+    /// The group service, when configured.
+    pub groups: Option<GroupLink>,
     /// Its metrics.
     pub metrics: GatewayMetrics,
 }
@@ -301,6 +305,38 @@ impl Gateway {
             }));
             session.outbox.close();
         }
+    }
+
+    /// The group service, or UNAVAILABLE when none is configured.
+    pub fn groups(&self) -> Result<&GroupLink, Status> {
+        self.groups
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this gateway has no group service configured (gateway.group_address)"))
+    }
+
+    /// PullMailbox for the device of a session of this replica.
+    pub async fn pull_mailbox(
+        &self,
+        identity: &Identity,
+        request: PullMailboxRequest,
+    ) -> Result<PullMailboxResponse, Status> {
+        identity.require_user("PullMailbox")?;
+        let session = self.sessions.owned_by(&request.session_id, identity)?;
+        self.groups()?.pull(identity, &session.device_id, request).await
+    }
+
+    /// Ack for the device of a session of this replica.
+    pub async fn ack(&self, identity: &Identity, request: AckRequest) -> Result<AckResponse, Status> {
+        identity.require_user("Ack")?;
+        let session = self.sessions.owned_by(&request.session_id, identity)?;
+        self.groups()?.ack(identity, &session.device_id, request).await
+    }
+
+    /// MarkRead for the device of a session of this replica.
+    pub async fn mark_read(&self, identity: &Identity, request: MarkReadRequest) -> Result<MarkReadResponse, Status> {
+        identity.require_user("MarkRead")?;
+        let session = self.sessions.owned_by(&request.session_id, identity)?;
+        self.groups()?.mark_read(identity, &session.device_id, request).await
     }
 
     /// Ends the streams whose token has expired, with UNAUTHENTICATED: a

@@ -10,6 +10,7 @@
 //! - [`gateway`]: `Gateway`, the replica's state and session calls.
 //! - [`sessions`]: client streams by session id.
 //! - [`rooms`]: `LocalRooms`, room -> local viewers, and the fan-out.
+//! - [`groups`]: calls to the group service for clients.
 //! - [`room_link`]: attach streams to the room instances.
 //! - [`delivery`]: the workers that write room traffic to local viewers.
 //! - [`batch`]: a room batch encoded (and compressed) once for all viewers.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod gateway;
+pub mod groups;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
@@ -143,6 +145,16 @@ pub async fn serve_with(
     let limiter = limits::RateLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
     let session_limiter = limits::RateLimiter::new(config.session_calls_per_sec, config.session_calls_burst);
     let presence_changes = config.presence_address.is_some().then(Default::default);
+    let groups = match &config.group_address {
+        Some(address) => {
+            let channel = dialer
+                .dial(address)
+                .map_err(|err| GatewayError::Config(err.to_string()))?;
+            let timeout = Duration::from_millis(config.call_timeout_ms);
+            Some(groups::GroupLink::new(channel, credentials.clone(), timeout))
+        }
+        None => None,
+    };
     let gateway = Arc::new(gateway::Gateway {
         config,
         sessions: Default::default(),
@@ -152,6 +164,7 @@ pub async fn serve_with(
         limiter,
         session_limiter,
         presence_changes,
+        groups,
         credentials: credentials.clone(),
         metrics,
     });

@@ -125,6 +125,7 @@ pub async fn start_with_room(
             heartbeat_interval_ms: 500,
             attach_retry_ms: 50,
             presence_address: None,
+            group_address: None,
             // Tests send in bursts; the limit has its own test.
             user_publish_per_sec: 10_000.0,
             user_publish_burst: 10_000.0,

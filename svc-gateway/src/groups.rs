@@ -1,0 +1,218 @@
+//! `GroupLink`: the gateway's calls to the group service for its clients.
+//! Each is made for the user the gateway verified, who travels in a
+//! per-call credential; the request's `actor_user_id` says the same, so the
+//! group service can check that the two agree. Calls acting for a device
+//! (pull, ack, read) take the device from the session they name.
+
+use hubbub_kit::{auth::Identity, channel::TracedChannel, service_auth::Credentials};
+use hubbub_proto::v1::{self as pb, group_client::GroupClient};
+use std::time::Duration;
+use tonic::{Request, Status};
+
+/// A client of the group service.
+#[derive(Debug, Clone)]
+pub struct GroupLink {
+    client: GroupClient<TracedChannel>,
+    credentials: Credentials,
+    timeout: Duration,
+}
+
+impl GroupLink {
+    /// Calls the group service on `channel` as `credentials`, each call
+    /// bounded by `timeout`.
+    pub fn new(channel: TracedChannel, credentials: Credentials, timeout: Duration) -> Self {
+        Self {
+            client: GroupClient::new(channel),
+            credentials,
+            timeout,
+        }
+    }
+
+    fn request<T>(&self, user: &Identity, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        self.credentials.act_for(&mut request, user);
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    async fn bounded<T>(&self, call: impl Future<Output = Result<tonic::Response<T>, Status>>) -> Result<T, Status> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| Status::unavailable("the group service did not answer in time: retry"))?
+            .map(tonic::Response::into_inner)
+    }
+
+    /// ClientApi.CreateGroup.
+    pub async fn create_group(
+        &self,
+        user: &Identity,
+        call: pb::CreateGroupRequest,
+    ) -> Result<pb::CreateGroupResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupCreateGroupRequest {
+                actor_user_id: user.id().to_owned(),
+                name: call.name,
+                member_user_ids: call.member_user_ids,
+                end_to_end_encrypted: call.end_to_end_encrypted,
+                client_key: call.client_key,
+            },
+        );
+        let answer = self.bounded(self.client.clone().create_group(request)).await?;
+        Ok(pb::CreateGroupResponse {
+            group: answer.group,
+            members: answer.members,
+        })
+    }
+
+    /// ClientApi.AddGroupMembers.
+    pub async fn add_members(
+        &self,
+        user: &Identity,
+        call: pb::AddGroupMembersRequest,
+    ) -> Result<pb::AddGroupMembersResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupAddGroupMembersRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+                user_ids: call.user_ids,
+                role: call.role,
+            },
+        );
+        let answer = self.bounded(self.client.clone().add_group_members(request)).await?;
+        Ok(pb::AddGroupMembersResponse {
+            group: answer.group,
+            added: answer.added,
+        })
+    }
+
+    /// ClientApi.RemoveGroupMembers.
+    pub async fn remove_members(
+        &self,
+        user: &Identity,
+        call: pb::RemoveGroupMembersRequest,
+    ) -> Result<pb::RemoveGroupMembersResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupRemoveGroupMembersRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+                user_ids: call.user_ids,
+            },
+        );
+        let answer = self.bounded(self.client.clone().remove_group_members(request)).await?;
+        Ok(pb::RemoveGroupMembersResponse {
+            group: answer.group,
+            removed_user_ids: answer.removed_user_ids,
+        })
+    }
+
+    /// ClientApi.ListMyGroups.
+    pub async fn list_my_groups(
+        &self,
+        user: &Identity,
+        call: pb::ListMyGroupsRequest,
+    ) -> Result<pb::ListMyGroupsResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupListMyGroupsRequest {
+                actor_user_id: user.id().to_owned(),
+                page_size: call.page_size,
+                page_token: call.page_token,
+            },
+        );
+        let answer = self.bounded(self.client.clone().list_my_groups(request)).await?;
+        Ok(pb::ListMyGroupsResponse {
+            groups: answer.groups,
+            next_page_token: answer.next_page_token,
+        })
+    }
+
+    /// ClientApi.SendGroupMessage.
+    pub async fn send(
+        &self,
+        user: &Identity,
+        call: pb::SendGroupMessageRequest,
+    ) -> Result<pb::SendGroupMessageResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupSendGroupMessageRequest {
+                actor_user_id: user.id().to_owned(),
+                sender_device_id: call.device_id,
+                group_id: call.group_id,
+                client_message_id: call.client_message_id,
+                content_type: call.content_type,
+                body: call.body,
+            },
+        );
+        let answer = self.bounded(self.client.clone().send_group_message(request)).await?;
+        Ok(pb::SendGroupMessageResponse {
+            message: answer.message,
+            duplicate: answer.duplicate,
+        })
+    }
+
+    /// ClientApi.PullMailbox, for `device` of `user`.
+    pub async fn pull(
+        &self,
+        user: &Identity,
+        device: &str,
+        call: pb::PullMailboxRequest,
+    ) -> Result<pb::PullMailboxResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupPullMailboxRequest {
+                actor_user_id: user.id().to_owned(),
+                device_id: device.to_owned(),
+                after_mailbox_seq: call.after_mailbox_seq,
+                limit: call.limit,
+            },
+        );
+        let answer = self.bounded(self.client.clone().pull_mailbox(request)).await?;
+        Ok(pb::PullMailboxResponse {
+            items: answer.items,
+            has_more: answer.has_more,
+            cursor: answer.cursor,
+            head_mailbox_seq: answer.head_mailbox_seq,
+        })
+    }
+
+    /// ClientApi.Ack, for `device` of `user`.
+    pub async fn ack(&self, user: &Identity, device: &str, call: pb::AckRequest) -> Result<pb::AckResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupAckRequest {
+                actor_user_id: user.id().to_owned(),
+                device_id: device.to_owned(),
+                mailbox_seq: call.mailbox_seq,
+            },
+        );
+        let answer = self.bounded(self.client.clone().ack(request)).await?;
+        Ok(pb::AckResponse { cursor: answer.cursor })
+    }
+
+    /// ClientApi.MarkRead, for `device` of `user`.
+    pub async fn mark_read(
+        &self,
+        user: &Identity,
+        device: &str,
+        call: pb::MarkReadRequest,
+    ) -> Result<pb::MarkReadResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupMarkReadRequest {
+                actor_user_id: user.id().to_owned(),
+                device_id: device.to_owned(),
+                group_id: call.group_id,
+                seq: call.seq,
+                mailbox_seq: call.mailbox_seq,
+            },
+        );
+        let answer = self.bounded(self.client.clone().mark_read(request)).await?;
+        Ok(pb::MarkReadResponse {
+            read_seq: answer.read_seq,
+            cursor: answer.cursor,
+        })
+    }
+}
