@@ -7,7 +7,7 @@
 //! different `typ` in the header, so one can never pass for the other.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};

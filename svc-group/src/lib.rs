@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`config`]: `[group]` settings.
 //! - [`api`]: the `hubbub.v1.Group` handlers.
+//! - [`store`]: `GroupStore` and its PostgreSQL and SQLite backends.
 
 pub mod api;
 pub mod config;
+pub mod store;
 
 pub use config::GroupConfig;
 

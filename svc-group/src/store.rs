@@ -1,0 +1,180 @@
+//! `GroupStore`: the durable half of group chat. One trait, two backends
+//! (`postgres` for deployments, `sqlite` for `hubbub all`), one conformance
+//! suite for both (`tests/conformance.rs`). The model and its invariants are
+//! in `svc-group/MODEL.md`; the schema in `migrations/group/`.
+//!
+//! A message is stored once, in its group, under a per-group `seq`; in the
+//! same transaction it is written into the mailbox of every current member
+//! (sender included) under a per-user `mailbox_seq`. Each device keeps its
+//! own cursor over its user's mailbox. Every membership change is itself a
+//! message of the group (content type [`GROUP_EVENT_CONTENT_TYPE`], sender
+//! `""`), so devices learn it by pulling.
+//!
+//! # Distribution over Citus
+//! Two families of tables, each with its own distribution column:
+//! - by `group_id`, co-located: `groups`, `group_members`, `group_messages`.
+//!   A send locks one `groups` row and reads the group's members: one shard.
+//! - by `user_id`, co-located: `mailbox_heads`, `mailbox_entries`,
+//!   `device_cursors`. A pull, an ack and a cursor read touch one shard.
+//!
+//! No sequence is global: `seq` is a counter in the group row, `mailbox_seq`
+//! a counter in the user's head row. The two cross-family steps are the
+//! diffusion (an `INSERT .. SELECT` from the group's members into the users'
+//! heads and entries, which Citus runs as a repartitioned insert) and the
+//! pull, written as a materialised CTE over the user's mailbox (a router
+//! query on the user's shard) whose small result is then joined with
+//! `group_messages` by `(group_id, seq)` primary key: Citus plans that as an
+//! intermediate result pushed to the message shards, not as a join of two
+//! distributed tables. `group_create_keys` is distributed by `owner_user_id`.
+//! `list_groups` filters `group_members` by user: a fan-out over the group
+//! shards (a rare call; a user-side membership table would make it a router
+//! query if it ever matters).
+
+mod error;
+#[macro_use]
+mod rows;
+pub mod postgres;
+mod postgres_groups;
+mod postgres_mailbox;
+mod rules;
+pub mod sqlite;
+mod sqlite_groups;
+mod sqlite_mailbox;
+mod types;
+
+pub use error::StoreError;
+pub use rules::GROUP_EVENT_CONTENT_TYPE;
+pub use types::*;
+
+use std::future::Future;
+
+/// Shorthand for the futures the trait returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Groups, members, messages, mailboxes and cursors; see the module
+/// documentation. Every method is one transaction: it happens entirely or
+/// not at all, and a retry after `Unavailable` is safe (calls are
+/// idempotent or carry an idempotency key).
+pub trait GroupStore: Send + Sync + 'static {
+    /// Creates a group owned by `new.owner_user_id` with its initial members
+    /// (duplicates and the owner's own id ignored), and writes its first
+    /// message (seq 1, the creation event). With a non-empty `client_key`, a
+    /// retry by the same owner returns the group created first
+    /// (`Created::existed`, no dispatch).
+    fn create_group(&self, new: &NewGroup) -> impl Future<Output = StoreResult<Created>> + Send;
+
+    /// Adds `user_ids` with `role` (never `Owner`). All-or-nothing; existing
+    /// members are skipped and keep their role. Added members see history
+    /// from the event announcing them. Bumps the membership epoch when
+    /// anyone was added.
+    fn add_members(
+        &self,
+        actor: &str,
+        group_id: &str,
+        user_ids: &[String],
+        role: Role,
+    ) -> impl Future<Output = StoreResult<MembersChanged>> + Send;
+
+    /// Removes `user_ids` (the actor's own id means leaving). All-or-nothing;
+    /// non-members are skipped. The removal event is the last message the
+    /// removed users receive. Bumps the membership epoch when anyone left.
+    fn remove_members(
+        &self,
+        actor: &str,
+        group_id: &str,
+        user_ids: &[String],
+    ) -> impl Future<Output = StoreResult<MembersChanged>> + Send;
+
+    /// Makes `new_owner` (a member) the owner; the previous owner becomes an
+    /// admin. Only the owner may.
+    fn transfer_ownership(
+        &self,
+        actor: &str,
+        group_id: &str,
+        new_owner: &str,
+    ) -> impl Future<Output = StoreResult<MembersChanged>> + Send;
+
+    /// The group and its members (owner first, then by user id), for a member.
+    fn members(&self, actor: &str, group_id: &str) -> impl Future<Output = StoreResult<GroupWithMembers>> + Send;
+
+    /// The groups `user_id` belongs to, ordered by group id, after `after`
+    /// (exclusive), at most `limit` (0: 100; capped at the page limit).
+    fn list_groups(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Membership>>> + Send;
+
+    /// Stores a message under the next group seq and writes it into every
+    /// member's mailbox; idempotent by (group, sender, client_message_id).
+    /// The sender's read position moves to the new seq.
+    fn send(&self, message: &NewMessage) -> impl Future<Output = StoreResult<Sent>> + Send;
+
+    /// The device's cursor, created on first use at a bounded window of
+    /// recent history behind the mailbox head; with the mailbox head.
+    fn cursor(&self, user_id: &str, device_id: &str) -> impl Future<Output = StoreResult<(DeviceCursor, u64)>> + Send;
+
+    /// Mailbox items strictly after `after` (unset: after the device's ack;
+    /// never before its begin), ascending, at most `limit` (0: 100; capped at
+    /// the page limit), joined with their messages. Moves fetch forward.
+    fn pull(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Pulled>> + Send;
+
+    /// Moves the device's ack forward to `mailbox_seq` (at most its fetch).
+    fn ack(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        mailbox_seq: u64,
+    ) -> impl Future<Output = StoreResult<DeviceCursor>> + Send;
+
+    /// Moves the user's read position in the group forward to `seq` (at most
+    /// the group's last seq) and, when `mailbox_seq` is not 0, the device's
+    /// read cursor to it (at most its fetch).
+    fn mark_read(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        group_id: &str,
+        seq: u64,
+        mailbox_seq: u64,
+    ) -> impl Future<Output = StoreResult<MarkedRead>> + Send;
+
+    /// Every current member's read position in the group, by user id.
+    fn read_positions(
+        &self,
+        actor: &str,
+        group_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<ReadPosition>>> + Send;
+
+    /// Which current members have read the group up to `seq`.
+    fn receipts(&self, actor: &str, group_id: &str, seq: u64) -> impl Future<Output = StoreResult<Receipts>> + Send;
+
+    /// The group's messages before `before` (unset: the newest), newest
+    /// first, never below the actor's begin position, at most `limit`.
+    fn history(
+        &self,
+        actor: &str,
+        group_id: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<History>> + Send;
+
+    /// Clears the actor's visible history of the group: its begin position
+    /// moves past the last seq. Returns the new begin position.
+    fn clear_history(&self, actor: &str, group_id: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// Unix milliseconds now.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,281 @@
+//! The PostgreSQL `GroupStore`, through an sqlx pool.
+//!
+//! Lock order, the same in every transaction so none can deadlock with
+//! another: first the `groups` row (`FOR UPDATE`: it serialises every write
+//! to one group, across replicas), then `group_members` rows, then
+//! `mailbox_heads` rows in ascending user id. A send is seven round trips
+//! whatever the group's size: BEGIN, group lock + sender's role (one query),
+//! idempotency check, the sender's read position, seq bump + message insert
+//! (one statement), diffusion to every member (one statement), COMMIT.
+
+use super::rows::{CursorRow, GroupRow, MemberRow, owner_first};
+use super::rules::{self, Draft, Limits};
+use super::*;
+use crate::config::GroupStoreConfig;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use std::time::Duration;
+
+/// Group chat in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgGroupStore {
+    pub(super) pool: PgPool,
+    pub(super) limits: Limits,
+}
+
+impl PgGroupStore {
+    /// Connects to `url` and brings the schema up to date. Replicas starting
+    /// at once do not race: sqlx's migrator holds a PostgreSQL advisory lock
+    /// while it applies migrations.
+    pub async fn connect(url: &str, config: &GroupStoreConfig) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        let mut migrator = sqlx::migrate!("../migrations/group/postgres");
+        // Own table, so gift's migrations may share the database.
+        migrator.dangerous_set_table_name("_sqlx_migrations_group");
+        migrator.run(&pool).await?;
+        Ok(Self {
+            pool,
+            limits: config.into(),
+        })
+    }
+
+    /// Locks the group row for the rest of the transaction.
+    pub(super) async fn lock_group(conn: &mut PgConnection, group_id: &str) -> Result<GroupRow, StoreError> {
+        let row = sqlx::query_as::<_, GroupRow>(concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM groups g WHERE g.group_id = $1 FOR UPDATE"
+        ))
+        .bind(group_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        rules::found(group_id, row)
+    }
+
+    pub(super) async fn role(
+        conn: &mut PgConnection,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Role>, StoreError> {
+        let role: Option<i32> =
+            sqlx::query_scalar("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
+                .bind(group_id)
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(role.and_then(Role::from_i32))
+    }
+
+    /// The group (unlocked) and the actor's membership row, for reads.
+    pub(super) async fn visible(
+        conn: &mut PgConnection,
+        actor: &str,
+        group_id: &str,
+    ) -> Result<(GroupInfo, i64, i64), StoreError> {
+        let row: Option<(i64, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT g.last_seq, g.member_count, m.begin_seq, m.read_seq FROM groups g \
+             LEFT JOIN group_members m ON m.group_id = g.group_id AND m.user_id = $2 WHERE g.group_id = $1",
+        )
+        .bind(group_id)
+        .bind(actor)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (last_seq, member_count, begin, read) = rules::found(group_id, row)?;
+        let (Some(begin), Some(read)) = (begin, read) else {
+            return Err(rules::member(actor, group_id, None).unwrap_err());
+        };
+        let info = GroupInfo {
+            group_id: group_id.to_owned(),
+            name: String::new(),
+            owner_user_id: String::new(),
+            member_count: member_count as u32,
+            created_at_ms: 0,
+            end_to_end_encrypted: false,
+            last_seq: last_seq as u64,
+            epoch: 0,
+        };
+        Ok((info, begin, read))
+    }
+
+    /// Stores one message under the next seq of the locked group `g` and
+    /// writes it into every current member's mailbox.
+    pub(super) async fn append(
+        conn: &mut PgConnection,
+        g: &mut GroupRow,
+        d: Draft<'_>,
+    ) -> Result<Dispatch, StoreError> {
+        let seq: i64 = sqlx::query_scalar(
+            "WITH bump AS (UPDATE groups SET last_seq = last_seq + 1 WHERE group_id = $1 RETURNING last_seq) \
+             INSERT INTO group_messages (group_id, seq, sender_user_id, sender_device_id, client_message_id, \
+             content_type, body, sent_at_ms) SELECT $1, last_seq, $2, $3, $4, $5, $6, $7 FROM bump RETURNING seq",
+        )
+        .bind(&g.group_id)
+        .bind(d.sender)
+        .bind(d.device)
+        .bind(d.client_message_id)
+        .bind(d.content_type)
+        .bind(d.body)
+        .bind(d.now)
+        .fetch_one(&mut *conn)
+        .await?;
+        g.last_seq = seq;
+        // One statement for every member. Heads are inserted, and so locked,
+        // in ascending user id: two messages to overlapping members take the
+        // same locks in the same order and never deadlock.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "WITH heads AS (INSERT INTO mailbox_heads AS h (user_id, head_seq) \
+               SELECT user_id, 1 FROM group_members WHERE group_id = $1 ORDER BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET head_seq = h.head_seq + 1 RETURNING h.user_id, h.head_seq) \
+             INSERT INTO mailbox_entries (user_id, mailbox_seq, group_id, seq) \
+             SELECT user_id, head_seq, $1, $2 FROM heads RETURNING user_id, mailbox_seq",
+        )
+        .bind(&g.group_id)
+        .bind(seq)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut deliveries: Vec<Delivery> = rows
+            .into_iter()
+            .map(|(user_id, m)| Delivery {
+                user_id,
+                mailbox_seq: m as u64,
+            })
+            .collect();
+        deliveries.sort();
+        let message = GroupMessage {
+            group_id: g.group_id.clone(),
+            seq: seq as u64,
+            sender_user_id: d.sender.to_owned(),
+            sender_device_id: d.device.to_owned(),
+            client_message_id: d.client_message_id.to_owned(),
+            content_type: d.content_type.to_owned(),
+            body: d.body.to_vec(),
+            sent_at_ms: d.now,
+        };
+        Ok(Dispatch { message, deliveries })
+    }
+
+    pub(super) async fn members_of(conn: &mut PgConnection, g: GroupRow) -> Result<GroupWithMembers, StoreError> {
+        let mut members: Vec<Member> =
+            sqlx::query_as::<_, MemberRow>("SELECT user_id, role, joined_at_ms FROM group_members WHERE group_id = $1")
+                .bind(&g.group_id)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(Member::from)
+                .collect();
+        owner_first(&mut members);
+        Ok(GroupWithMembers {
+            group: g.into(),
+            members,
+        })
+    }
+
+    /// The device's cursor, created at the new-device window when missing.
+    pub(super) async fn cursor_in(
+        &self,
+        conn: &mut PgConnection,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<CursorRow, StoreError> {
+        const SELECT: &str = "SELECT c.device_id, c.begin_seq, c.fetch_seq, c.ack_seq, c.read_seq, \
+             COALESCE(h.head_seq, 0) AS head_seq FROM device_cursors c \
+             LEFT JOIN mailbox_heads h ON h.user_id = c.user_id WHERE c.user_id = $1 AND c.device_id = $2";
+        if let Some(row) = sqlx::query_as::<_, CursorRow>(SELECT)
+            .bind(user_id)
+            .bind(device_id)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            return Ok(row);
+        }
+        let head: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM mailbox_heads WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let begin = self.limits.new_device_begin(head.unwrap_or(0) as u64) as i64;
+        // Two first pulls of one device at once: the second insert does
+        // nothing and both read the same cursor.
+        sqlx::query(
+            "INSERT INTO device_cursors (user_id, device_id, begin_seq, fetch_seq, ack_seq, read_seq) \
+             VALUES ($1, $2, $3, $3 - 1, $3 - 1, $3 - 1) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(begin)
+        .execute(&mut *conn)
+        .await?;
+        Ok(sqlx::query_as::<_, CursorRow>(SELECT)
+            .bind(user_id)
+            .bind(device_id)
+            .fetch_one(&mut *conn)
+            .await?)
+    }
+}
+
+impl GroupStore for PgGroupStore {
+    async fn create_group(&self, new: &NewGroup) -> StoreResult<Created> {
+        self.create(new).await
+    }
+    async fn add_members(
+        &self,
+        actor: &str,
+        group_id: &str,
+        user_ids: &[String],
+        role: Role,
+    ) -> StoreResult<MembersChanged> {
+        self.add(actor, group_id, user_ids, role).await
+    }
+    async fn remove_members(&self, actor: &str, group_id: &str, user_ids: &[String]) -> StoreResult<MembersChanged> {
+        self.remove(actor, group_id, user_ids).await
+    }
+    async fn transfer_ownership(&self, actor: &str, group_id: &str, new_owner: &str) -> StoreResult<MembersChanged> {
+        self.transfer(actor, group_id, new_owner).await
+    }
+    async fn members(&self, actor: &str, group_id: &str) -> StoreResult<GroupWithMembers> {
+        PgGroupStore::members(self, actor, group_id).await
+    }
+    async fn list_groups(&self, user_id: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<Membership>> {
+        self.list(user_id, after, limit).await
+    }
+    async fn send(&self, message: &NewMessage) -> StoreResult<Sent> {
+        self.send_message(message).await
+    }
+    async fn cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
+        self.device_cursor(user_id, device_id).await
+    }
+    async fn pull(&self, user_id: &str, device_id: &str, after: Option<u64>, limit: u32) -> StoreResult<Pulled> {
+        self.pull_mailbox(user_id, device_id, after, limit).await
+    }
+    async fn ack(&self, user_id: &str, device_id: &str, mailbox_seq: u64) -> StoreResult<DeviceCursor> {
+        self.ack_mailbox(user_id, device_id, mailbox_seq).await
+    }
+    async fn mark_read(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        group_id: &str,
+        seq: u64,
+        mailbox_seq: u64,
+    ) -> StoreResult<MarkedRead> {
+        self.mark(user_id, device_id, group_id, seq, mailbox_seq).await
+    }
+    async fn read_positions(&self, actor: &str, group_id: &str) -> StoreResult<Vec<ReadPosition>> {
+        let rows = self.positions(actor, group_id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, read_seq)| ReadPosition { user_id, read_seq })
+            .collect())
+    }
+    async fn receipts(&self, actor: &str, group_id: &str, seq: u64) -> StoreResult<Receipts> {
+        self.receipts_of(actor, group_id, seq).await
+    }
+    async fn history(&self, actor: &str, group_id: &str, before: Option<u64>, limit: u32) -> StoreResult<History> {
+        self.history_of(actor, group_id, before, limit).await
+    }
+    async fn clear_history(&self, actor: &str, group_id: &str) -> StoreResult<u64> {
+        self.clear(actor, group_id).await
+    }
+}

@@ -1,0 +1,272 @@
+//! SQLite: sending (write diffusion), mailboxes, device cursors, read
+//! positions and history.
+
+use super::rows::{CursorRow, GroupRow, ItemRow, MessageRow};
+use super::rules::{self, Draft};
+use super::sqlite::{SqliteGroupStore, WRITE};
+use super::*;
+
+/// The locked group row with the sender's role.
+#[derive(sqlx::FromRow)]
+struct Locked {
+    #[sqlx(flatten)]
+    group: GroupRow,
+    role: Option<i32>,
+}
+
+impl SqliteGroupStore {
+    pub(super) async fn send_message(&self, m: &NewMessage) -> StoreResult<Sent> {
+        rules::new_message(m, &self.limits)?;
+        let now = unix_ms();
+        let mut tx = self.pool.begin_with(WRITE).await?;
+        let locked = sqlx::query_as::<_, Locked>(concat!(
+            "SELECT ",
+            group_columns!(),
+            ", (SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2) AS role \
+             FROM groups g WHERE g.group_id = $1"
+        ))
+        .bind(&m.group_id)
+        .bind(&m.sender_user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Locked { mut group, role } = rules::found(&m.group_id, locked)?;
+        rules::member(&m.sender_user_id, &m.group_id, role.and_then(Role::from_i32))?;
+        let original = sqlx::query_as::<_, MessageRow>(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM group_messages m \
+             WHERE m.group_id = $1 AND m.sender_user_id = $2 AND m.client_message_id = $3"
+        ))
+        .bind(&m.group_id)
+        .bind(&m.sender_user_id)
+        .bind(&m.client_message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(original) = original {
+            return rules::duplicate(m, original.into());
+        }
+        sqlx::query("UPDATE group_members SET read_seq = $3 WHERE group_id = $1 AND user_id = $2")
+            .bind(&m.group_id)
+            .bind(&m.sender_user_id)
+            .bind(group.last_seq + 1)
+            .execute(&mut *tx)
+            .await?;
+        let draft = Draft {
+            sender: &m.sender_user_id,
+            device: &m.sender_device_id,
+            client_message_id: &m.client_message_id,
+            content_type: &m.content_type,
+            body: &m.body,
+            now,
+        };
+        let dispatch = Self::append(&mut tx, &mut group, draft).await?;
+        tx.commit().await?;
+        Ok(Sent {
+            message: dispatch.message,
+            duplicate: false,
+            deliveries: dispatch.deliveries,
+        })
+    }
+
+    pub(super) async fn device_cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
+        rules::id("user_id", user_id)?;
+        rules::id("device_id", device_id)?;
+        let mut conn = self.pool.acquire().await?;
+        Ok(self.cursor_in(&mut conn, user_id, device_id).await?.split())
+    }
+
+    pub(super) async fn pull_mailbox(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Pulled> {
+        rules::id("user_id", user_id)?;
+        rules::id("device_id", device_id)?;
+        let limit = self.limits.page(limit) as usize;
+        let mut conn = self.pool.acquire().await?;
+        let (cursor, head) = self.cursor_in(&mut conn, user_id, device_id).await?.split();
+        let from = after.unwrap_or(cursor.ack_seq).max(cursor.begin_seq.saturating_sub(1));
+        let mut items: Vec<MailboxItem> = sqlx::query_as::<_, ItemRow>(concat!(
+            "WITH page AS MATERIALIZED (SELECT mailbox_seq, group_id, seq FROM mailbox_entries \
+               WHERE user_id = $1 AND mailbox_seq > $2 ORDER BY mailbox_seq LIMIT $3) \
+             SELECT p.mailbox_seq, ",
+            message_columns!(),
+            " FROM page p \
+             JOIN group_messages m ON m.group_id = p.group_id AND m.seq = p.seq ORDER BY p.mailbox_seq"
+        ))
+        .bind(user_id)
+        .bind(from as i64)
+        .bind(limit as i64 + 1)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(MailboxItem::from)
+        .collect();
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        let Some(last) = items.last().map(|i| i.mailbox_seq) else {
+            return Ok(Pulled {
+                items,
+                has_more,
+                cursor,
+                head_mailbox_seq: head,
+            });
+        };
+        let cursor = sqlx::query_as::<_, CursorRow>(concat!(
+            "UPDATE device_cursors SET fetch_seq = MAX(fetch_seq, $3) WHERE user_id = $1 AND device_id = $2 \
+             ",
+            cursor_returning!(),
+            ", $4 AS head_seq"
+        ))
+        .bind(user_id)
+        .bind(device_id)
+        .bind(last as i64)
+        .bind(head.max(last) as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (cursor, head) = cursor.split();
+        Ok(Pulled {
+            items,
+            has_more,
+            cursor,
+            head_mailbox_seq: head,
+        })
+    }
+
+    pub(super) async fn ack_mailbox(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        mailbox_seq: u64,
+    ) -> StoreResult<DeviceCursor> {
+        rules::id("user_id", user_id)?;
+        rules::id("device_id", device_id)?;
+        rules::positive("mailbox_seq", mailbox_seq)?;
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query_as::<_, CursorRow>(concat!(
+            "UPDATE device_cursors SET ack_seq = MAX(ack_seq, $3) \
+             WHERE user_id = $1 AND device_id = $2 AND fetch_seq >= $3 ",
+            cursor_returning!(),
+            ", 0 AS head_seq"
+        ))
+        .bind(user_id)
+        .bind(device_id)
+        .bind(mailbox_seq as i64)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            return Ok(row.split().0);
+        }
+        let fetch: Option<i64> =
+            sqlx::query_scalar("SELECT fetch_seq FROM device_cursors WHERE user_id = $1 AND device_id = $2")
+                .bind(user_id)
+                .bind(device_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        Err(rules::fetched("mailbox_seq", mailbox_seq, device_id, fetch.unwrap_or(0) as u64).unwrap_err())
+    }
+
+    pub(super) async fn mark(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        group_id: &str,
+        seq: u64,
+        mailbox_seq: u64,
+    ) -> StoreResult<MarkedRead> {
+        rules::id("group_id", group_id)?;
+        rules::id("device_id", device_id)?;
+        rules::positive("seq", seq)?;
+        let mut tx = self.pool.begin_with(WRITE).await?;
+        let (info, _, _) = Self::visible(&mut tx, user_id, group_id).await?;
+        rules::seq_in_group("seq", seq, &info)?;
+        let c = self.cursor_in(&mut tx, user_id, device_id).await?;
+        rules::fetched("mailbox_seq", mailbox_seq, device_id, c.fetch_seq as u64)?;
+        let read: i64 = sqlx::query_scalar(
+            "UPDATE group_members SET read_seq = MAX(read_seq, $3) WHERE group_id = $1 AND user_id = $2 \
+             RETURNING read_seq",
+        )
+        .bind(group_id)
+        .bind(user_id)
+        .bind(seq as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let c = if mailbox_seq > 0 {
+            sqlx::query_as::<_, CursorRow>(concat!(
+                "UPDATE device_cursors SET read_seq = MAX(read_seq, $3) WHERE user_id = $1 AND device_id = $2 \
+                 ",
+                cursor_returning!(),
+                ", 0 AS head_seq"
+            ))
+            .bind(user_id)
+            .bind(device_id)
+            .bind(mailbox_seq as i64)
+            .fetch_one(&mut *tx)
+            .await?
+        } else {
+            c
+        };
+        tx.commit().await?;
+        Ok(MarkedRead {
+            read_seq: read as u64,
+            cursor: c.split().0,
+        })
+    }
+
+    pub(super) async fn positions(&self, actor: &str, group_id: &str) -> StoreResult<Vec<(String, u64)>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::visible(&mut conn, actor, group_id).await?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT user_id, read_seq FROM group_members WHERE group_id = $1 ORDER BY user_id")
+                .bind(group_id)
+                .fetch_all(&mut *conn)
+                .await?;
+        Ok(rows.into_iter().map(|(u, r)| (u, r as u64)).collect())
+    }
+
+    pub(super) async fn receipts_of(&self, actor: &str, group_id: &str, seq: u64) -> StoreResult<Receipts> {
+        rules::positive("seq", seq)?;
+        let mut conn = self.pool.acquire().await?;
+        let (info, _, _) = Self::visible(&mut conn, actor, group_id).await?;
+        rules::seq_in_group("seq", seq, &info)?;
+        drop(conn);
+        Ok(rules::receipts(self.positions(actor, group_id).await?, seq))
+    }
+
+    pub(super) async fn history_of(
+        &self,
+        actor: &str,
+        group_id: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<History> {
+        let limit = self.limits.page(limit) as usize;
+        let mut conn = self.pool.acquire().await?;
+        let (info, begin, _) = Self::visible(&mut conn, actor, group_id).await?;
+        let before = rules::before(before, &info)?;
+        let mut messages: Vec<GroupMessage> = sqlx::query_as::<_, MessageRow>(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM group_messages m WHERE m.group_id = $1 AND m.seq < $2 AND m.seq >= $3 \
+             ORDER BY m.seq DESC LIMIT $4"
+        ))
+        .bind(group_id)
+        .bind(before as i64)
+        .bind(begin)
+        .bind(limit as i64 + 1)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(GroupMessage::from)
+        .collect();
+        let has_more = messages.len() > limit;
+        messages.truncate(limit);
+        Ok(History {
+            messages,
+            has_more,
+            begin_seq: begin as u64,
+        })
+    }
+}
