@@ -79,6 +79,10 @@ async fn start_all() -> (Child, Vec<u16>, String) {
         .args(["--set", &format!("gateway.group_address=http://127.0.0.1:{}", ports[2])])
         .args([
             "--set",
+            &format!("group.presence_address=http://127.0.0.1:{}", ports[4]),
+        ])
+        .args([
+            "--set",
             &format!("gateway.advertise=http://127.0.0.1:{}", ports[INTERNAL_GATEWAY]),
         ])
         .arg("all")
@@ -203,16 +207,15 @@ async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
     let metrics = http_get(ports[INTERNAL_GATEWAY], "/metrics").await;
     assert!(metrics.contains("hubbub_gateway_connections 1"), "{metrics}");
 
-    // A contract whose behaviour is not built yet says so precisely.
-    let err = client
+    // The gateway reaches the group service (on SQLite) for the user: a
+    // new user belongs to no group yet.
+    let listed = client
         .list_my_groups(authed(hubbub_proto::v1::ListMyGroupsRequest::default(), Some(&token)))
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(
-        err.message().contains("Group.ListMyGroups"),
-        "the gateway reached the group service for the user: {err:?}"
-    );
+        .expect("ListMyGroups through the gateway")
+        .into_inner();
+    assert!(listed.groups.is_empty(), "a new user has no groups: {listed:?}");
+    assert!(listed.next_page_token.is_empty(), "and no next page");
 
     // SIGTERM: the client is told to reconnect, then the process exits 0.
     let pid = child.id().unwrap().to_string();

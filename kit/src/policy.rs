@@ -10,6 +10,9 @@
 //!   backend service itself (`service:<name>`), never the request field.
 //! - `Room.Attach`: `hello.gateway_id` must be the caller's instance.
 //! - `Presence.ReportGateway`: `gateway_id` must be the caller's instance.
+//! - `Group.*`: for a gateway, `actor_user_id` must be the user the
+//!   credential names; a backend with `group.post`/`group.manage` acts for
+//!   the `actor_user_id` it gives.
 //!
 //! Health, reflection and `/metrics` are open: probes, load balancers,
 //! grpcurl and Prometheus reach them without a credential, and they reveal

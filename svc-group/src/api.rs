@@ -1,77 +1,311 @@
-//! The `hubbub.v1.Group` handlers. The contract is final; the behaviour
-//! (durable mailboxes, write diffusion, cursors) lands with its own issue,
-//! and until then every call answers UNIMPLEMENTED.
+//! The `hubbub.v1.Group` handlers: who acts, cheap argument checks, one
+//! store call, the answer, and the notify of what the call committed.
+//!
+//! # Who acts
+//! - A gateway calls for a user: the acting user is the one its per-call
+//!   credential names (`Caller::acting_for`), and the request's
+//!   `actor_user_id` must be that same user (PERMISSION_DENIED otherwise).
+//! - A backend service holding scope `group.post` (sends) or `group.manage`
+//!   (create, add, remove) acts for the user its request names in
+//!   `actor_user_id`: the platform's backend is trusted to act for any user
+//!   (a bot posting as a user, an admin tool managing groups), and the
+//!   policy table (`kit/src/policy.rs`) lets it call nothing else.
+//!
+//! Everything the store decides (membership, roles, limits, positions) it
+//! refuses with its own precise codes (`StoreError` maps to `Status`).
 
+use crate::convert;
+use crate::metrics::GroupMetrics;
+use crate::notify::Notifier;
+use crate::store::{Dispatch, GroupStore, NewGroup, NewMessage};
+use hubbub_kit::ids::{self, MAX_ID_BYTES};
+use hubbub_kit::service_auth::{self, Role};
 use hubbub_proto::v1::{self as pb, group_server::Group};
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-/// Serves `hubbub.v1.Group`.
-#[derive(Debug, Clone, Default)]
-pub struct GroupApi;
+/// ListMyGroups page size when the caller asks for 0.
+const DEFAULT_LIST_PAGE: u32 = 100;
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("Group.{rpc} is not available in this release yet"))
+/// Serves `hubbub.v1.Group` over a store.
+#[derive(Debug)]
+pub struct GroupApi<S> {
+    store: Arc<S>,
+    notifier: Notifier,
+    metrics: GroupMetrics,
+    max_page: u32,
+}
+
+impl<S: GroupStore> GroupApi<S> {
+    /// Handlers over `store`, notifying commits through `notifier`; pages of
+    /// ListMyGroups hold at most `max_page` groups.
+    pub fn new(store: Arc<S>, notifier: Notifier, metrics: GroupMetrics, max_page: u32) -> Self {
+        Self {
+            store,
+            notifier,
+            metrics,
+            max_page: max_page.max(1),
+        }
+    }
+
+    /// Counts and notifies what a commit wrote into mailboxes.
+    fn dispatched(&self, dispatch: Option<Dispatch>) {
+        if let Some(dispatch) = dispatch {
+            self.metrics.mailbox_entries.inc_by(dispatch.deliveries.len() as u64);
+            self.notifier.notify(&dispatch.message.group_id, dispatch.deliveries);
+        }
+    }
+}
+
+/// The user a call acts for; see the module documentation.
+fn actor<T>(request: &Request<T>, claimed: &str) -> Result<String, Status> {
+    let caller = service_auth::caller(request)?;
+    match &caller.acting_for {
+        Some(identity) => {
+            let user = identity
+                .user_id()
+                .ok_or_else(|| Status::permission_denied("group calls are made for a signed-in user, not a guest"))?;
+            if claimed != user {
+                return Err(Status::permission_denied(format!(
+                    "actor_user_id {claimed:?} is not the user the credential acts for ({user:?}); \
+                     a caller acts only for the user it was credentialed for"
+                )));
+            }
+            Ok(user.to_owned())
+        }
+        None if caller.role == Role::Service => {
+            user_id("actor_user_id", claimed)?;
+            Ok(claimed.to_owned())
+        }
+        None => Err(Status::permission_denied(format!(
+            "{} {:?} called the group service without acting for a user",
+            caller.role, caller.instance
+        ))),
+    }
+}
+
+/// A user id: 1 to 128 bytes.
+fn user_id(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is required")));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes; the limit is {MAX_ID_BYTES}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A list of user ids, each 1 to 128 bytes; at least one when `required`.
+fn user_ids(field: &str, values: &[String], required: bool) -> Result<(), Status> {
+    if required && values.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} must name at least one user")));
+    }
+    for (index, value) in values.iter().enumerate() {
+        user_id(&format!("{field}[{index}]"), value)?;
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
-impl Group for GroupApi {
+impl<S: GroupStore> Group for GroupApi<S> {
+    #[tracing::instrument(name = "group.create", skip_all)]
     async fn create_group(
         &self,
-        _: Request<pb::GroupCreateGroupRequest>,
+        request: Request<pb::GroupCreateGroupRequest>,
     ) -> Result<Response<pb::GroupCreateGroupResponse>, Status> {
-        Err(not_yet("CreateGroup"))
+        let owner = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        user_ids("member_user_ids", &call.member_user_ids, false)?;
+        let created = self
+            .store
+            .create_group(&NewGroup {
+                owner_user_id: owner,
+                name: call.name,
+                member_user_ids: call.member_user_ids,
+                end_to_end_encrypted: call.end_to_end_encrypted,
+                client_key: call.client_key,
+            })
+            .await?;
+        self.dispatched(created.dispatch);
+        Ok(Response::new(pb::GroupCreateGroupResponse {
+            group: Some(convert::group(created.group.group)),
+            members: created.group.members.into_iter().map(convert::member).collect(),
+        }))
     }
 
+    #[tracing::instrument(name = "group.add_members", skip_all)]
     async fn add_group_members(
         &self,
-        _: Request<pb::GroupAddGroupMembersRequest>,
+        request: Request<pb::GroupAddGroupMembersRequest>,
     ) -> Result<Response<pb::GroupAddGroupMembersResponse>, Status> {
-        Err(not_yet("AddGroupMembers"))
+        let actor = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        user_ids("user_ids", &call.user_ids, true)?;
+        let role = convert::requested_role(call.role)?;
+        let changed = self
+            .store
+            .add_members(&actor, &call.group_id, &call.user_ids, role)
+            .await?;
+        self.dispatched(changed.dispatch);
+        Ok(Response::new(pb::GroupAddGroupMembersResponse {
+            group: Some(convert::group(changed.group)),
+            added: changed.changed.into_iter().map(convert::member).collect(),
+        }))
     }
 
+    #[tracing::instrument(name = "group.remove_members", skip_all)]
     async fn remove_group_members(
         &self,
-        _: Request<pb::GroupRemoveGroupMembersRequest>,
+        request: Request<pb::GroupRemoveGroupMembersRequest>,
     ) -> Result<Response<pb::GroupRemoveGroupMembersResponse>, Status> {
-        Err(not_yet("RemoveGroupMembers"))
+        let actor = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        user_ids("user_ids", &call.user_ids, true)?;
+        let changed = self
+            .store
+            .remove_members(&actor, &call.group_id, &call.user_ids)
+            .await?;
+        // The removal event reaches the removed users too: it is the last
+        // item of the group in their mailboxes.
+        self.dispatched(changed.dispatch);
+        Ok(Response::new(pb::GroupRemoveGroupMembersResponse {
+            group: Some(convert::group(changed.group)),
+            removed_user_ids: changed.changed.into_iter().map(|m| m.user_id).collect(),
+        }))
     }
 
+    #[tracing::instrument(name = "group.list_mine", skip_all)]
     async fn list_my_groups(
         &self,
-        _: Request<pb::GroupListMyGroupsRequest>,
+        request: Request<pb::GroupListMyGroupsRequest>,
     ) -> Result<Response<pb::GroupListMyGroupsResponse>, Status> {
-        Err(not_yet("ListMyGroups"))
+        let actor = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        let after = convert::after_group(&call.page_token)?;
+        let page = match call.page_size {
+            0 => DEFAULT_LIST_PAGE.min(self.max_page),
+            asked => asked.min(self.max_page),
+        };
+        // One more than the page tells whether another page follows; at the
+        // store's cap that is not possible, and a full page gets a token (the
+        // page after it may then be empty, with no token).
+        let ask = if page < self.max_page { page + 1 } else { page };
+        let mut groups = self.store.list_groups(&actor, after.as_deref(), ask).await?;
+        let more = groups.len() > page as usize || (ask == page && groups.len() == page as usize);
+        groups.truncate(page as usize);
+        let next_page_token = match (more, groups.last()) {
+            (true, Some(last)) => convert::page_token(&last.group.group_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::GroupListMyGroupsResponse {
+            groups: groups.into_iter().map(convert::membership).collect(),
+            next_page_token,
+        }))
     }
 
+    #[tracing::instrument(name = "group.send", skip_all)]
     async fn send_group_message(
         &self,
-        _: Request<pb::GroupSendGroupMessageRequest>,
+        request: Request<pb::GroupSendGroupMessageRequest>,
     ) -> Result<Response<pb::GroupSendGroupMessageResponse>, Status> {
-        Err(not_yet("SendGroupMessage"))
+        let sender = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        if call.sender_device_id.len() > MAX_ID_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "sender_device_id is {} bytes; the limit is {MAX_ID_BYTES}",
+                call.sender_device_id.len()
+            )));
+        }
+        // The store checks the key, content type and body with the limits
+        // it was configured with.
+        let sent = self
+            .store
+            .send(&NewMessage {
+                group_id: call.group_id,
+                sender_user_id: sender,
+                sender_device_id: call.sender_device_id,
+                client_message_id: call.client_message_id,
+                content_type: call.content_type,
+                body: call.body.into(),
+            })
+            .await?;
+        if !sent.duplicate {
+            self.metrics.messages_sent.inc();
+            self.metrics.mailbox_entries.inc_by(sent.deliveries.len() as u64);
+            self.notifier.notify(&sent.message.group_id, sent.deliveries);
+        }
+        Ok(Response::new(pb::GroupSendGroupMessageResponse {
+            message: Some(convert::message(sent.message)),
+            duplicate: sent.duplicate,
+        }))
     }
 
+    #[tracing::instrument(name = "group.pull", skip_all)]
     async fn pull_mailbox(
         &self,
-        _: Request<pb::GroupPullMailboxRequest>,
+        request: Request<pb::GroupPullMailboxRequest>,
     ) -> Result<Response<pb::GroupPullMailboxResponse>, Status> {
-        Err(not_yet("PullMailbox"))
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("device_id", &call.device_id)?;
+        let pulled = self
+            .store
+            .pull(&user, &call.device_id, call.after_mailbox_seq, call.limit)
+            .await?;
+        Ok(Response::new(convert::pulled(pulled)))
     }
 
-    async fn ack(&self, _: Request<pb::GroupAckRequest>) -> Result<Response<pb::GroupAckResponse>, Status> {
-        Err(not_yet("Ack"))
+    #[tracing::instrument(name = "group.ack", skip_all)]
+    async fn ack(&self, request: Request<pb::GroupAckRequest>) -> Result<Response<pb::GroupAckResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("device_id", &call.device_id)?;
+        let cursor = self.store.ack(&user, &call.device_id, call.mailbox_seq).await?;
+        Ok(Response::new(pb::GroupAckResponse {
+            cursor: Some(convert::cursor(cursor)),
+        }))
     }
 
+    #[tracing::instrument(name = "group.mark_read", skip_all)]
     async fn mark_read(
         &self,
-        _: Request<pb::GroupMarkReadRequest>,
+        request: Request<pb::GroupMarkReadRequest>,
     ) -> Result<Response<pb::GroupMarkReadResponse>, Status> {
-        Err(not_yet("MarkRead"))
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("device_id", &call.device_id)?;
+        ids::validate("group_id", &call.group_id)?;
+        let marked = self
+            .store
+            .mark_read(&user, &call.device_id, &call.group_id, call.seq, call.mailbox_seq)
+            .await?;
+        Ok(Response::new(pb::GroupMarkReadResponse {
+            read_seq: marked.read_seq,
+            cursor: Some(convert::cursor(marked.cursor)),
+        }))
     }
 
+    #[tracing::instrument(name = "group.read_receipts", skip_all)]
     async fn get_read_receipts(
         &self,
-        _: Request<pb::GroupGetReadReceiptsRequest>,
+        request: Request<pb::GroupGetReadReceiptsRequest>,
     ) -> Result<Response<pb::GroupGetReadReceiptsResponse>, Status> {
-        Err(not_yet("GetReadReceipts"))
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        if call.seq == 0 {
+            return Err(Status::invalid_argument("seq must be at least 1"));
+        }
+        let receipts = self.store.receipts(&user, &call.group_id, call.seq).await?;
+        Ok(Response::new(pb::GroupGetReadReceiptsResponse {
+            reader_user_ids: receipts.reader_user_ids,
+            unread_count: receipts.unread_count,
+        }))
     }
 }

@@ -12,6 +12,15 @@ pub struct GroupConfig {
     pub listen: SocketAddr,
     /// The durable store (`[group.store]`).
     pub store: GroupStoreConfig,
+    /// Presence (`http://host:port`), asked where members' devices are after
+    /// each commit. Unset: no notifies are sent; devices still get every
+    /// message on their next pull.
+    pub presence_address: Option<String>,
+    /// Commits whose notifies may wait for the notifier; beyond it a commit's
+    /// notify is dropped and counted (the send never waits for it).
+    pub notify_queue: usize,
+    /// Bound of each LocateUsers and Deliver call of the notifier.
+    pub notify_timeout_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -19,6 +28,9 @@ impl Default for GroupConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7702)),
             store: GroupStoreConfig::default(),
+            presence_address: Some("http://127.0.0.1:7704".to_owned()),
+            notify_queue: 4096,
+            notify_timeout_ms: 2_000,
         }
     }
 }
@@ -31,6 +43,9 @@ pub struct GroupStoreConfig {
     /// `data_dir`, for `hubbub all`.
     pub database_url: Option<String>,
     /// Directory of the SQLite file (`group.sqlite3`), created if missing.
+    /// Relative paths are taken from the working directory: the default,
+    /// `data`, puts the file in `./data/group.sqlite3`, writable wherever
+    /// `cargo run` is started from a checkout (and ignored by git).
     pub data_dir: PathBuf,
     /// Connections to PostgreSQL per replica.
     pub max_connections: u32,

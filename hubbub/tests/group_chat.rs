@@ -1,0 +1,359 @@
+//! Group chat end to end, through the gateway, over real gRPC, on real
+//! PostgreSQL (`DATABASE_URL`, which `scripts/test.sh` provides): a group is
+//! created, messages are sent, every online device of every member gets a
+//! notify on its Connect stream and pulls exactly what it missed from its
+//! own cursor; an offline member catches up later; a non-member is refused;
+//! read receipts follow mark-read.
+
+mod support;
+
+use hubbub_kit::service_auth::Role;
+use hubbub_proto::v1::{
+    AckRequest, ConnectRequest, CreateGroupRequest, GroupGetReadReceiptsRequest, GroupInfo,
+    GroupSendGroupMessageRequest, ListMyGroupsRequest, MailboxItem, MarkReadRequest, PresenceLocateUsersRequest,
+    PullMailboxRequest, SendGroupMessageRequest, group_client::GroupClient, presence_client::PresenceClient,
+    server_event::Event,
+};
+use std::net::SocketAddr;
+use support::{Sandbox, Viewer, authed, next_event};
+use svc_group::{GroupConfig, config::GroupStoreConfig, store::GROUP_EVENT_CONTENT_TYPE};
+use svc_presence::PresenceConfig;
+use tokio::net::TcpListener;
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must point at a PostgreSQL database for the group chat tests: run scripts/test.sh, which \
+         starts one",
+    )
+}
+
+/// Presence, group (on PostgreSQL) and a room with one gateway wired to both.
+struct Chat {
+    sandbox: Sandbox,
+    presence: SocketAddr,
+    group: SocketAddr,
+}
+
+async fn start() -> Chat {
+    let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let presence = presence_listener.local_addr().unwrap();
+    let group_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let group = group_listener.local_addr().unwrap();
+    let sandbox = support::start(1, |config| {
+        config.presence_address = Some(format!("http://{presence}"));
+        config.group_address = Some(format!("http://{group}"));
+        // Sessions reach presence quickly, so the test waits little.
+        config.presence_report_ms = 50;
+    })
+    .await;
+    let presence_config = PresenceConfig {
+        listen: presence,
+        ..PresenceConfig::default()
+    };
+    tokio::spawn(svc_presence::serve(
+        presence_config,
+        support::options(),
+        presence_listener,
+        sandbox.shutdown.clone(),
+    ));
+    let group_config = GroupConfig {
+        listen: group,
+        store: GroupStoreConfig {
+            database_url: Some(database_url()),
+            max_connections: 4,
+            ..GroupStoreConfig::default()
+        },
+        presence_address: Some(format!("http://{presence}")),
+        ..GroupConfig::default()
+    };
+    let shutdown = sandbox.shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(err) = svc_group::serve(group_config, support::options(), group_listener, shutdown).await {
+            panic!("the group role stopped: {err}");
+        }
+    });
+    Chat {
+        sandbox,
+        presence,
+        group,
+    }
+}
+
+/// Users of this run only: the database outlives it.
+fn user(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+/// Connects `device` of `user` to the gateway.
+async fn connect(sandbox: &Sandbox, user: &str, device: &str) -> Viewer {
+    let mut client = sandbox.client(0).await;
+    let token = support::token(user);
+    let request = authed(
+        ConnectRequest {
+            device_id: device.into(),
+            client_info: "test".into(),
+        },
+        Some(&token),
+    );
+    let mut events = client.connect(request).await.expect("connect").into_inner();
+    let session_id = match next_event(&mut events).await {
+        Some(Event::Welcome(welcome)) => welcome.session_id,
+        other => panic!("first event must be Welcome, got {other:?}"),
+    };
+    Viewer {
+        client,
+        token: Some(token),
+        session_id,
+        events,
+    }
+}
+
+/// Polls presence until `user` has `devices` live sessions.
+async fn located(chat: &Chat, user: &str, devices: usize) {
+    let channel = support::internal_channel(chat.presence, &support::credentials(Role::Group, "test"));
+    let mut presence = PresenceClient::new(channel);
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        let request = PresenceLocateUsersRequest {
+            user_ids: vec![user.to_owned()],
+        };
+        if let Ok(answer) = presence.locate_users(request).await {
+            let sessions: usize = answer.get_ref().gateways.iter().map(|g| g.sessions.len()).sum();
+            if sessions == devices {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence never located {devices} sessions of {user}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads the device's events until a GroupNotify of `group_id` names a
+/// mailbox head of at least `head` (notifies of earlier commits may come
+/// first, or after: only the highest matters).
+async fn notified(viewer: &mut Viewer, group_id: &str, head: u64) {
+    loop {
+        match next_event(&mut viewer.events).await {
+            Some(Event::GroupNotify(notify)) if notify.group_id == group_id && notify.mailbox_seq >= head => return,
+            Some(_) => {}
+            None => panic!("the stream ended before a notify of mailbox head {head}"),
+        }
+    }
+}
+
+/// Pulls the device's mailbox from its own cursor until nothing is left,
+/// acking each page; returns every item.
+async fn pull_all(viewer: &mut Viewer) -> Vec<MailboxItem> {
+    let mut items = Vec::new();
+    loop {
+        let request = authed(
+            PullMailboxRequest {
+                session_id: viewer.session_id.clone(),
+                after_mailbox_seq: None,
+                limit: 2,
+            },
+            viewer.token.as_deref(),
+        );
+        let page = viewer.client.pull_mailbox(request).await.expect("pull").into_inner();
+        let Some(last) = page.items.last().map(|item| item.mailbox_seq) else {
+            assert!(!page.has_more, "an empty page says nothing more follows");
+            return items;
+        };
+        assert_eq!(
+            page.cursor.as_ref().unwrap().fetch_seq,
+            last,
+            "fetch moved to the page's end"
+        );
+        let ack = authed(
+            AckRequest {
+                session_id: viewer.session_id.clone(),
+                mailbox_seq: last,
+            },
+            viewer.token.as_deref(),
+        );
+        let acked = viewer.client.ack(ack).await.expect("ack").into_inner();
+        assert_eq!(acked.cursor.unwrap().ack_seq, last);
+        let more = page.has_more;
+        items.extend(page.items);
+        if !more {
+            assert_eq!(page.head_mailbox_seq, last, "no more means the head was reached");
+            return items;
+        }
+    }
+}
+
+/// The creation event then the three messages, in group order.
+fn assert_everything(items: &[MailboxItem], group: &GroupInfo, bodies: &[&str]) {
+    let seqs: Vec<u64> = items.iter().map(|i| i.message.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4], "each message exactly once, in order");
+    let mailbox: Vec<u64> = items.iter().map(|i| i.mailbox_seq).collect();
+    assert_eq!(mailbox, vec![1, 2, 3, 4], "a fresh mailbox, gap-free");
+    let first = items[0].message.as_ref().unwrap();
+    assert_eq!(first.content_type, GROUP_EVENT_CONTENT_TYPE);
+    assert_eq!(first.group_id, group.group_id);
+    let got: Vec<&[u8]> = items[1..]
+        .iter()
+        .map(|i| i.message.as_ref().unwrap().body.as_ref())
+        .collect();
+    let want: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_reaches_every_device_by_notify_and_pull() {
+    let chat = start().await;
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let mut phone = connect(&chat.sandbox, &bob, "phone").await;
+    let mut laptop = connect(&chat.sandbox, &bob, "laptop").await;
+    located(&chat, &bob, 2).await;
+
+    let mut client = chat.sandbox.client(0).await;
+    let alice_token = support::token(&alice);
+    let created = client
+        .create_group(authed(
+            CreateGroupRequest {
+                name: "trip".into(),
+                member_user_ids: vec![bob.clone(), carol.clone()],
+                end_to_end_encrypted: false,
+                client_key: "create-1".into(),
+            },
+            Some(&alice_token),
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let group = created.group.unwrap();
+    assert_eq!(
+        (group.member_count, group.last_seq),
+        (3, 1),
+        "three members, the creation event"
+    );
+    assert_eq!(created.members[0].user_id, alice, "the owner comes first");
+
+    let send = |id: &str, body: &str| SendGroupMessageRequest {
+        group_id: group.group_id.clone(),
+        device_id: "alice-phone".into(),
+        client_message_id: id.into(),
+        content_type: "text/plain".into(),
+        body: body.as_bytes().to_vec().into(),
+    };
+    let bodies = ["hello", "are you there?", "see you"];
+    for (index, body) in bodies.iter().enumerate() {
+        let sent = client
+            .send_group_message(authed(send(&format!("m{index}"), body), Some(&alice_token)))
+            .await
+            .expect("send")
+            .into_inner();
+        assert!(!sent.duplicate);
+        assert_eq!(sent.message.unwrap().seq, index as u64 + 2);
+    }
+    // A retry is answered with the original, and delivers nothing again.
+    let retry = client
+        .send_group_message(authed(send("m0", bodies[0]), Some(&alice_token)))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert!(retry.duplicate, "a retry says so");
+    assert_eq!(retry.message.unwrap().seq, 2, "with the original seq");
+
+    // Each of bob's devices hears of its new head and pulls exactly it all.
+    for device in [&mut phone, &mut laptop] {
+        notified(device, &group.group_id, 4).await;
+        let items = pull_all(device).await;
+        assert_everything(&items, &group, &bodies);
+        assert!(pull_all(device).await.is_empty(), "after the ack nothing comes again");
+    }
+
+    // Carol was offline: she connects later and pulls everything.
+    let mut carol_phone = connect(&chat.sandbox, &carol, "phone").await;
+    let items = pull_all(&mut carol_phone).await;
+    assert_everything(&items, &group, &bodies);
+
+    // Bob lists his groups.
+    let listed = phone
+        .client
+        .list_my_groups(authed(ListMyGroupsRequest::default(), phone.token.as_deref()))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.groups.len(), 1);
+    assert_eq!(listed.groups[0].group.as_ref().unwrap().group_id, group.group_id);
+    assert!(listed.next_page_token.is_empty(), "one page");
+
+    // Someone outside the group cannot send into it.
+    let refused = client
+        .send_group_message(authed(send("d1", "let me in"), Some(&support::token(&dave))))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("not a member"), "{refused:?}");
+
+    // Bob reads up to the last message on his phone; receipts through the
+    // group service (ClientApi has no receipts call yet), as a gateway
+    // acting for alice.
+    let read = phone
+        .client
+        .mark_read(authed(
+            MarkReadRequest {
+                session_id: phone.session_id.clone(),
+                group_id: group.group_id.clone(),
+                seq: 4,
+                mailbox_seq: 4,
+            },
+            phone.token.as_deref(),
+        ))
+        .await
+        .expect("mark read")
+        .into_inner();
+    assert_eq!(read.read_seq, 4);
+    assert_eq!(read.cursor.unwrap().read_seq, 4);
+
+    let gateway = support::credentials(Role::Gateway, "gw-test");
+    let mut groups = GroupClient::new(support::internal_channel(chat.group, &gateway));
+    let method = "/hubbub.v1.Group/GetReadReceipts";
+    let asked = |actor: &str| GroupGetReadReceiptsRequest {
+        actor_user_id: actor.to_owned(),
+        group_id: group.group_id.clone(),
+        seq: 4,
+    };
+    let receipts = groups
+        .get_read_receipts(support::acting(&gateway, &alice, method, asked(&alice)))
+        .await
+        .expect("receipts")
+        .into_inner();
+    let mut readers = receipts.reader_user_ids.clone();
+    readers.sort();
+    let mut expected = vec![alice.clone(), bob.clone()];
+    expected.sort();
+    assert_eq!(readers, expected, "the sender and bob have read it");
+    assert_eq!(receipts.unread_count, 1, "carol has not");
+
+    // The credential decides who acts: a request naming someone else is refused.
+    let spoofed = groups
+        .get_read_receipts(support::acting(&gateway, &alice, method, asked(&bob)))
+        .await
+        .unwrap_err();
+    assert_eq!(spoofed.code(), tonic::Code::PermissionDenied);
+    assert!(spoofed.message().contains("credential acts for"), "{spoofed:?}");
+
+    // A backend service with `group.post` posts for a member it names.
+    let backend = support::service("bot", &["group.post"]);
+    let mut as_backend = GroupClient::new(support::internal_channel(chat.group, &backend));
+    let posted = as_backend
+        .send_group_message(GroupSendGroupMessageRequest {
+            actor_user_id: alice.clone(),
+            sender_device_id: String::new(),
+            group_id: group.group_id.clone(),
+            client_message_id: "bot-1".into(),
+            content_type: "text/plain".into(),
+            body: b"reminder".to_vec().into(),
+        })
+        .await
+        .expect("backend post")
+        .into_inner();
+    assert_eq!(posted.message.unwrap().sender_user_id, alice);
+    notified(&mut laptop, &group.group_id, 5).await;
+}

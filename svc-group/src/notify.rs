@@ -1,0 +1,242 @@
+//! `Notifier`: after a commit, tells the members' online devices that their
+//! mailbox moved, off the send's path.
+//!
+//! A commit hands its deliveries (user -> new mailbox head) to a bounded
+//! queue and returns; when the queue is full the notice is dropped and
+//! counted, never waited for. A lost notify costs nothing: the device's next
+//! pull (or its next Connect) brings everything, so every step here is best
+//! effort and bounded in time.
+//!
+//! Per notice: one `Presence.LocateUsers` per 1,000 users (presence's
+//! per-call limit), answered grouped by gateway; then, per gateway, one
+//! `GatewayControl.Deliver` per distinct mailbox head. A Deliver carries one
+//! notify for many sessions, and a notify names the user's own head, so the
+//! sessions of users whose heads are equal share a call (a user's devices
+//! always do); gateways are called concurrently.
+
+use crate::metrics::GroupMetrics;
+use crate::store::Delivery;
+use hubbub_kit::channel::{Dialer, TracedChannel};
+use hubbub_proto::v1::{
+    GatewayControlDeliverRequest, GatewayLocation, GroupNotify, PresenceLocateUsersRequest,
+    gateway_control_client::GatewayControlClient, gateway_control_deliver_request::Notify,
+    presence_client::PresenceClient,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Most user ids one LocateUsers call may name (presence's default limit).
+pub const LOCATE_CHUNK: usize = 1000;
+/// Notices worked on at once; the queue holds the rest.
+const MAX_IN_FLIGHT: usize = 32;
+/// Gateway channels kept; gateways come and go with deploys, so the map is
+/// bounded: when full, an arbitrary entry makes room (a dropped channel
+/// is dialled again on next use).
+const MAX_GATEWAY_CHANNELS: usize = 1024;
+
+/// One commit's deliveries, to be notified.
+#[derive(Debug)]
+struct Notice {
+    group_id: String,
+    deliveries: Vec<Delivery>,
+}
+
+/// The handle commits notify through. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    queue: Option<mpsc::Sender<Notice>>,
+    metrics: GroupMetrics,
+}
+
+impl Notifier {
+    /// A notifier that sends nothing (no presence configured): devices learn
+    /// of new items on their next pull.
+    pub fn disabled(metrics: GroupMetrics) -> Self {
+        Self { queue: None, metrics }
+    }
+
+    /// Starts the notifier's worker, asking `presence` where devices are and
+    /// dialling gateways with `dialer`; it stops at `shutdown`.
+    pub fn start(
+        presence: TracedChannel,
+        dialer: Dialer,
+        queue: usize,
+        timeout: Duration,
+        metrics: GroupMetrics,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel(queue.max(1));
+        let worker = Arc::new(Worker {
+            presence: PresenceClient::new(presence),
+            gateways: Mutex::default(),
+            dialer,
+            timeout,
+            metrics: metrics.clone(),
+        });
+        tokio::spawn(run(receiver, worker, shutdown));
+        Self {
+            queue: Some(sender),
+            metrics,
+        }
+    }
+
+    /// Queues a notify of `deliveries` (of a commit in `group_id`); never
+    /// waits. Dropped and counted when the queue is full.
+    pub fn notify(&self, group_id: &str, deliveries: Vec<Delivery>) {
+        let Some(queue) = &self.queue else { return };
+        if deliveries.is_empty() {
+            return;
+        }
+        let notice = Notice {
+            group_id: group_id.to_owned(),
+            deliveries,
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(notice) {
+            self.metrics.notifies_dropped.inc();
+        }
+    }
+}
+
+async fn run(mut receiver: mpsc::Receiver<Notice>, worker: Arc<Worker>, shutdown: CancellationToken) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let notice = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            notice = receiver.recv() => match notice {
+                Some(notice) => notice,
+                None => return,
+            },
+        };
+        // Waiting here for a slot is what lets the queue fill up, and a full
+        // queue drops notices instead of slowing sends.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            worker.notify(notice).await;
+            drop(permit);
+        });
+    }
+}
+
+struct Worker {
+    presence: PresenceClient<TracedChannel>,
+    // Why a std lock: held only to look up or insert a channel, never across
+    // an await.
+    gateways: Mutex<HashMap<String, GatewayControlClient<TracedChannel>>>,
+    dialer: Dialer,
+    timeout: Duration,
+    metrics: GroupMetrics,
+}
+
+impl Worker {
+    async fn notify(self: &Arc<Self>, notice: Notice) {
+        let heads: Arc<HashMap<String, u64>> = Arc::new(
+            notice
+                .deliveries
+                .iter()
+                .map(|d| (d.user_id.clone(), d.mailbox_seq))
+                .collect(),
+        );
+        let group_id: Arc<str> = notice.group_id.into();
+        let mut calls = JoinSet::new();
+        for chunk in notice.deliveries.chunks(LOCATE_CHUNK) {
+            let request = PresenceLocateUsersRequest {
+                user_ids: chunk.iter().map(|d| d.user_id.clone()).collect(),
+            };
+            let located = match tokio::time::timeout(self.timeout, self.presence.clone().locate_users(request)).await {
+                Ok(Ok(answer)) => answer.into_inner(),
+                Ok(Err(status)) => {
+                    self.failed("presence", &status.to_string());
+                    continue;
+                }
+                Err(_) => {
+                    self.failed("presence", "no answer in time");
+                    continue;
+                }
+            };
+            for gateway in located.gateways {
+                let worker = self.clone();
+                let (group_id, heads) = (group_id.clone(), heads.clone());
+                calls.spawn(async move { worker.deliver(&group_id, &heads, gateway).await });
+            }
+        }
+        while calls.join_next().await.is_some() {}
+    }
+
+    /// One Deliver per distinct mailbox head among the gateway's sessions,
+    /// one after the other: they share the gateway's connection, and the
+    /// notices in flight bound the streams opened at once.
+    async fn deliver(&self, group_id: &str, heads: &HashMap<String, u64>, gateway: GatewayLocation) {
+        let mut by_head: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for session in gateway.sessions {
+            if let Some(head) = heads.get(&session.user_id) {
+                by_head.entry(*head).or_default().push(session.session_id);
+            }
+        }
+        let Some(client) = self.gateway(&gateway.address) else {
+            return;
+        };
+        for (mailbox_seq, session_ids) in by_head {
+            let request = GatewayControlDeliverRequest {
+                session_ids,
+                notify: Some(Notify::GroupNotify(GroupNotify {
+                    group_id: group_id.to_owned(),
+                    mailbox_seq,
+                })),
+            };
+            match tokio::time::timeout(self.timeout, client.clone().deliver(request)).await {
+                Ok(Ok(answer)) => {
+                    self.metrics.notifies_sent.inc_by(u64::from(answer.get_ref().delivered));
+                }
+                Ok(Err(status)) => self.failed(&gateway.address, &status.to_string()),
+                Err(_) => self.failed(&gateway.address, "no answer in time"),
+            }
+        }
+    }
+
+    /// The cached client of the gateway at `address`.
+    fn gateway(&self, address: &str) -> Option<GatewayControlClient<TracedChannel>> {
+        let mut gateways = self.gateways.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = gateways.get(address) {
+            return Some(client.clone());
+        }
+        // Presence reports what gateways advertise; accept a bare host:port.
+        let url = if address.contains("://") {
+            address.to_owned()
+        } else {
+            format!("http://{address}")
+        };
+        let channel = match self.dialer.dial(&url) {
+            Ok(channel) => channel,
+            Err(err) => {
+                self.failed(address, &err.to_string());
+                return None;
+            }
+        };
+        if gateways.len() >= MAX_GATEWAY_CHANNELS
+            && let Some(evicted) = gateways.keys().next().cloned()
+        {
+            gateways.remove(&evicted);
+        }
+        let client = GatewayControlClient::new(channel);
+        gateways.insert(address.to_owned(), client.clone());
+        Some(client)
+    }
+
+    fn failed(&self, peer: &str, why: &str) {
+        self.metrics.notify_failures.inc();
+        // Debug, not warn: a notify is best effort and a burst of failures
+        // would flood the log; the counter is what an operator watches.
+        tracing::debug!(
+            peer,
+            why,
+            "group notify not delivered; devices will get it on their next pull"
+        );
+    }
+}
