@@ -11,10 +11,12 @@
 
 mod churn;
 mod fanout;
+mod group;
 mod grpc_conn;
 mod histogram;
 mod scan;
 mod scrape;
+mod token;
 mod unpack;
 mod viewers;
 
@@ -33,6 +35,8 @@ enum BenchCommand {
     Fanout(fanout::FanoutArgs),
     /// Viewers joining and leaving rooms at a rate; checks presence counts.
     Churn(churn::ChurnArgs),
+    /// Group chat: groups, members online, a send rate; prints JSON.
+    Group(group::GroupArgs),
     /// One process of viewers (started by `fanout`).
     Viewers(viewers::ViewersArgs),
 }
@@ -49,6 +53,11 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(churn::run(args)),
+        BenchCommand::Group(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(group::run(args)),
         BenchCommand::Viewers(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let local = tokio::task::LocalSet::new();
