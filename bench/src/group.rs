@@ -151,7 +151,11 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
                 body: body(args.payload).into(),
             };
             tokio::spawn(async move {
-                if conn.unary("/hubbub.v1.ClientApi/SendGroupMessage", &request).await.is_ok() {
+                if conn
+                    .unary("/hubbub.v1.ClientApi/SendGroupMessage", &request)
+                    .await
+                    .is_ok()
+                {
                     accepted[group].fetch_add(1, Ordering::Relaxed);
                 }
                 drop(permit);
@@ -317,10 +321,14 @@ fn body(size: usize) -> Vec<u8> {
 }
 
 fn unix_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn rand_u32() -> u32 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     nanos ^ std::process::id().rotate_left(16)
 }

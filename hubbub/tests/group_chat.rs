@@ -17,7 +17,6 @@ use hubbub_proto::v1::{
 use std::net::SocketAddr;
 use support::{Sandbox, Viewer, authed, next_event};
 use svc_group::{GroupConfig, config::GroupStoreConfig, store::GROUP_EVENT_CONTENT_TYPE};
-use svc_presence::PresenceConfig;
 use tokio::net::TcpListener;
 
 fn database_url() -> String {
@@ -46,16 +45,7 @@ async fn start() -> Chat {
         config.presence_report_ms = 50;
     })
     .await;
-    let presence_config = PresenceConfig {
-        listen: presence,
-        ..PresenceConfig::default()
-    };
-    tokio::spawn(svc_presence::serve(
-        presence_config,
-        support::options(),
-        presence_listener,
-        sandbox.shutdown.clone(),
-    ));
+    support::serve_presence(presence_listener, sandbox.shutdown.clone());
     let group_config = GroupConfig {
         listen: group,
         store: GroupStoreConfig {

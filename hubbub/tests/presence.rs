@@ -7,7 +7,6 @@ mod support;
 use hubbub_proto::v1::server_event::Event;
 use std::time::Duration;
 use support::Viewer;
-use svc_presence::PresenceConfig;
 use tokio::net::TcpListener;
 
 /// Reads events until a RoomPresence for `room` says `expected`.
@@ -41,16 +40,7 @@ async fn online_counts_converge_over_gateways_and_heal_when_one_stops() {
         config.presence_ttl_ms = 1_000;
     })
     .await;
-    let config = PresenceConfig {
-        listen: listener.local_addr().unwrap(),
-        ..PresenceConfig::default()
-    };
-    tokio::spawn(svc_presence::serve(
-        config,
-        support::options(),
-        listener,
-        sandbox.shutdown.clone(),
-    ));
+    support::serve_presence(listener, sandbox.shutdown.clone());
 
     let mut viewers = Vec::new();
     for i in 0..5 {
@@ -102,16 +92,7 @@ async fn a_snapshot_of_100k_sessions_reaches_presence_in_chunks() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let config = PresenceConfig {
-        listen: address,
-        ..PresenceConfig::default()
-    };
-    tokio::spawn(svc_presence::serve(
-        config,
-        support::options(),
-        listener,
-        shutdown.clone(),
-    ));
+    support::serve_presence(listener, shutdown.clone());
 
     let sessions: Vec<PresenceSession> = (0..100_000)
         .map(|i| PresenceSession {

@@ -25,7 +25,6 @@ use std::{
     time::Duration,
 };
 use support::{Viewer, authed};
-use svc_presence::PresenceConfig;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -115,16 +114,7 @@ async fn traces_follow_every_message_name_each_role_and_leave_housekeeping_out()
         |room| room.batch_window_ms = 300,
     )
     .await;
-    let presence_config = PresenceConfig {
-        listen: presence,
-        ..PresenceConfig::default()
-    };
-    tokio::spawn(svc_presence::serve(
-        presence_config,
-        support::options(),
-        presence_listener,
-        sandbox.shutdown.clone(),
-    ));
+    support::serve_presence(presence_listener, sandbox.shutdown.clone());
 
     housekeeping_exports_nothing(&telemetry, &collector, presence).await;
 

@@ -41,12 +41,7 @@ async fn deploy() -> Deployment {
         gift.local_addr().unwrap(),
     );
     let shutdown = sandbox.shutdown.clone();
-    tokio::spawn(svc_presence::serve(
-        Default::default(),
-        support::options(),
-        presence,
-        shutdown.clone(),
-    ));
+    support::serve_presence(presence, shutdown.clone());
     tokio::spawn(svc_group::serve(
         Default::default(),
         support::options(),

@@ -383,10 +383,17 @@ fn bearer_header(token: &str) -> Header {
 /// The verified caller of an internal call, put there by the internal auth
 /// layer. INTERNAL when absent: a handler was served without the layer.
 pub fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .ok_or_else(|| Status::internal("internal call without a verified caller: the auth layer is missing"))
+    request.extensions().get::<Caller>().ok_or_else(no_caller)
+}
+
+/// [`caller`], taken out of the request rather than copied (the handler
+/// consumes the request next).
+pub fn take_caller<T>(request: &mut Request<T>) -> Result<Caller, Status> {
+    request.extensions_mut().remove::<Caller>().ok_or_else(no_caller)
+}
+
+fn no_caller() -> Status {
+    Status::internal("internal call without a verified caller: the auth layer is missing")
 }
 
 #[cfg(test)]

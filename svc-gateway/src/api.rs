@@ -78,11 +78,9 @@ impl ClientApiService {
         // The owner takes the caller from this signed credential, never from a field.
         self.gateway.credentials.act_for(&mut request, identity);
         let timeout = Duration::from_millis(self.gateway.config.call_timeout_ms);
-        request.set_timeout(timeout);
-        tokio::time::timeout(timeout, peer.forward(request))
-            .await
-            .map_err(|_| Status::unavailable("the gateway holding this session did not answer in time: retry"))??
-            .into_inner()
+        let call = peer.forward(crate::deadline::bound(request, timeout));
+        crate::deadline::answer(timeout, "the gateway holding this session", call)
+            .await?
             .result
             .ok_or_else(|| Status::internal("the owning gateway answered without a result"))
     }

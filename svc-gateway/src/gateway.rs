@@ -3,6 +3,7 @@
 
 use crate::{
     config::GatewayConfig,
+    deadline,
     groups::GroupLink,
     limits::RateLimiter,
     metrics::GatewayMetrics,
@@ -266,25 +267,18 @@ impl Gateway {
         // The room takes the sender from this signed credential.
         self.credentials.act_for(&mut publish, identity);
         let timeout = Duration::from_millis(self.config.call_timeout_ms);
-        publish.set_timeout(timeout);
         let mut client = self.links.client_for(&request.room_id)?;
-        let response = tokio::time::timeout(timeout, client.publish(publish))
+        let owner = format!("the owner of room {:?}", request.room_id);
+        let publish = client.publish(deadline::bound(publish, timeout));
+        let response = deadline::answer(timeout, owner, publish)
             .await
-            .map_err(|_| {
-                Status::unavailable(format!(
-                    "the owner of room {:?} did not answer within {} ms: retry",
-                    request.room_id,
-                    timeout.as_millis()
-                ))
-            })?
             .map_err(|status| match status.code() {
                 // The instance lists of gateway and room disagree for a moment.
                 tonic::Code::FailedPrecondition => {
                     Status::unavailable(format!("room {:?} is moving between instances: retry", request.room_id))
                 }
                 _ => status,
-            })?
-            .into_inner();
+            })?;
         Ok(SendRoomMessageResponse { seq: response.seq })
     }
 

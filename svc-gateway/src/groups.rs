@@ -4,6 +4,7 @@
 //! group service can check that the two agree. Calls acting for a device
 //! (pull, ack, read) take the device from the session they name.
 
+use crate::deadline;
 use hubbub_kit::{auth::Identity, channel::TracedChannel, service_auth::Credentials};
 use hubbub_proto::v1::{self as pb, group_client::GroupClient};
 use std::time::Duration;
@@ -31,15 +32,11 @@ impl GroupLink {
     fn request<T>(&self, user: &Identity, message: T) -> Request<T> {
         let mut request = Request::new(message);
         self.credentials.act_for(&mut request, user);
-        request.set_timeout(self.timeout);
-        request
+        deadline::bound(request, self.timeout)
     }
 
     async fn bounded<T>(&self, call: impl Future<Output = Result<tonic::Response<T>, Status>>) -> Result<T, Status> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| Status::unavailable("the group service did not answer in time: retry"))?
-            .map(tonic::Response::into_inner)
+        deadline::answer(self.timeout, "the group service", call).await
     }
 
     /// ClientApi.CreateGroup.

@@ -10,6 +10,7 @@
 //! - [`gateway`]: `Gateway`, the replica's state and session calls.
 //! - [`sessions`]: client streams by session id.
 //! - [`rooms`]: `LocalRooms`, room -> local viewers, and the fan-out.
+//! - [`deadline`]: calls to other roles, bounded in time.
 //! - [`groups`]: calls to the group service for clients.
 //! - [`room_link`]: attach streams to the room instances.
 //! - [`delivery`]: the workers that write room traffic to local viewers.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod control;
+pub mod deadline;
 pub mod delivery;
 pub mod gateway;
 pub mod groups;

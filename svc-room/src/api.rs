@@ -126,11 +126,11 @@ impl Room for RoomApi {
     }
 
     #[tracing::instrument(name = "room.publish", skip_all, fields(room_id = %request.get_ref().room_id))]
-    async fn publish(&self, request: Request<RoomPublishRequest>) -> Result<Response<RoomPublishResponse>, Status> {
+    async fn publish(&self, mut request: Request<RoomPublishRequest>) -> Result<Response<RoomPublishResponse>, Status> {
         if self.shutdown.is_cancelled() {
             return Err(RoomError::Draining.into());
         }
-        let caller = service_auth::caller(&request)?.clone();
+        let caller = service_auth::take_caller(&mut request)?;
         let request = request.into_inner();
         self.check_room(&request.room_id)?;
         let kind = RoomMessageKind::try_from(request.kind)

@@ -324,3 +324,12 @@ pub async fn http_get(address: SocketAddr, path: &str) -> String {
 pub async fn scrape(address: SocketAddr) -> String {
     http_get(address, "/metrics").await
 }
+
+/// Serves the presence role (in memory) on `listener` until `shutdown`.
+pub fn serve_presence(listener: TcpListener, shutdown: CancellationToken) {
+    let config = svc_presence::PresenceConfig {
+        listen: listener.local_addr().unwrap(),
+        ..Default::default()
+    };
+    tokio::spawn(svc_presence::serve(config, options(), listener, shutdown));
+}
