@@ -230,6 +230,8 @@ struct Device {
     conn: GrpcConn,
     session_id: String,
     events: crate::grpc_conn::MessageStream,
+    /// Highest mailbox position acked.
+    acked: u64,
 }
 
 impl Device {
@@ -241,6 +243,7 @@ impl Device {
             conn,
             session_id,
             events,
+            acked: 0,
         })
     }
 
@@ -250,8 +253,12 @@ impl Device {
         // Whatever is already there first (the group's creation).
         self.pull_all(Some(&group_id), group, Some((&tally, &mut seen))).await?;
         while let Some(event) = self.events.next().await? {
-            if let Some(Event::GroupNotify(_)) = ServerEvent::decode(event)?.event {
-                self.pull_all(Some(&group_id), group, Some((&tally, &mut seen))).await?;
+            if let Some(Event::GroupNotify(notify)) = ServerEvent::decode(event)?.event {
+                // A notify at or below what this device already acked was
+                // covered by an earlier pull, as a client skips it.
+                if notify.mailbox_seq > self.acked {
+                    self.pull_all(Some(&group_id), group, Some((&tally, &mut seen))).await?;
+                }
             }
         }
         Ok(())
@@ -300,6 +307,7 @@ impl Device {
                     mailbox_seq,
                 };
                 self.conn.unary("/hubbub.v1.ClientApi/Ack", &ack).await?;
+                self.acked = self.acked.max(mailbox_seq);
             }
             if !page.has_more {
                 return Ok(items);

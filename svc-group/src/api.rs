@@ -14,6 +14,7 @@
 //! Everything the store decides (membership, roles, limits, positions) it
 //! refuses with its own precise codes (`StoreError` maps to `Status`).
 
+use crate::commit::GroupCommit;
 use crate::convert;
 use crate::metrics::GroupMetrics;
 use crate::notify::Notifier;
@@ -31,6 +32,7 @@ const DEFAULT_LIST_PAGE: u32 = 100;
 #[derive(Debug)]
 pub struct GroupApi<S> {
     store: Arc<S>,
+    sends: GroupCommit,
     notifier: Notifier,
     metrics: GroupMetrics,
     max_page: u32,
@@ -39,9 +41,10 @@ pub struct GroupApi<S> {
 impl<S: GroupStore> GroupApi<S> {
     /// Handlers over `store`, notifying commits through `notifier`; pages of
     /// ListMyGroups hold at most `max_page` groups.
-    pub fn new(store: Arc<S>, notifier: Notifier, metrics: GroupMetrics, max_page: u32) -> Self {
+    pub fn new(store: Arc<S>, sends: GroupCommit, notifier: Notifier, metrics: GroupMetrics, max_page: u32) -> Self {
         Self {
             store,
+            sends,
             notifier,
             metrics,
             max_page: max_page.max(1),
@@ -224,9 +227,10 @@ impl<S: GroupStore> Group for GroupApi<S> {
         }
         // The store checks the key, content type and body with the limits
         // it was configured with.
+        // Group commit: counted and notified by its lane (commit.rs).
         let sent = self
-            .store
-            .send(&NewMessage {
+            .sends
+            .send(NewMessage {
                 group_id: call.group_id,
                 sender_user_id: sender,
                 sender_device_id: call.sender_device_id,
@@ -235,11 +239,6 @@ impl<S: GroupStore> Group for GroupApi<S> {
                 body: call.body.into(),
             })
             .await?;
-        if !sent.duplicate {
-            self.metrics.messages_sent.inc();
-            self.metrics.mailbox_entries.inc_by(sent.deliveries.len() as u64);
-            self.notifier.notify(&sent.message.group_id, sent.deliveries);
-        }
         Ok(Response::new(pb::GroupSendGroupMessageResponse {
             message: Some(convert::message(sent.message)),
             duplicate: sent.duplicate,

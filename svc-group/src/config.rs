@@ -21,6 +21,13 @@ pub struct GroupConfig {
     pub notify_queue: usize,
     /// Bound of each LocateUsers and Deliver call of the notifier.
     pub notify_timeout_ms: u64,
+    /// Group commit lanes: store transactions of sends in flight at once
+    /// per replica (a group's sends always share one lane).
+    pub commit_lanes: usize,
+    /// Sends waiting per lane; beyond it a send answers UNAVAILABLE.
+    pub commit_queue: usize,
+    /// Sends per transaction, at most.
+    pub commit_max_batch: usize,
 }
 
 impl Default for GroupConfig {
@@ -31,6 +38,9 @@ impl Default for GroupConfig {
             presence_address: Some("http://127.0.0.1:7704".to_owned()),
             notify_queue: 4096,
             notify_timeout_ms: 2_000,
+            commit_lanes: 4,
+            commit_queue: 4096,
+            commit_max_batch: 256,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`config`]: `[group]` settings.
 //! - [`api`]: the `hubbub.v1.Group` handlers (who acts, checks, answers).
+//! - [`commit`]: group commit, concurrent sends batched into one
+//!   transaction, each answered on its own.
 //! - [`convert`]: store types to contract messages, page tokens.
 //! - [`notify`]: after a commit, where the members' devices are (presence)
 //!   and a notify to their gateways, off the send's path.
@@ -13,6 +15,7 @@
 //! The model and its invariants are in `svc-group/MODEL.md`.
 
 pub mod api;
+pub mod commit;
 pub mod config;
 pub mod convert;
 pub mod metrics;
@@ -103,7 +106,13 @@ pub async fn serve_with_store<S: GroupStore>(
     let max_request = config.store.max_body_bytes
         + config.store.max_members as usize * (hubbub_kit::ids::MAX_ID_BYTES + 3)
         + 64 * 1024;
-    let api = api::GroupApi::new(store, notifier, metrics, config.store.max_page);
+    let settings = commit::CommitSettings {
+        lanes: config.commit_lanes,
+        queue: config.commit_queue,
+        max_batch: config.commit_max_batch,
+    };
+    let sends = commit::GroupCommit::start(store.clone(), settings, notifier.clone(), metrics.clone());
+    let api = api::GroupApi::new(store, sends, notifier, metrics, config.store.max_page);
     let routes = Routes::new(GroupServer::new(api).max_decoding_message_size(max_request));
     let server = options.internal("group", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
     Ok(serve_role(server, listener, shutdown).await?)

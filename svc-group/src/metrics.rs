@@ -8,6 +8,8 @@ pub struct GroupMetrics {
     /// Messages committed by SendGroupMessage (retries answered as
     /// duplicates are not counted).
     pub messages_sent: Counter,
+    /// Store transactions of group commit (each holds one or more sends).
+    pub commits: Counter,
     /// Mailbox entries written by commits (sends and membership events).
     pub mailbox_entries: Counter,
     /// Sessions a gateway took a notify for.
@@ -27,6 +29,11 @@ impl GroupMetrics {
             "hubbub_group_messages_sent",
             "Group messages committed",
             metrics.messages_sent.clone(),
+        );
+        registry.register(
+            "hubbub_group_commits",
+            "Group commit transactions (sends per commit = messages_sent / commits)",
+            metrics.commits.clone(),
         );
         registry.register(
             "hubbub_group_mailbox_entries",

@@ -30,6 +30,7 @@
 //! shards (a rare call; a user-side membership table would make it a router
 //! query if it ever matters).
 
+mod batch;
 mod error;
 #[macro_use]
 mod rows;
@@ -106,10 +107,30 @@ pub trait GroupStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Membership>>> + Send;
 
-    /// Stores a message under the next group seq and writes it into every
-    /// member's mailbox; idempotent by (group, sender, client_message_id).
-    /// The sender's read position moves to the new seq.
-    fn send(&self, message: &NewMessage) -> impl Future<Output = StoreResult<Sent>> + Send;
+    /// Group commit: stores every message of the batch under the next seqs
+    /// of its group and writes it into every member's mailbox, all in one
+    /// transaction; each send is idempotent by (group, sender,
+    /// client_message_id) and answered on its own (a refused send does not
+    /// stop the others). A group's messages take consecutive seqs in batch
+    /// order; each member gets one mailbox row per group per batch. The
+    /// senders' read positions move to their messages. `Err` means nothing
+    /// of the batch was stored.
+    fn send_batch(&self, messages: &[NewMessage]) -> impl Future<Output = StoreResult<SentBatch>> + Send;
+
+    /// One send as a batch of one, with its deliveries.
+    fn send(&self, message: &NewMessage) -> impl Future<Output = StoreResult<Sent>> + Send {
+        async move {
+            let batch = self.send_batch(std::slice::from_ref(message)).await?;
+            let mut sent = batch.answers.into_iter().next().expect("one answer per send")?;
+            sent.deliveries = batch
+                .dispatched
+                .into_iter()
+                .next()
+                .map(|d| d.deliveries)
+                .unwrap_or_default();
+            Ok(sent)
+        }
+    }
 
     /// The device's cursor, created on first use at a bounded window of
     /// recent history behind the mailbox head; with the mailbox head.

@@ -4,10 +4,12 @@
 //! another: first the `groups` row (`FOR UPDATE`: it serialises every write
 //! to one group, across replicas), then `group_members` rows, then
 //! `mailbox_heads` rows in ascending user id. A send is seven round trips
-//! whatever the group's size: BEGIN, group lock + sender's role (one query),
-//! idempotency check, the sender's read position, seq bump + message insert
-//! (one statement), diffusion to every member (one statement), COMMIT.
+//! whatever the group's size and however many messages a group commit
+//! holds: BEGIN, the groups' locks, the senders' roles, the idempotency
+//! check, messages + seqs + read positions (one statement), diffusion to
+//! every member (one statement), COMMIT.
 
+use super::batch::{self, GroupRun};
 use super::rows::{CursorRow, GroupRow, MemberRow, owner_first};
 use super::rules::{self, Draft, Limits};
 use super::*;
@@ -122,28 +124,15 @@ impl PgGroupStore {
         .fetch_one(&mut *conn)
         .await?;
         g.last_seq = seq;
-        // One statement for every member. Heads are inserted, and so locked,
-        // in ascending user id: two messages to overlapping members take the
-        // same locks in the same order and never deadlock.
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "WITH heads AS (INSERT INTO mailbox_heads AS h (user_id, head_seq) \
-               SELECT user_id, 1 FROM group_members WHERE group_id = $1 ORDER BY user_id \
-               ON CONFLICT (user_id) DO UPDATE SET head_seq = h.head_seq + 1 RETURNING h.user_id, h.head_seq) \
-             INSERT INTO mailbox_entries (user_id, mailbox_seq, group_id, seq) \
-             SELECT user_id, head_seq, $1, $2 FROM heads RETURNING user_id, mailbox_seq",
-        )
-        .bind(&g.group_id)
-        .bind(seq)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut deliveries: Vec<Delivery> = rows
-            .into_iter()
-            .map(|(user_id, m)| Delivery {
-                user_id,
-                mailbox_seq: m as u64,
-            })
-            .collect();
-        deliveries.sort();
+        let run = GroupRun {
+            group_id: g.group_id.clone(),
+            first_seq: seq,
+            count: 1,
+        };
+        let deliveries = batch::dispatched(Self::diffuse(conn, std::slice::from_ref(&run)).await?, &[run])
+            .pop()
+            .map(|d| d.deliveries)
+            .unwrap_or_default();
         let message = GroupMessage {
             group_id: g.group_id.clone(),
             seq: seq as u64,
@@ -155,6 +144,43 @@ impl PgGroupStore {
             sent_at_ms: d.now,
         };
         Ok(Dispatch { message, deliveries })
+    }
+
+    /// Writes each run of new messages into the mailbox of every current
+    /// member of its group, in one statement: every member's head moves by
+    /// its new messages, and one mailbox row per member and run records the
+    /// positions it got. Heads are upserted, and so locked, in ascending
+    /// user id whatever the groups: two commits to overlapping members take
+    /// the same locks in the same order and never deadlock. Returns
+    /// (group, member, head after the commit).
+    pub(super) async fn diffuse(
+        conn: &mut PgConnection,
+        runs: &[GroupRun],
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let groups: Vec<&str> = runs.iter().map(|r| r.group_id.as_str()).collect();
+        let firsts: Vec<i64> = runs.iter().map(|r| r.first_seq).collect();
+        let counts: Vec<i64> = runs.iter().map(|r| r.count).collect();
+        // A member's runs take its new positions in group id order: its new
+        // head minus its new items, plus the running sum of its runs.
+        Ok(sqlx::query_as(
+            "WITH batch AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS b(group_id, first_seq, n)), \
+             fan AS MATERIALIZED (SELECT m.user_id, b.group_id, b.first_seq, b.n \
+               FROM group_members m JOIN batch b ON b.group_id = m.group_id), \
+             counts AS (SELECT user_id, sum(n)::bigint AS n FROM fan GROUP BY user_id), \
+             heads AS (INSERT INTO mailbox_heads AS h (user_id, head_seq) SELECT user_id, n FROM counts ORDER BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET head_seq = h.head_seq + EXCLUDED.head_seq \
+               RETURNING h.user_id, h.head_seq), \
+             runs AS (INSERT INTO mailbox_runs (user_id, end_seq, group_id, last_seq, n) \
+               SELECT f.user_id, h.head_seq - c.n + sum(f.n) OVER (PARTITION BY f.user_id ORDER BY f.group_id), \
+                 f.group_id, f.first_seq + f.n - 1, f.n \
+               FROM fan f JOIN heads h ON h.user_id = f.user_id JOIN counts c ON c.user_id = f.user_id) \
+             SELECT f.group_id, h.user_id, h.head_seq FROM fan f JOIN heads h ON h.user_id = f.user_id",
+        )
+        .bind(&groups)
+        .bind(&firsts)
+        .bind(&counts)
+        .fetch_all(&mut *conn)
+        .await?)
     }
 
     pub(super) async fn members_of(conn: &mut PgConnection, g: GroupRow) -> Result<GroupWithMembers, StoreError> {
@@ -240,8 +266,8 @@ impl GroupStore for PgGroupStore {
     async fn list_groups(&self, user_id: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<Membership>> {
         self.list(user_id, after, limit).await
     }
-    async fn send(&self, message: &NewMessage) -> StoreResult<Sent> {
-        self.send_message(message).await
+    async fn send_batch(&self, messages: &[NewMessage]) -> StoreResult<SentBatch> {
+        self.commit_batch(messages).await
     }
     async fn cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
         self.device_cursor(user_id, device_id).await

@@ -1,74 +1,165 @@
 //! PostgreSQL: sending (write diffusion), mailboxes, device cursors, read
 //! positions and history.
 
+use super::batch;
 use super::postgres::PgGroupStore;
 use super::rows::{CursorRow, GroupRow, ItemRow, MessageRow};
-use super::rules::{self, Draft};
+use super::rules;
 use super::*;
+use std::collections::HashMap;
 
-/// The locked group row with the sender's role.
+/// A member's role in a group.
 #[derive(sqlx::FromRow)]
-struct Locked {
-    #[sqlx(flatten)]
-    group: GroupRow,
-    role: Option<i32>,
+struct RoleRow {
+    group_id: String,
+    user_id: String,
+    role: i32,
 }
 
 impl PgGroupStore {
-    pub(super) async fn send_message(&self, m: &NewMessage) -> StoreResult<Sent> {
-        rules::new_message(m, &self.limits)?;
+    /// Group commit (`GroupStore::send_batch`): seven round trips for the
+    /// whole batch; see `batch.rs` for what is decided and `diffuse` for
+    /// the mailboxes.
+    pub(super) async fn commit_batch(&self, messages: &[NewMessage]) -> StoreResult<SentBatch> {
+        let (valid, refused) = batch::checked(messages, &self.limits);
         let now = unix_ms();
+        if valid.is_empty() {
+            let plan = batch::plan(
+                messages,
+                refused,
+                &HashMap::new(),
+                &HashMap::new(),
+                &HashMap::new(),
+                now,
+            );
+            return Ok(SentBatch {
+                answers: plan.answers(),
+                dispatched: Vec::new(),
+            });
+        }
+        let group_ids = batch::group_ids(messages, &valid);
         let mut tx = self.pool.begin().await?;
-        let locked = sqlx::query_as::<_, Locked>(concat!(
+        // Group rows first, in id order (the lock order of postgres.rs):
+        // replicas committing to the same groups serialise here, and a
+        // retry of a key waits for its original to commit.
+        let groups: HashMap<String, GroupRow> = sqlx::query_as::<_, GroupRow>(concat!(
             "SELECT ",
             group_columns!(),
-            ", (SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2) AS role \
-             FROM groups g WHERE g.group_id = $1 FOR UPDATE"
+            " FROM groups g WHERE g.group_id = ANY($1) ORDER BY g.group_id FOR UPDATE"
         ))
-        .bind(&m.group_id)
-        .bind(&m.sender_user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Locked { mut group, role } = rules::found(&m.group_id, locked)?;
-        rules::member(&m.sender_user_id, &m.group_id, role.and_then(Role::from_i32))?;
-        // Under the group lock, so a concurrent retry of the same id waits
-        // here and then sees the first one committed.
-        let original = sqlx::query_as::<_, MessageRow>(concat!(
+        .bind(&group_ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|g| (g.group_id.clone(), g))
+        .collect();
+        let (key_groups, key_senders, key_ids): (Vec<&str>, Vec<&str>, Vec<&str>) = valid
+            .iter()
+            .map(|&i| {
+                let m = &messages[i];
+                (
+                    m.group_id.as_str(),
+                    m.sender_user_id.as_str(),
+                    m.client_message_id.as_str(),
+                )
+            })
+            .collect();
+        let roles: HashMap<(String, String), Role> = sqlx::query_as::<_, RoleRow>(
+            "SELECT DISTINCT m.group_id, m.user_id, m.role FROM group_members m \
+             JOIN unnest($1::text[], $2::text[]) AS k(group_id, user_id) \
+               ON m.group_id = k.group_id AND m.user_id = k.user_id",
+        )
+        .bind(&key_groups)
+        .bind(&key_senders)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .filter_map(|r| Role::from_i32(r.role).map(|role| ((r.group_id, r.user_id), role)))
+        .collect();
+        let originals: HashMap<batch::Key, GroupMessage> = sqlx::query_as::<_, MessageRow>(concat!(
             "SELECT ",
             message_columns!(),
             " FROM group_messages m \
-             WHERE m.group_id = $1 AND m.sender_user_id = $2 AND m.client_message_id = $3"
+             JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[])) AS k(group_id, sender, id) \
+               ON m.group_id = k.group_id AND m.sender_user_id = k.sender AND m.client_message_id = k.id"
         ))
-        .bind(&m.group_id)
-        .bind(&m.sender_user_id)
-        .bind(&m.client_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(original) = original {
-            return rules::duplicate(m, original.into());
-        }
-        // The sender's row before the heads: the lock order of postgres.rs.
-        sqlx::query("UPDATE group_members SET read_seq = $3 WHERE group_id = $1 AND user_id = $2")
-            .bind(&m.group_id)
-            .bind(&m.sender_user_id)
-            .bind(group.last_seq + 1)
-            .execute(&mut *tx)
-            .await?;
-        let draft = Draft {
-            sender: &m.sender_user_id,
-            device: &m.sender_device_id,
-            client_message_id: &m.client_message_id,
-            content_type: &m.content_type,
-            body: &m.body,
-            now,
-        };
-        let dispatch = Self::append(&mut tx, &mut group, draft).await?;
-        tx.commit().await?;
-        Ok(Sent {
-            message: dispatch.message,
-            duplicate: false,
-            deliveries: dispatch.deliveries,
+        .bind(&key_groups)
+        .bind(&key_senders)
+        .bind(&key_ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let m = GroupMessage::from(r);
+            (
+                (
+                    m.group_id.clone(),
+                    m.sender_user_id.clone(),
+                    m.client_message_id.clone(),
+                ),
+                m,
+            )
         })
+        .collect();
+        let plan = batch::plan(messages, refused, &groups, &roles, &originals, now);
+        if plan.messages.is_empty() {
+            tx.commit().await?;
+            return Ok(SentBatch {
+                answers: plan.answers(),
+                dispatched: Vec::new(),
+            });
+        }
+        Self::store_messages(&mut tx, &plan).await?;
+        let rows = Self::diffuse(&mut tx, &plan.runs).await?;
+        tx.commit().await?;
+        let dispatched = batch::dispatched(rows, &plan.runs);
+        Ok(SentBatch {
+            answers: plan.answers(),
+            dispatched,
+        })
+    }
+
+    /// The plan's messages, the groups' new last seqs and the senders'
+    /// read positions, in one statement (groups already locked; member
+    /// rows in key order).
+    async fn store_messages(conn: &mut sqlx::PgConnection, plan: &batch::Plan) -> Result<(), StoreError> {
+        let ms = &plan.messages;
+        let col = |f: fn(&GroupMessage) -> &str| ms.iter().map(f).collect::<Vec<&str>>();
+        let seqs: Vec<i64> = ms.iter().map(|m| m.seq as i64).collect();
+        let bodies: Vec<&[u8]> = ms.iter().map(|m| m.body.as_slice()).collect();
+        let at: Vec<i64> = ms.iter().map(|m| m.sent_at_ms).collect();
+        let run_groups: Vec<&str> = plan.runs.iter().map(|r| r.group_id.as_str()).collect();
+        let run_lasts: Vec<i64> = plan.runs.iter().map(|r| r.first_seq + r.count - 1).collect();
+        let read_groups: Vec<&str> = plan.reads.iter().map(|r| r.0.as_str()).collect();
+        let read_users: Vec<&str> = plan.reads.iter().map(|r| r.1.as_str()).collect();
+        let read_seqs: Vec<i64> = plan.reads.iter().map(|r| r.2).collect();
+        sqlx::query(
+            "WITH stored AS (INSERT INTO group_messages (group_id, seq, sender_user_id, sender_device_id, \
+               client_message_id, content_type, body, sent_at_ms) \
+               SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::bytea[], $8::bigint[])), \
+             bumped AS (UPDATE groups g SET last_seq = v.last_seq \
+               FROM unnest($9::text[], $10::bigint[]) AS v(group_id, last_seq) WHERE g.group_id = v.group_id) \
+             UPDATE group_members m SET read_seq = GREATEST(m.read_seq, v.seq) \
+               FROM unnest($11::text[], $12::text[], $13::bigint[]) AS v(group_id, user_id, seq) \
+               WHERE m.group_id = v.group_id AND m.user_id = v.user_id",
+        )
+        .bind(col(|m| &m.group_id))
+        .bind(&seqs)
+        .bind(col(|m| &m.sender_user_id))
+        .bind(col(|m| &m.sender_device_id))
+        .bind(col(|m| &m.client_message_id))
+        .bind(col(|m| &m.content_type))
+        .bind(&bodies)
+        .bind(&at)
+        .bind(&run_groups)
+        .bind(&run_lasts)
+        .bind(&read_groups)
+        .bind(&read_users)
+        .bind(&read_seqs)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn device_cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
@@ -91,15 +182,15 @@ impl PgGroupStore {
         let mut conn = self.pool.acquire().await?;
         let (cursor, head) = self.cursor_in(&mut conn, user_id, device_id).await?.split();
         let from = after.unwrap_or(cursor.ack_seq).max(cursor.begin_seq.saturating_sub(1));
-        // The page is cut from the user's mailbox first (one shard under
-        // Citus), then joined with the messages by their primary key.
         let mut items: Vec<MailboxItem> = sqlx::query_as::<_, ItemRow>(concat!(
-            "WITH page AS MATERIALIZED (SELECT mailbox_seq, group_id, seq FROM mailbox_entries \
-               WHERE user_id = $1 AND mailbox_seq > $2 ORDER BY mailbox_seq LIMIT $3) \
-             SELECT p.mailbox_seq, ",
+            mailbox_runs!(),
+            // LATERAL with an OFFSET 0 fence: a per-run index range; a plain
+            // join (or a flattened lateral) gets hashed and scans the group.
+            "SELECT r.end_seq - (r.last_seq - m.seq) AS mailbox_seq, ",
             message_columns!(),
-            " FROM page p \
-             JOIN group_messages m ON m.group_id = p.group_id AND m.seq = p.seq ORDER BY p.mailbox_seq"
+            " FROM runs r CROSS JOIN LATERAL (SELECT * FROM group_messages m WHERE m.group_id = r.group_id \
+               AND m.seq > r.last_seq - LEAST(r.n, r.end_seq - $2) AND m.seq <= r.last_seq OFFSET 0) AS m \
+             ORDER BY 1 LIMIT $3"
         ))
         .bind(user_id)
         .bind(from as i64)

@@ -22,6 +22,19 @@ macro_rules! message_columns {
     };
 }
 
+/// The CTE `runs`: user `$1`'s first `$3` mailbox runs past position `$2`.
+/// A run covers positions `end_seq - n + 1 ..= end_seq` for group seqs
+/// `last_seq - n + 1 ..= last_seq`, so these runs hold at least `$3` items
+/// after `$2`. Cut from the user's mailbox first (one shard under Citus);
+/// each backend then joins every run with its messages by a primary-key
+/// range (positions after `$2` only), ascending, at most `$3` (`ItemRow`).
+macro_rules! mailbox_runs {
+    () => {
+        "WITH runs AS MATERIALIZED (SELECT end_seq, n, group_id, last_seq FROM mailbox_runs \
+           WHERE user_id = $1 AND end_seq > $2 ORDER BY end_seq LIMIT $3) "
+    };
+}
+
 /// `RETURNING` of a `device_cursors` update, to be followed by a `head_seq`.
 macro_rules! cursor_returning {
     () => {

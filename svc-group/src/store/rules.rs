@@ -10,6 +10,11 @@ use crate::config::GroupStoreConfig;
 /// "epoch": ..}`). Their sender is `""`; clients may not send this type.
 pub const GROUP_EVENT_CONTENT_TYPE: &str = "application/vnd.hubbub.group-event+json";
 
+/// Content types an end-to-end encrypted group accepts start with this
+/// (`application/vnd.hubbub.ciphertext`, or with a suffix naming the
+/// client's scheme, like `application/vnd.hubbub.ciphertext+olm`).
+pub const CIPHERTEXT_CONTENT_TYPE: &str = "application/vnd.hubbub.ciphertext";
+
 /// Pull and history page size when the caller asks for 0.
 const DEFAULT_PAGE: u32 = 100;
 
@@ -149,6 +154,19 @@ pub(crate) fn new_message(m: &NewMessage, limits: &Limits) -> Result<(), StoreEr
             "body is {} bytes; the limit is {}",
             m.body.len(),
             limits.max_body_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// An end-to-end encrypted group takes ciphertext only: a body the server
+/// could read is refused before it is stored.
+pub(crate) fn content_for(m: &NewMessage, e2e: bool) -> Result<(), StoreError> {
+    if e2e && !m.content_type.starts_with(CIPHERTEXT_CONTENT_TYPE) {
+        return Err(invalid(format!(
+            "group {} is end-to-end encrypted: encrypt the body on the device and send it with content_type \
+             {CIPHERTEXT_CONTENT_TYPE} (or {CIPHERTEXT_CONTENT_TYPE}+<scheme>), not {:?}",
+            m.group_id, m.content_type
         )));
     }
     Ok(())

@@ -5,6 +5,7 @@
 //! The SQL is PostgreSQL's where both accept it; arrays are bound as JSON
 //! (`json_each`), and statements PostgreSQL runs as one CTE are two here.
 
+use super::batch::{self, GroupRun};
 use super::rows::{CursorRow, GroupRow, MemberRow, owner_first};
 use super::rules::{self, Draft, Limits};
 use super::*;
@@ -140,33 +141,15 @@ impl SqliteGroupStore {
         .execute(&mut *conn)
         .await?;
         g.last_seq = seq;
-        // Two statements for every member: bump the heads, then insert one
-        // entry per member at its new head.
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "INSERT INTO mailbox_heads (user_id, head_seq) \
-             SELECT user_id, 1 FROM group_members WHERE group_id = $1 ORDER BY user_id \
-             ON CONFLICT (user_id) DO UPDATE SET head_seq = head_seq + 1 RETURNING user_id, head_seq",
-        )
-        .bind(&g.group_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO mailbox_entries (user_id, mailbox_seq, group_id, seq) \
-             SELECT h.user_id, h.head_seq, $1, $2 FROM mailbox_heads h \
-             WHERE h.user_id IN (SELECT user_id FROM group_members WHERE group_id = $1)",
-        )
-        .bind(&g.group_id)
-        .bind(seq)
-        .execute(&mut *conn)
-        .await?;
-        let mut deliveries: Vec<Delivery> = rows
-            .into_iter()
-            .map(|(user_id, m)| Delivery {
-                user_id,
-                mailbox_seq: m as u64,
-            })
-            .collect();
-        deliveries.sort();
+        let run = GroupRun {
+            group_id: g.group_id.clone(),
+            first_seq: seq,
+            count: 1,
+        };
+        let deliveries = batch::dispatched(Self::diffuse(conn, std::slice::from_ref(&run)).await?, &[run])
+            .pop()
+            .map(|d| d.deliveries)
+            .unwrap_or_default();
         let message = GroupMessage {
             group_id: g.group_id.clone(),
             seq: seq as u64,
@@ -178,6 +161,42 @@ impl SqliteGroupStore {
             sent_at_ms: d.now,
         };
         Ok(Dispatch { message, deliveries })
+    }
+
+    /// Writes each run of new messages into the mailbox of every current
+    /// member of its group: per run, every member's head moves by the run's
+    /// messages, then one mailbox row per member records the positions it
+    /// got. Runs go in group id order, so a member's positions follow that
+    /// order. Returns (group, member, head after its run).
+    pub(super) async fn diffuse(
+        conn: &mut SqliteConnection,
+        runs: &[GroupRun],
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut written = Vec::new();
+        for run in runs {
+            let heads: Vec<(String, i64)> = sqlx::query_as(
+                "INSERT INTO mailbox_heads (user_id, head_seq) \
+                 SELECT user_id, $2 FROM group_members WHERE group_id = $1 ORDER BY user_id \
+                 ON CONFLICT (user_id) DO UPDATE SET head_seq = head_seq + excluded.head_seq \
+                 RETURNING user_id, head_seq",
+            )
+            .bind(&run.group_id)
+            .bind(run.count)
+            .fetch_all(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO mailbox_runs (user_id, end_seq, group_id, last_seq, n) \
+                 SELECT h.user_id, h.head_seq, $1, $2, $3 FROM mailbox_heads h \
+                 WHERE h.user_id IN (SELECT user_id FROM group_members WHERE group_id = $1)",
+            )
+            .bind(&run.group_id)
+            .bind(run.first_seq + run.count - 1)
+            .bind(run.count)
+            .execute(&mut *conn)
+            .await?;
+            written.extend(heads.into_iter().map(|(u, h)| (run.group_id.clone(), u, h)));
+        }
+        Ok(written)
     }
 
     pub(super) async fn members_of(conn: &mut SqliteConnection, g: GroupRow) -> Result<GroupWithMembers, StoreError> {
@@ -263,8 +282,8 @@ impl GroupStore for SqliteGroupStore {
     async fn list_groups(&self, user_id: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<Membership>> {
         self.list(user_id, after, limit).await
     }
-    async fn send(&self, message: &NewMessage) -> StoreResult<Sent> {
-        self.send_message(message).await
+    async fn send_batch(&self, messages: &[NewMessage]) -> StoreResult<SentBatch> {
+        self.commit_batch(messages).await
     }
     async fn cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
         self.device_cursor(user_id, device_id).await

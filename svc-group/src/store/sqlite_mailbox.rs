@@ -1,70 +1,114 @@
 //! SQLite: sending (write diffusion), mailboxes, device cursors, read
 //! positions and history.
 
+use super::batch;
 use super::rows::{CursorRow, GroupRow, ItemRow, MessageRow};
-use super::rules::{self, Draft};
+use super::rules;
 use super::sqlite::{SqliteGroupStore, WRITE};
 use super::*;
-
-/// The locked group row with the sender's role.
-#[derive(sqlx::FromRow)]
-struct Locked {
-    #[sqlx(flatten)]
-    group: GroupRow,
-    role: Option<i32>,
-}
+use std::collections::HashMap;
 
 impl SqliteGroupStore {
-    pub(super) async fn send_message(&self, m: &NewMessage) -> StoreResult<Sent> {
-        rules::new_message(m, &self.limits)?;
+    /// Group commit (`GroupStore::send_batch`) in one write transaction;
+    /// see `batch.rs` for what is decided and `diffuse` for the mailboxes.
+    /// The single writer makes the reads below exclusive.
+    pub(super) async fn commit_batch(&self, messages: &[NewMessage]) -> StoreResult<SentBatch> {
+        let (valid, refused) = batch::checked(messages, &self.limits);
         let now = unix_ms();
-        let mut tx = self.pool.begin_with(WRITE).await?;
-        let locked = sqlx::query_as::<_, Locked>(concat!(
-            "SELECT ",
-            group_columns!(),
-            ", (SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2) AS role \
-             FROM groups g WHERE g.group_id = $1"
-        ))
-        .bind(&m.group_id)
-        .bind(&m.sender_user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Locked { mut group, role } = rules::found(&m.group_id, locked)?;
-        rules::member(&m.sender_user_id, &m.group_id, role.and_then(Role::from_i32))?;
-        let original = sqlx::query_as::<_, MessageRow>(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM group_messages m \
-             WHERE m.group_id = $1 AND m.sender_user_id = $2 AND m.client_message_id = $3"
-        ))
-        .bind(&m.group_id)
-        .bind(&m.sender_user_id)
-        .bind(&m.client_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(original) = original {
-            return rules::duplicate(m, original.into());
+        let mut groups: HashMap<String, GroupRow> = HashMap::new();
+        let mut roles: HashMap<(String, String), Role> = HashMap::new();
+        let mut originals: HashMap<batch::Key, GroupMessage> = HashMap::new();
+        if valid.is_empty() {
+            let plan = batch::plan(messages, refused, &groups, &roles, &originals, now);
+            return Ok(SentBatch {
+                answers: plan.answers(),
+                dispatched: Vec::new(),
+            });
         }
-        sqlx::query("UPDATE group_members SET read_seq = $3 WHERE group_id = $1 AND user_id = $2")
+        let mut tx = self.pool.begin_with(WRITE).await?;
+        for group_id in batch::group_ids(messages, &valid) {
+            if let Some(g) = sqlx::query_as::<_, GroupRow>(concat!(
+                "SELECT ",
+                group_columns!(),
+                " FROM groups g WHERE g.group_id = $1"
+            ))
+            .bind(&group_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                groups.insert(group_id, g);
+            }
+        }
+        for &i in &valid {
+            let m = &messages[i];
+            if let Some(role) = Self::role(&mut tx, &m.group_id, &m.sender_user_id).await? {
+                roles.insert((m.group_id.clone(), m.sender_user_id.clone()), role);
+            }
+            if let Some(original) = sqlx::query_as::<_, MessageRow>(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM group_messages m \
+                 WHERE m.group_id = $1 AND m.sender_user_id = $2 AND m.client_message_id = $3"
+            ))
             .bind(&m.group_id)
             .bind(&m.sender_user_id)
-            .bind(group.last_seq + 1)
+            .bind(&m.client_message_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                let key = (
+                    m.group_id.clone(),
+                    m.sender_user_id.clone(),
+                    m.client_message_id.clone(),
+                );
+                originals.insert(key, original.into());
+            }
+        }
+        let plan = batch::plan(messages, refused, &groups, &roles, &originals, now);
+        if plan.messages.is_empty() {
+            tx.commit().await?;
+            return Ok(SentBatch {
+                answers: plan.answers(),
+                dispatched: Vec::new(),
+            });
+        }
+        for m in &plan.messages {
+            sqlx::query(
+                "INSERT INTO group_messages (group_id, seq, sender_user_id, sender_device_id, client_message_id, \
+                 content_type, body, sent_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&m.group_id)
+            .bind(m.seq as i64)
+            .bind(&m.sender_user_id)
+            .bind(&m.sender_device_id)
+            .bind(&m.client_message_id)
+            .bind(&m.content_type)
+            .bind(&m.body)
+            .bind(m.sent_at_ms)
             .execute(&mut *tx)
             .await?;
-        let draft = Draft {
-            sender: &m.sender_user_id,
-            device: &m.sender_device_id,
-            client_message_id: &m.client_message_id,
-            content_type: &m.content_type,
-            body: &m.body,
-            now,
-        };
-        let dispatch = Self::append(&mut tx, &mut group, draft).await?;
+        }
+        for run in &plan.runs {
+            sqlx::query("UPDATE groups SET last_seq = $2 WHERE group_id = $1")
+                .bind(&run.group_id)
+                .bind(run.first_seq + run.count - 1)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (group_id, user_id, seq) in &plan.reads {
+            sqlx::query("UPDATE group_members SET read_seq = MAX(read_seq, $3) WHERE group_id = $1 AND user_id = $2")
+                .bind(group_id)
+                .bind(user_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = Self::diffuse(&mut tx, &plan.runs).await?;
         tx.commit().await?;
-        Ok(Sent {
-            message: dispatch.message,
-            duplicate: false,
-            deliveries: dispatch.deliveries,
+        let dispatched = batch::dispatched(rows, &plan.runs);
+        Ok(SentBatch {
+            answers: plan.answers(),
+            dispatched,
         })
     }
 
@@ -89,12 +133,12 @@ impl SqliteGroupStore {
         let (cursor, head) = self.cursor_in(&mut conn, user_id, device_id).await?.split();
         let from = after.unwrap_or(cursor.ack_seq).max(cursor.begin_seq.saturating_sub(1));
         let mut items: Vec<MailboxItem> = sqlx::query_as::<_, ItemRow>(concat!(
-            "WITH page AS MATERIALIZED (SELECT mailbox_seq, group_id, seq FROM mailbox_entries \
-               WHERE user_id = $1 AND mailbox_seq > $2 ORDER BY mailbox_seq LIMIT $3) \
-             SELECT p.mailbox_seq, ",
+            mailbox_runs!(),
+            "SELECT r.end_seq - (r.last_seq - m.seq) AS mailbox_seq, ",
             message_columns!(),
-            " FROM page p \
-             JOIN group_messages m ON m.group_id = p.group_id AND m.seq = p.seq ORDER BY p.mailbox_seq"
+            " FROM runs r JOIN group_messages m ON m.group_id = r.group_id \
+               AND m.seq > r.last_seq - MIN(r.n, r.end_seq - $2) AND m.seq <= r.last_seq \
+             ORDER BY 1 LIMIT $3"
         ))
         .bind(user_id)
         .bind(from as i64)

@@ -191,8 +191,32 @@ pub struct Sent {
     pub message: GroupMessage,
     /// True when this was a retry: nothing was written again.
     pub duplicate: bool,
-    /// The mailbox entries written (empty for a duplicate).
+    /// The mailbox heads after the send (empty for a duplicate, and in a
+    /// `SentBatch`, which reports them per group).
     pub deliveries: Vec<Delivery>,
+}
+
+/// What one group commit wrote for one group: its new messages and, per
+/// member, the mailbox head after the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDispatch {
+    /// The group.
+    pub group_id: String,
+    /// New messages the commit stored in it.
+    pub messages: u64,
+    /// One per member written to, sorted by user id (each member received
+    /// `messages` mailbox entries, the last at `mailbox_seq`).
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Outcome of `send_batch`.
+#[derive(Debug)]
+pub struct SentBatch {
+    /// One answer per send, in the batch's order (each `Sent` with empty
+    /// `deliveries`: they are in `dispatched`).
+    pub answers: Vec<Result<Sent, super::StoreError>>,
+    /// Per group with new messages, by group id.
+    pub dispatched: Vec<GroupDispatch>,
 }
 
 /// Where one device stands in its user's mailbox (mailbox positions).
