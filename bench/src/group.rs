@@ -67,6 +67,8 @@ pub struct GroupArgs {
 #[derive(Debug, Default)]
 struct Tally {
     latency: Histogram,
+    /// Send -> the device's notify for it arrived (where the time goes).
+    to_notify: Histogram,
     /// (group, seq) pairs received, per device: duplicates are counted.
     received: u64,
     duplicates: u64,
@@ -117,7 +119,7 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
         .collect();
     for (group, token) in laggards.iter().enumerate() {
         let mut device = Device::open(&args, group, token, "bench-offline").await?;
-        device.pull_all(None, 0, None).await?; // its cursor now exists; then it goes away
+        device.pull_all(None, 0, None, true).await?; // its cursor now exists; then it goes away
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // presence learns the devices
     {
@@ -190,7 +192,7 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
     for (group, token) in laggards.iter().enumerate() {
         let mut device = Device::open(&args, group, token, "bench-offline").await?;
         let began = Instant::now();
-        let items = device.pull_all(Some(&group_ids[group]), group, None).await?;
+        let items = device.pull_all(Some(&group_ids[group]), group, None, true).await?;
         catch_up.record(began.elapsed().as_micros() as u64);
         caught_up += items;
     }
@@ -214,6 +216,10 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
                 "p99": tally.latency.quantile(0.99) as f64 / 1000.0,
                 "samples": tally.latency.total(),
             },
+            "send_to_notified_ms": {
+                "p50": tally.to_notify.quantile(0.50) as f64 / 1000.0,
+                "p99": tally.to_notify.quantile(0.99) as f64 / 1000.0,
+            },
             "missing": expected.saturating_sub(unique),
             "duplicated": tally.duplicates,
             "catch_up": {
@@ -230,8 +236,11 @@ struct Device {
     conn: GrpcConn,
     session_id: String,
     events: crate::grpc_conn::MessageStream,
-    /// Highest mailbox position acked.
+    /// Highest mailbox position acked, and fetched.
     acked: u64,
+    fetched: u64,
+    /// Notifies not yet passed by a pull: (mailbox_seq, arrival micros).
+    notified: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl Device {
@@ -244,6 +253,8 @@ impl Device {
             session_id,
             events,
             acked: 0,
+            fetched: 0,
+            notified: Default::default(),
         })
     }
 
@@ -251,26 +262,33 @@ impl Device {
     async fn follow(mut self, group_id: String, group: usize, tally: Arc<Mutex<Tally>>) -> anyhow::Result<()> {
         let mut seen = HashSet::new();
         // Whatever is already there first (the group's creation).
-        self.pull_all(Some(&group_id), group, Some((&tally, &mut seen))).await?;
+        self.pull_all(Some(&group_id), group, Some((&tally, &mut seen)), false)
+            .await?;
         while let Some(event) = self.events.next().await? {
             if let Some(Event::GroupNotify(notify)) = ServerEvent::decode(event)?.event {
-                // A notify at or below what this device already acked was
-                // covered by an earlier pull, as a client skips it.
-                if notify.mailbox_seq > self.acked {
-                    self.pull_all(Some(&group_id), group, Some((&tally, &mut seen))).await?;
+                self.notified.push_back((notify.mailbox_seq, unix_micros()));
+                // A notify at or below what this device already fetched
+                // was covered by an earlier pull, as a client skips it.
+                if notify.mailbox_seq > self.fetched {
+                    self.pull_all(Some(&group_id), group, Some((&tally, &mut seen)), false)
+                        .await?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Pulls pages until the mailbox is drained, acking each; counts the
-    /// benchmark's messages of `group_id` into `tally`. Returns the items.
+    /// Pulls pages until the mailbox is drained, each pull acking the page
+    /// before (one call per page, as a client following notifies does; the
+    /// last page is acked by the next pull, or at once with `settle`);
+    /// counts the benchmark's messages of `group_id` into `tally`. Returns
+    /// the items.
     async fn pull_all(
         &mut self,
         group_id: Option<&str>,
         group: usize,
         mut tally: Option<(&Arc<Mutex<Tally>>, &mut HashSet<u64>)>,
+        settle: bool,
     ) -> anyhow::Result<u64> {
         let mut items = 0;
         loop {
@@ -278,6 +296,7 @@ impl Device {
                 session_id: self.session_id.clone(),
                 after_mailbox_seq: None,
                 limit: 500,
+                ack_mailbox_seq: (self.fetched > self.acked).then_some(self.fetched),
             };
             let page = PullMailboxResponse::decode(self.conn.unary("/hubbub.v1.ClientApi/PullMailbox", &pull).await?)?;
             let now = unix_micros();
@@ -299,17 +318,27 @@ impl Device {
                     }
                     let sent = u64::from_le_bytes(message.body[..8].try_into().expect("8 bytes"));
                     tally.latency.record(now.saturating_sub(sent));
+                    while self.notified.front().is_some_and(|(seq, _)| *seq < item.mailbox_seq) {
+                        self.notified.pop_front();
+                    }
+                    if let Some((_, at)) = self.notified.front() {
+                        tally.to_notify.record(at.saturating_sub(sent));
+                    }
                 }
             }
+            self.acked = self.acked.max(pull.ack_mailbox_seq.unwrap_or(0));
             if let Some(mailbox_seq) = last {
-                let ack = AckRequest {
-                    session_id: self.session_id.clone(),
-                    mailbox_seq,
-                };
-                self.conn.unary("/hubbub.v1.ClientApi/Ack", &ack).await?;
-                self.acked = self.acked.max(mailbox_seq);
+                self.fetched = self.fetched.max(mailbox_seq);
             }
             if !page.has_more {
+                if settle && self.fetched > self.acked {
+                    let ack = AckRequest {
+                        session_id: self.session_id.clone(),
+                        mailbox_seq: self.fetched,
+                    };
+                    self.conn.unary("/hubbub.v1.ClientApi/Ack", &ack).await?;
+                    self.acked = self.fetched;
+                }
                 return Ok(items);
             }
         }

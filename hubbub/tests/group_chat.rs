@@ -144,6 +144,7 @@ async fn pull_all(viewer: &mut Viewer) -> Vec<MailboxItem> {
                 session_id: viewer.session_id.clone(),
                 after_mailbox_seq: None,
                 limit: 2,
+                ack_mailbox_seq: None,
             },
             viewer.token.as_deref(),
         );

@@ -164,6 +164,7 @@ impl GroupLink {
                 device_id: device.to_owned(),
                 after_mailbox_seq: call.after_mailbox_seq,
                 limit: call.limit,
+                ack_mailbox_seq: call.ack_mailbox_seq,
             },
         );
         let answer = self.bounded(self.client.clone().pull_mailbox(request)).await?;

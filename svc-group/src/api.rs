@@ -18,7 +18,7 @@ use crate::commit::GroupCommit;
 use crate::convert;
 use crate::metrics::GroupMetrics;
 use crate::notify::Notifier;
-use crate::store::{Dispatch, GroupStore, NewGroup, NewMessage};
+use crate::store::{Dispatch, GroupStore, NewGroup, NewMessage, Position};
 use hubbub_kit::ids::{self, MAX_ID_BYTES};
 use hubbub_kit::service_auth::{self, Role};
 use hubbub_proto::v1::{self as pb, group_server::Group};
@@ -255,7 +255,15 @@ impl<S: GroupStore> Group for GroupApi<S> {
         ids::validate("device_id", &call.device_id)?;
         let pulled = self
             .store
-            .pull(&user, &call.device_id, call.after_mailbox_seq, call.limit)
+            .pull(
+                &user,
+                &call.device_id,
+                Position {
+                    after: call.after_mailbox_seq,
+                    ack: call.ack_mailbox_seq,
+                },
+                call.limit,
+            )
             .await?;
         Ok(Response::new(convert::pulled(pulled)))
     }

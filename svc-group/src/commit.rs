@@ -124,8 +124,10 @@ async fn run<S: GroupStore>(
         for pending in &batch {
             span.follows_from(pending.span.id());
         }
+        let began = std::time::Instant::now();
         let result = store.send_batch(&messages).instrument(span).await;
         metrics.commits.inc();
+        metrics.commit_seconds.observe(began.elapsed().as_secs_f64());
         match result {
             Ok(sent) => {
                 for (pending, answer) in batch.drain(..).zip(sent.answers) {

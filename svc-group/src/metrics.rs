@@ -1,15 +1,27 @@
 //! Metrics of a group replica, served on its `/metrics`.
 
-use prometheus_client::{metrics::counter::Counter, registry::Registry};
+use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+use prometheus_client::registry::Registry;
+
+/// Buckets of the duration histograms, in seconds: 1 ms to ~4 s.
+fn seconds() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 13,
+    ))
+}
 
 /// Counters of a group replica. Cheap to clone (the counters are shared).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GroupMetrics {
     /// Messages committed by SendGroupMessage (retries answered as
     /// duplicates are not counted).
     pub messages_sent: Counter,
     /// Store transactions of group commit (each holds one or more sends).
     pub commits: Counter,
+    /// Duration of each group commit transaction.
+    pub commit_seconds: Histogram,
+    /// From a commit's end to its last gateway answering the notify.
+    pub notify_seconds: Histogram,
     /// Mailbox entries written by commits (sends and membership events).
     pub mailbox_entries: Counter,
     /// Sessions a gateway took a notify for.
@@ -19,6 +31,21 @@ pub struct GroupMetrics {
     /// LocateUsers or Deliver calls that failed or timed out (their devices
     /// get the messages on their next pull).
     pub notify_failures: Counter,
+}
+
+impl Default for GroupMetrics {
+    fn default() -> Self {
+        Self {
+            messages_sent: Counter::default(),
+            commits: Counter::default(),
+            commit_seconds: seconds(),
+            notify_seconds: seconds(),
+            mailbox_entries: Counter::default(),
+            notifies_sent: Counter::default(),
+            notifies_dropped: Counter::default(),
+            notify_failures: Counter::default(),
+        }
+    }
 }
 
 impl GroupMetrics {
@@ -34,6 +61,16 @@ impl GroupMetrics {
             "hubbub_group_commits",
             "Group commit transactions (sends per commit = messages_sent / commits)",
             metrics.commits.clone(),
+        );
+        registry.register(
+            "hubbub_group_commit_seconds",
+            "Duration of group commit transactions",
+            metrics.commit_seconds.clone(),
+        );
+        registry.register(
+            "hubbub_group_notify_seconds",
+            "From a commit to its last gateway having taken the notify",
+            metrics.notify_seconds.clone(),
         );
         registry.register(
             "hubbub_group_mailbox_entries",

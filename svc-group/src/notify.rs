@@ -42,6 +42,8 @@ const MAX_GATEWAY_CHANNELS: usize = 1024;
 #[derive(Debug)]
 struct Notice {
     group_id: String,
+    /// When the commit handed it over.
+    at: std::time::Instant,
     deliveries: Vec<Delivery>,
 }
 
@@ -93,6 +95,7 @@ impl Notifier {
         }
         let notice = Notice {
             group_id: group_id.to_owned(),
+            at: std::time::Instant::now(),
             deliveries,
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(notice) {
@@ -167,6 +170,7 @@ impl Worker {
             }
         }
         while calls.join_next().await.is_some() {}
+        self.metrics.notify_seconds.observe(notice.at.elapsed().as_secs_f64());
     }
 
     /// One Deliver per distinct mailbox head among the gateway's sessions,

@@ -136,14 +136,16 @@ pub trait GroupStore: Send + Sync + 'static {
     /// recent history behind the mailbox head; with the mailbox head.
     fn cursor(&self, user_id: &str, device_id: &str) -> impl Future<Output = StoreResult<(DeviceCursor, u64)>> + Send;
 
-    /// Mailbox items strictly after `after` (unset: after the device's ack;
-    /// never before its begin), ascending, at most `limit` (0: 100; capped at
-    /// the page limit), joined with their messages. Moves fetch forward.
+    /// With `from.ack`, first moves the device's ack forward to it (as
+    /// `ack`, in the same transaction); then the mailbox items strictly
+    /// after `from.after` (unset: after the device's ack; never before its
+    /// begin), ascending, at most `limit` (0: 100; capped at the page
+    /// limit), joined with their messages. Moves fetch forward.
     fn pull(
         &self,
         user_id: &str,
         device_id: &str,
-        after: Option<u64>,
+        from: Position,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Pulled>> + Send;
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use svc_group::config::GroupStoreConfig;
 use svc_group::store::{
-    GroupStore, MailboxItem, NewGroup, NewMessage, Role, StoreError, postgres::PgGroupStore, sqlite::SqliteGroupStore,
+    GroupStore, MailboxItem, NewGroup, NewMessage, Position, Role, StoreError, postgres::PgGroupStore,
+    sqlite::SqliteGroupStore,
 };
 
 fn database_url() -> String {
@@ -59,7 +60,7 @@ async fn group<S: GroupStore>(store: &S, owner: &str, members: &[&str]) -> Strin
 async fn drain<S: GroupStore>(store: &S, user: &str, device: &str, page: u32) -> Vec<MailboxItem> {
     let mut all = Vec::new();
     loop {
-        let pulled = store.pull(user, device, None, page).await.unwrap();
+        let pulled = store.pull(user, device, Position::ACKED, page).await.unwrap();
         let Some(last) = pulled.items.last().map(|i| i.mailbox_seq) else {
             break;
         };
@@ -218,14 +219,14 @@ async fn three_devices_each_get_everything_once_across_reconnects<S: GroupStore>
         // First session: two pages stored and acked, then a third fetched but
         // lost before it was stored (a crash): fetch moved, ack did not.
         for _ in 0..2 {
-            let page = store.pull(&user, device, None, 7).await.unwrap();
+            let page = store.pull(&user, device, Position::ACKED, 7).await.unwrap();
             stored.extend(page.items.iter().map(|i| i.message.seq));
             store
                 .ack(&user, device, page.items.last().unwrap().mailbox_seq)
                 .await
                 .unwrap();
         }
-        let lost = store.pull(&user, device, None, 7).await.unwrap();
+        let lost = store.pull(&user, device, Position::ACKED, 7).await.unwrap();
         assert!(lost.cursor.fetch_seq > lost.cursor.ack_seq);
         // Reconnect: resumes after the ack, so the lost page comes again.
         let rest = drain(&store, &user, device, 7).await;
@@ -468,7 +469,7 @@ async fn read_positions_and_receipts_follow_mark_read<S: GroupStore>(open: impl 
         "the sender has read it"
     );
 
-    let page = store.pull(&a, "phone", None, 10).await.unwrap();
+    let page = store.pull(&a, "phone", Position::ACKED, 10).await.unwrap();
     let item = page.items.iter().find(|i| i.message.seq == seq).unwrap();
     let marked = store.mark_read(&a, "phone", &g, seq, item.mailbox_seq).await.unwrap();
     assert_eq!((marked.read_seq, marked.cursor.read_seq), (seq, item.mailbox_seq));
@@ -606,7 +607,7 @@ async fn pages_cut_through_a_commit_of_many_messages<S: GroupStore>(open: impl A
     let mut sizes = Vec::new();
     let mut items = Vec::new();
     loop {
-        let page = store.pull(&member, "phone", None, 3).await.unwrap();
+        let page = store.pull(&member, "phone", Position::ACKED, 3).await.unwrap();
         sizes.push(page.items.len());
         if let Some(last) = page.items.last() {
             store.ack(&member, "phone", last.mailbox_seq).await.unwrap();
@@ -620,12 +621,59 @@ async fn pages_cut_through_a_commit_of_many_messages<S: GroupStore>(open: impl A
     assert_eq!(seqs_of(&items, &g), (1..=11).collect::<Vec<u64>>());
     // From any position inside it, exactly what follows.
     let from = items[5].mailbox_seq;
-    let page = store.pull(&member, "tablet", Some(from), 100).await.unwrap();
+    let page = store.pull(&member, "tablet", Position::after(from), 100).await.unwrap();
     assert_eq!(
         page.items.iter().map(|i| i.message.seq).collect::<Vec<u64>>(),
         (7..=11).collect::<Vec<u64>>()
     );
     assert_eq!(page.items[0].mailbox_seq, from + 1);
+}
+
+async fn an_ack_rides_on_the_next_pull<S: GroupStore>(open: impl AsyncFn(GroupStoreConfig) -> S) {
+    let store = open(config()).await;
+    let (owner, member) = (uid("owner"), uid("member"));
+    let g = group(&store, &owner, &[&member]).await;
+    for i in 0..5 {
+        store.send(&text(&g, &owner, &format!("k{i}"), "x")).await.unwrap();
+    }
+    let first = store.pull(&member, "phone", Position::ACKED, 2).await.unwrap();
+    let fetched = first.items.last().unwrap().mailbox_seq;
+    assert_eq!(first.cursor.ack_seq, first.cursor.begin_seq - 1, "nothing acked yet");
+    // Acking the page before and pulling the next: one call.
+    let from = Position {
+        after: None,
+        ack: Some(fetched),
+    };
+    let second = store.pull(&member, "phone", from, 2).await.unwrap();
+    assert_eq!(second.cursor.ack_seq, fetched);
+    assert_eq!(second.items[0].mailbox_seq, fetched + 1, "starts after the new ack");
+    // An ack above what was fetched is refused, and so is 0.
+    let beyond = Position {
+        after: None,
+        ack: Some(second.cursor.fetch_seq + 1),
+    };
+    let message = refused!(store.pull(&member, "phone", beyond, 2).await, OutOfRange);
+    assert!(message.contains("fetch cursor"), "{message}");
+    let zero = Position {
+        after: None,
+        ack: Some(0),
+    };
+    refused!(store.pull(&member, "phone", zero, 2).await, InvalidArgument);
+    // An ack on an empty page still lands.
+    let after_second = second.items.last().unwrap().mailbox_seq;
+    let rest = store
+        .pull(&member, "phone", Position::after(after_second), 100)
+        .await
+        .unwrap();
+    let last = rest.items.last().unwrap().mailbox_seq;
+    assert!(rest.cursor.ack_seq < last);
+    let settled = Position {
+        after: None,
+        ack: Some(last),
+    };
+    let empty = store.pull(&member, "phone", settled, 10).await.unwrap();
+    assert!(empty.items.is_empty());
+    assert_eq!(empty.cursor.ack_seq, last);
 }
 
 async fn an_encrypted_group_takes_ciphertext_only<S: GroupStore>(open: impl AsyncFn(GroupStoreConfig) -> S) {
@@ -694,6 +742,7 @@ on_both_backends!(
     a_group_commit_answers_each_send_on_its_own,
     pages_cut_through_a_commit_of_many_messages,
     an_encrypted_group_takes_ciphertext_only,
+    an_ack_rides_on_the_next_pull,
 );
 
 /// Replicas starting at once on an empty database: sqlx's migrator takes an

@@ -157,6 +157,9 @@ impl PgGroupStore {
         conn: &mut PgConnection,
         runs: &[GroupRun],
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        if let [run] = runs {
+            return Self::diffuse_one(conn, run).await;
+        }
         let groups: Vec<&str> = runs.iter().map(|r| r.group_id.as_str()).collect();
         let firsts: Vec<i64> = runs.iter().map(|r| r.first_seq).collect();
         let counts: Vec<i64> = runs.iter().map(|r| r.count).collect();
@@ -179,6 +182,26 @@ impl PgGroupStore {
         .bind(&groups)
         .bind(&firsts)
         .bind(&counts)
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    /// `diffuse` for one group: each member's head moves by the run and the
+    /// run ends at the new head, with none of the general case's grouping
+    /// (a third less work for the commonest commit).
+    async fn diffuse_one(conn: &mut PgConnection, run: &GroupRun) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "WITH heads AS (INSERT INTO mailbox_heads AS h (user_id, head_seq) \
+               SELECT user_id, $3 FROM group_members WHERE group_id = $1 ORDER BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET head_seq = h.head_seq + EXCLUDED.head_seq \
+               RETURNING h.user_id, h.head_seq), \
+             runs AS (INSERT INTO mailbox_runs (user_id, end_seq, group_id, last_seq, n) \
+               SELECT user_id, head_seq, $1, $2 + $3 - 1, $3 FROM heads) \
+             SELECT $1, user_id, head_seq FROM heads",
+        )
+        .bind(&run.group_id)
+        .bind(run.first_seq)
+        .bind(run.count)
         .fetch_all(&mut *conn)
         .await?)
     }
@@ -272,8 +295,8 @@ impl GroupStore for PgGroupStore {
     async fn cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
         self.device_cursor(user_id, device_id).await
     }
-    async fn pull(&self, user_id: &str, device_id: &str, after: Option<u64>, limit: u32) -> StoreResult<Pulled> {
-        self.pull_mailbox(user_id, device_id, after, limit).await
+    async fn pull(&self, user_id: &str, device_id: &str, from: Position, limit: u32) -> StoreResult<Pulled> {
+        self.pull_mailbox(user_id, device_id, from, limit).await
     }
     async fn ack(&self, user_id: &str, device_id: &str, mailbox_seq: u64) -> StoreResult<DeviceCursor> {
         self.ack_mailbox(user_id, device_id, mailbox_seq).await

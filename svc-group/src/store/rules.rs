@@ -241,6 +241,25 @@ pub(crate) fn fetched(what: &str, mailbox_seq: u64, device_id: &str, fetch_seq: 
     Ok(())
 }
 
+/// Where a pull of `device_id` at `cursor` starts, and the ack it moves to
+/// first: (start, ack). An ack above the fetch cursor is refused.
+pub(crate) fn pull_start(
+    from: super::Position,
+    cursor: &super::DeviceCursor,
+    device_id: &str,
+) -> Result<(u64, u64), StoreError> {
+    let ack = match from.ack {
+        Some(ack) => {
+            positive("ack_mailbox_seq", ack)?;
+            fetched("ack_mailbox_seq", ack, device_id, cursor.fetch_seq)?;
+            ack.max(cursor.ack_seq)
+        }
+        None => cursor.ack_seq,
+    };
+    let start = from.after.unwrap_or(ack).max(cursor.begin_seq.saturating_sub(1));
+    Ok((start, ack))
+}
+
 /// The body of a group event.
 pub(crate) fn event_body(event: &str, actor: &str, users: &[String], role: Option<Role>, epoch: u64) -> Vec<u8> {
     serde_json::json!({

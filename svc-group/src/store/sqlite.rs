@@ -288,8 +288,8 @@ impl GroupStore for SqliteGroupStore {
     async fn cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
         self.device_cursor(user_id, device_id).await
     }
-    async fn pull(&self, user_id: &str, device_id: &str, after: Option<u64>, limit: u32) -> StoreResult<Pulled> {
-        self.pull_mailbox(user_id, device_id, after, limit).await
+    async fn pull(&self, user_id: &str, device_id: &str, from: Position, limit: u32) -> StoreResult<Pulled> {
+        self.pull_mailbox(user_id, device_id, from, limit).await
     }
     async fn ack(&self, user_id: &str, device_id: &str, mailbox_seq: u64) -> StoreResult<DeviceCursor> {
         self.ack_mailbox(user_id, device_id, mailbox_seq).await

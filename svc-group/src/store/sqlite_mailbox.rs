@@ -123,7 +123,7 @@ impl SqliteGroupStore {
         &self,
         user_id: &str,
         device_id: &str,
-        after: Option<u64>,
+        from: Position,
         limit: u32,
     ) -> StoreResult<Pulled> {
         rules::id("user_id", user_id)?;
@@ -131,7 +131,7 @@ impl SqliteGroupStore {
         let limit = self.limits.page(limit) as usize;
         let mut conn = self.pool.acquire().await?;
         let (cursor, head) = self.cursor_in(&mut conn, user_id, device_id).await?.split();
-        let from = after.unwrap_or(cursor.ack_seq).max(cursor.begin_seq.saturating_sub(1));
+        let (start, ack) = rules::pull_start(from, &cursor, device_id)?;
         let mut items: Vec<MailboxItem> = sqlx::query_as::<_, ItemRow>(concat!(
             mailbox_runs!(),
             "SELECT r.end_seq - (r.last_seq - m.seq) AS mailbox_seq, ",
@@ -141,7 +141,7 @@ impl SqliteGroupStore {
              ORDER BY 1 LIMIT $3"
         ))
         .bind(user_id)
-        .bind(from as i64)
+        .bind(start as i64)
         .bind(limit as i64 + 1)
         .fetch_all(&mut *conn)
         .await?
@@ -150,23 +150,26 @@ impl SqliteGroupStore {
         .collect();
         let has_more = items.len() > limit;
         items.truncate(limit);
-        let Some(last) = items.last().map(|i| i.mailbox_seq) else {
+        let last = items.last().map_or(0, |i| i.mailbox_seq);
+        if last <= cursor.fetch_seq && ack <= cursor.ack_seq {
             return Ok(Pulled {
                 items,
                 has_more,
                 cursor,
                 head_mailbox_seq: head,
             });
-        };
+        }
+        // Fetch and the ack riding on the pull, in one statement.
         let cursor = sqlx::query_as::<_, CursorRow>(concat!(
-            "UPDATE device_cursors SET fetch_seq = MAX(fetch_seq, $3) WHERE user_id = $1 AND device_id = $2 \
-             ",
+            "UPDATE device_cursors SET fetch_seq = MAX(fetch_seq, $3), ack_seq = MAX(ack_seq, $4) \
+             WHERE user_id = $1 AND device_id = $2 ",
             cursor_returning!(),
-            ", $4 AS head_seq"
+            ", $5 AS head_seq"
         ))
         .bind(user_id)
         .bind(device_id)
         .bind(last as i64)
+        .bind(ack as i64)
         .bind(head.max(last) as i64)
         .fetch_one(&mut *conn)
         .await?;

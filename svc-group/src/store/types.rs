@@ -245,6 +245,28 @@ pub struct MailboxItem {
     pub message: GroupMessage,
 }
 
+/// Where a pull starts, and what it acks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Items strictly after this; unset: after the ack (once `ack` moved it).
+    pub after: Option<u64>,
+    /// Ack up to here first (at most the device's fetch); unset: no ack.
+    pub ack: Option<u64>,
+}
+
+impl Position {
+    /// After the device's ack, acking nothing.
+    pub const ACKED: Position = Position { after: None, ack: None };
+
+    /// Strictly after `seq`, acking nothing.
+    pub fn after(seq: u64) -> Position {
+        Position {
+            after: Some(seq),
+            ack: None,
+        }
+    }
+}
+
 /// A page of a mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pulled {
