@@ -139,7 +139,7 @@ async fn run<S: GroupStore>(
                 for dispatch in sent.dispatched {
                     metrics
                         .mailbox_entries
-                        .inc_by(dispatch.messages * dispatch.deliveries.len() as u64);
+                        .inc_by((dispatch.messages.len() * dispatch.deliveries.len()) as u64);
                     notifier.notify(&dispatch.group_id, dispatch.deliveries);
                 }
             }

@@ -575,7 +575,7 @@ async fn a_group_commit_answers_each_send_on_its_own<S: GroupStore>(open: impl A
     assert!(
         sent.dispatched
             .iter()
-            .all(|d| d.messages == 2 && d.deliveries.len() == 2)
+            .all(|d| d.messages.len() == 2 && d.deliveries.len() == 2)
     );
     // The member of both groups finds all four, in per-group order, at
     // consecutive mailbox positions.

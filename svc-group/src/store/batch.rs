@@ -35,6 +35,8 @@ pub(crate) struct GroupRun {
     pub first_seq: i64,
     /// How many new messages (consecutive seqs).
     pub count: i64,
+    /// The group's bodies are end-to-end encrypted.
+    pub e2e: bool,
 }
 
 /// What a batch writes and answers.
@@ -148,6 +150,7 @@ pub(crate) fn plan(
                 group_id: m.group_id.clone(),
                 first_seq: m.seq as i64,
                 count: 1,
+                e2e: groups.get(&m.group_id).is_some_and(|g| g.e2e),
             }),
         }
         let read = reads.entry((m.group_id.clone(), m.sender_user_id.clone())).or_default();
@@ -209,8 +212,13 @@ pub(crate) fn group_ids(messages: &[NewMessage], indexes: &[usize]) -> Vec<Strin
 }
 
 /// Splits a diffusion's rows (group, user, head after the batch) into the
-/// per-group deliveries the notify step takes.
-pub(crate) fn dispatched(rows: Vec<(String, String, i64)>, runs: &[GroupRun]) -> Vec<GroupDispatch> {
+/// per-group deliveries the notify step takes, with the runs' `messages`
+/// (in write order, as in `Plan::messages`).
+pub(crate) fn dispatched(
+    rows: Vec<(String, String, i64)>,
+    runs: &[GroupRun],
+    messages: &[GroupMessage],
+) -> Vec<GroupDispatch> {
     let mut by_group: HashMap<String, Vec<Delivery>> = HashMap::new();
     for (group_id, user_id, head) in rows {
         by_group.entry(group_id).or_default().push(Delivery {
@@ -218,13 +226,18 @@ pub(crate) fn dispatched(rows: Vec<(String, String, i64)>, runs: &[GroupRun]) ->
             mailbox_seq: head as u64,
         });
     }
+    let mut next = 0;
     runs.iter()
         .map(|run| {
             let mut deliveries = by_group.remove(&run.group_id).unwrap_or_default();
             deliveries.sort();
+            let end = (next + run.count as usize).min(messages.len());
+            let of_run = messages[next.min(end)..end].to_vec();
+            next = end;
             GroupDispatch {
                 group_id: run.group_id.clone(),
-                messages: run.count as u64,
+                end_to_end_encrypted: run.e2e,
+                messages: of_run,
                 deliveries,
             }
         })

@@ -112,7 +112,7 @@ impl PgGroupStore {
         Self::store_messages(&mut tx, &plan).await?;
         let rows = Self::diffuse(&mut tx, &plan.runs).await?;
         tx.commit().await?;
-        let dispatched = batch::dispatched(rows, &plan.runs);
+        let dispatched = batch::dispatched(rows, &plan.runs, &plan.messages);
         Ok(SentBatch {
             answers: plan.answers(),
             dispatched,

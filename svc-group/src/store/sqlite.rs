@@ -145,8 +145,9 @@ impl SqliteGroupStore {
             group_id: g.group_id.clone(),
             first_seq: seq,
             count: 1,
+            e2e: g.e2e,
         };
-        let deliveries = batch::dispatched(Self::diffuse(conn, std::slice::from_ref(&run)).await?, &[run])
+        let deliveries = batch::dispatched(Self::diffuse(conn, std::slice::from_ref(&run)).await?, &[run], &[])
             .pop()
             .map(|d| d.deliveries)
             .unwrap_or_default();

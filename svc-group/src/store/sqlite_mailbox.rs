@@ -105,7 +105,7 @@ impl SqliteGroupStore {
         }
         let rows = Self::diffuse(&mut tx, &plan.runs).await?;
         tx.commit().await?;
-        let dispatched = batch::dispatched(rows, &plan.runs);
+        let dispatched = batch::dispatched(rows, &plan.runs, &plan.messages);
         Ok(SentBatch {
             answers: plan.answers(),
             dispatched,

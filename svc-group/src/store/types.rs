@@ -202,10 +202,13 @@ pub struct Sent {
 pub struct GroupDispatch {
     /// The group.
     pub group_id: String,
-    /// New messages the commit stored in it.
-    pub messages: u64,
+    /// Its bodies are end-to-end encrypted (never to be shown to a push
+    /// provider).
+    pub end_to_end_encrypted: bool,
+    /// New messages the commit stored in it, ascending by seq.
+    pub messages: Vec<GroupMessage>,
     /// One per member written to, sorted by user id (each member received
-    /// `messages` mailbox entries, the last at `mailbox_seq`).
+    /// one mailbox entry per message, the last at `mailbox_seq`).
     pub deliveries: Vec<Delivery>,
 }
 
