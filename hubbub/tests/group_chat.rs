@@ -3,21 +3,26 @@
 //! created, messages are sent, every online device of every member gets a
 //! notify on its Connect stream and pulls exactly what it missed from its
 //! own cursor; an offline member catches up later; a non-member is refused;
-//! read receipts follow mark-read.
+//! read receipts follow mark-read. Membership, history and ownership through
+//! the client API; notifies that never come and a group service restarted
+//! mid-stream lose nothing.
 
 mod support;
 
 use hubbub_kit::service_auth::Role;
 use hubbub_proto::v1::{
-    AckRequest, ConnectRequest, CreateGroupRequest, GroupGetReadReceiptsRequest, GroupInfo,
-    GroupSendGroupMessageRequest, ListMyGroupsRequest, MailboxItem, MarkReadRequest, PresenceLocateUsersRequest,
-    PullMailboxRequest, SendGroupMessageRequest, group_client::GroupClient, presence_client::PresenceClient,
-    server_event::Event,
+    AckRequest, AddGroupMembersRequest, ClearGroupHistoryRequest, ConnectRequest, CreateGroupRequest,
+    GetGroupHistoryRequest, GetGroupMembersRequest, GetReadPositionsRequest, GetReadReceiptsRequest,
+    GroupGetReadReceiptsRequest, GroupInfo, GroupMessage, GroupRole, GroupSendGroupMessageRequest, ListMyGroupsRequest,
+    MailboxItem, MarkReadRequest, PresenceLocateUsersRequest, PullMailboxRequest, RemoveGroupMembersRequest,
+    SendGroupMessageRequest, TransferGroupOwnershipRequest, client_api_client::ClientApiClient,
+    group_client::GroupClient, presence_client::PresenceClient, server_event::Event,
 };
 use std::net::SocketAddr;
 use support::{Sandbox, Viewer, authed, next_event};
 use svc_group::{GroupConfig, config::GroupStoreConfig, store::GROUP_EVENT_CONTENT_TYPE};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL").expect(
@@ -31,9 +36,35 @@ struct Chat {
     sandbox: Sandbox,
     presence: SocketAddr,
     group: SocketAddr,
+    /// Stops the group role only.
+    group_shutdown: CancellationToken,
+}
+
+/// The group role on `listener`, notifying through presence when `notify`,
+/// until `shutdown`.
+fn serve_group(listener: TcpListener, presence: SocketAddr, notify: bool, shutdown: CancellationToken) {
+    let group_config = GroupConfig {
+        listen: listener.local_addr().unwrap(),
+        store: GroupStoreConfig {
+            database_url: Some(database_url()),
+            max_connections: 4,
+            ..GroupStoreConfig::default()
+        },
+        presence_address: notify.then(|| format!("http://{presence}")),
+        ..GroupConfig::default()
+    };
+    tokio::spawn(async move {
+        if let Err(err) = svc_group::serve(group_config, support::options(), listener, shutdown).await {
+            panic!("the group role stopped: {err}");
+        }
+    });
 }
 
 async fn start() -> Chat {
+    start_with(true).await
+}
+
+async fn start_with(notify: bool) -> Chat {
     let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let presence = presence_listener.local_addr().unwrap();
     let group_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -46,26 +77,13 @@ async fn start() -> Chat {
     })
     .await;
     support::serve_presence(presence_listener, sandbox.shutdown.clone());
-    let group_config = GroupConfig {
-        listen: group,
-        store: GroupStoreConfig {
-            database_url: Some(database_url()),
-            max_connections: 4,
-            ..GroupStoreConfig::default()
-        },
-        presence_address: Some(format!("http://{presence}")),
-        ..GroupConfig::default()
-    };
-    let shutdown = sandbox.shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(err) = svc_group::serve(group_config, support::options(), group_listener, shutdown).await {
-            panic!("the group role stopped: {err}");
-        }
-    });
+    let group_shutdown = sandbox.shutdown.child_token();
+    serve_group(group_listener, presence, notify, group_shutdown.clone());
     Chat {
         sandbox,
         presence,
         group,
+        group_shutdown,
     }
 }
 
@@ -283,8 +301,8 @@ async fn a_group_message_reaches_every_device_by_notify_and_pull() {
     assert!(refused.message().contains("not a member"), "{refused:?}");
 
     // Bob reads up to the last message on his phone; receipts through the
-    // group service (ClientApi has no receipts call yet), as a gateway
-    // acting for alice.
+    // group service, as a gateway acting for alice (the client API's
+    // GetReadReceipts is the next test's).
     let read = phone
         .client
         .mark_read(authed(
@@ -347,4 +365,350 @@ async fn a_group_message_reaches_every_device_by_notify_and_pull() {
         .into_inner();
     assert_eq!(posted.message.unwrap().sender_user_id, alice);
     notified(&mut laptop, &group.group_id, 5).await;
+}
+
+/// A text message of `id` into `group_id`.
+fn text(group_id: &str, id: &str, body: &str) -> SendGroupMessageRequest {
+    SendGroupMessageRequest {
+        group_id: group_id.to_owned(),
+        device_id: "phone".into(),
+        client_message_id: id.into(),
+        content_type: "text/plain".into(),
+        body: body.as_bytes().to_vec().into(),
+    }
+}
+
+/// Creates a group of `owner` with `members` through the client API.
+async fn create(chat: &Chat, owner: &str, members: &[&str], encrypted: bool) -> GroupInfo {
+    let mut client = chat.sandbox.client(0).await;
+    let created = client
+        .create_group(authed(
+            CreateGroupRequest {
+                name: "team".into(),
+                member_user_ids: members.iter().map(|m| m.to_string()).collect(),
+                end_to_end_encrypted: encrypted,
+                client_key: String::new(),
+            },
+            Some(&support::token(owner)),
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    created.group.unwrap()
+}
+
+fn seqs(messages: &[GroupMessage]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_history_receipts_and_ownership_through_the_client_api() {
+    let chat = start().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let (alice_t, bob_t, carol_t) = (support::token(&alice), support::token(&bob), support::token(&carol));
+    let mut client = chat.sandbox.client(0).await;
+    let group = create(&chat, &alice, &[&bob], false).await;
+    let g = group.group_id.clone();
+    for i in 0..3 {
+        client
+            .send_group_message(authed(text(&g, &format!("a{i}"), "hi"), Some(&alice_t)))
+            .await
+            .expect("send");
+    }
+
+    // Carol joins: her history starts at the event that added her.
+    let added = client
+        .add_group_members(authed(
+            AddGroupMembersRequest {
+                group_id: g.clone(),
+                user_ids: vec![carol.clone()],
+                role: GroupRole::Member as i32,
+            },
+            Some(&alice_t),
+        ))
+        .await
+        .expect("add")
+        .into_inner();
+    assert_eq!(added.group.as_ref().unwrap().epoch, 2, "the membership epoch moved");
+    let history = |actor: &str, before: Option<u64>, limit: u32| {
+        authed(
+            GetGroupHistoryRequest {
+                group_id: g.clone(),
+                before_seq: before,
+                limit,
+            },
+            Some(&support::token(actor)),
+        )
+    };
+    let carols = client
+        .get_group_history(history(&carol, None, 100))
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(carols.begin_seq, 5, "from the add event");
+    assert_eq!(seqs(&carols.messages), vec![5]);
+    assert!(!carols.has_more);
+
+    // Bob pages back through everything, newest first.
+    let first = client
+        .get_group_history(history(&bob, None, 3))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seqs(&first.messages), vec![5, 4, 3]);
+    assert!(first.has_more);
+    let second = client
+        .get_group_history(history(&bob, Some(3), 3))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seqs(&second.messages), vec![2, 1]);
+    assert!(!second.has_more);
+    let beyond = client.get_group_history(history(&bob, Some(99), 3)).await.unwrap_err();
+    assert_eq!(beyond.code(), tonic::Code::OutOfRange, "{beyond:?}");
+
+    // Bob is removed: the removal is the last thing of the group he gets.
+    let mut bob_phone = connect(&chat.sandbox, &bob, "phone").await;
+    client
+        .remove_group_members(authed(
+            RemoveGroupMembersRequest {
+                group_id: g.clone(),
+                user_ids: vec![bob.clone()],
+            },
+            Some(&alice_t),
+        ))
+        .await
+        .expect("remove");
+    client
+        .send_group_message(authed(text(&g, "after", "not for bob"), Some(&alice_t)))
+        .await
+        .expect("send after removal");
+    let items = pull_all(&mut bob_phone).await;
+    let last = items.last().unwrap().message.as_ref().unwrap();
+    assert_eq!(
+        last.content_type, GROUP_EVENT_CONTENT_TYPE,
+        "the removal event comes last"
+    );
+    assert!(String::from_utf8_lossy(&last.body).contains("members_removed"));
+    assert!(
+        items
+            .iter()
+            .all(|i| i.message.as_ref().unwrap().client_message_id != "after")
+    );
+    for refused in [
+        client.get_group_history(history(&bob, None, 10)).await.map(drop),
+        client
+            .send_group_message(authed(text(&g, "b", "me again"), Some(&bob_t)))
+            .await
+            .map(drop),
+        client
+            .get_read_receipts(authed(
+                GetReadReceiptsRequest {
+                    group_id: g.clone(),
+                    seq: 1,
+                },
+                Some(&bob_t),
+            ))
+            .await
+            .map(drop),
+    ] {
+        assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
+    }
+
+    // Receipts and positions: the sender has read its own message.
+    let positions = client
+        .get_read_positions(authed(GetReadPositionsRequest { group_id: g.clone() }, Some(&carol_t)))
+        .await
+        .expect("positions")
+        .into_inner()
+        .positions;
+    let read = |u: &str| positions.iter().find(|p| p.user_id == u).map(|p| p.read_seq);
+    assert_eq!((read(&alice), read(&carol), read(&bob)), (Some(7), Some(0), None));
+    let receipts = client
+        .get_read_receipts(authed(
+            GetReadReceiptsRequest {
+                group_id: g.clone(),
+                seq: 7,
+            },
+            Some(&carol_t),
+        ))
+        .await
+        .expect("receipts")
+        .into_inner();
+    assert_eq!(
+        (receipts.reader_user_ids, receipts.unread_count),
+        (vec![alice.clone()], 1)
+    );
+
+    // Ownership: only the owner hands it over, to a member.
+    let transfer = |to: &str, token: &str| {
+        authed(
+            TransferGroupOwnershipRequest {
+                group_id: g.clone(),
+                new_owner_user_id: to.to_owned(),
+            },
+            Some(token),
+        )
+    };
+    let denied = client
+        .transfer_group_ownership(transfer(&carol, &carol_t))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let outsider = client
+        .transfer_group_ownership(transfer(&bob, &alice_t))
+        .await
+        .unwrap_err();
+    assert_eq!(outsider.code(), tonic::Code::FailedPrecondition, "{outsider:?}");
+    let moved = client
+        .transfer_group_ownership(transfer(&carol, &alice_t))
+        .await
+        .expect("transfer");
+    assert_eq!(moved.into_inner().group.unwrap().owner_user_id, carol);
+    let members = client
+        .get_group_members(authed(GetGroupMembersRequest { group_id: g.clone() }, Some(&alice_t)))
+        .await
+        .expect("members")
+        .into_inner()
+        .members;
+    let roles: Vec<(String, i32)> = members.iter().map(|m| (m.user_id.clone(), m.role)).collect();
+    assert_eq!(
+        roles,
+        vec![
+            (carol.clone(), GroupRole::Owner as i32),
+            (alice.clone(), GroupRole::Admin as i32)
+        ]
+    );
+
+    // Clearing is per user: alice's history is empty, carol's is not.
+    let cleared = client
+        .clear_group_history(authed(ClearGroupHistoryRequest { group_id: g.clone() }, Some(&alice_t)))
+        .await
+        .expect("clear")
+        .into_inner();
+    let mine = client
+        .get_group_history(history(&alice, None, 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(mine.messages.is_empty() && mine.begin_seq == cleared.begin_seq);
+    let hers = client
+        .get_group_history(history(&carol, None, 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!hers.messages.is_empty());
+
+    // An unknown group, and an encrypted one refusing plaintext.
+    let unknown = client
+        .get_group_members(authed(
+            GetGroupMembersRequest {
+                group_id: "no-such-group".into(),
+            },
+            Some(&alice_t),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let sealed = create(&chat, &alice, &[&carol], true).await;
+    assert!(sealed.end_to_end_encrypted);
+    let plain = client
+        .send_group_message(authed(text(&sealed.group_id, "p", "readable"), Some(&alice_t)))
+        .await
+        .unwrap_err();
+    assert_eq!(plain.code(), tonic::Code::InvalidArgument);
+    assert!(plain.message().contains("end-to-end encrypted"), "{plain:?}");
+    let mut cipher = text(&sealed.group_id, "c", "\u{1}opaque");
+    cipher.content_type = "application/vnd.hubbub.ciphertext".into();
+    client
+        .send_group_message(authed(cipher, Some(&alice_t)))
+        .await
+        .expect("ciphertext is accepted");
+}
+
+/// Sends `id` until the group service answers (it may be restarting); the
+/// same client_message_id makes every retry safe. Returns the seq.
+async fn send_until_accepted(
+    client: &mut ClientApiClient<tonic::transport::Channel>,
+    token: &str,
+    g: &str,
+    id: &str,
+) -> u64 {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        match client.send_group_message(authed(text(g, id, id), Some(token))).await {
+            Ok(answer) => return answer.into_inner().message.unwrap().seq,
+            Err(status) => {
+                assert_eq!(
+                    status.code(),
+                    tonic::Code::Unavailable,
+                    "only an outage may refuse: {status:?}"
+                );
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the group service never came back"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_notify_and_a_restarted_group_service_lose_no_accepted_message() {
+    // No presence for the group role: no notify ever reaches a device.
+    let mut chat = start_with(false).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let alice_t = support::token(&alice);
+    let group = create(&chat, &alice, &[&bob], false).await;
+    let g = group.group_id.clone();
+    let mut bob_phone = connect(&chat.sandbox, &bob, "phone").await;
+    let mut client = chat.sandbox.client(0).await;
+    let mut accepted = Vec::new();
+    for i in 0..10 {
+        accepted.push(send_until_accepted(&mut client, &alice_t, &g, &format!("m{i}")).await);
+    }
+    // Nothing announced them, and the pull still brings them.
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), bob_phone.events.message()).await;
+    assert!(
+        !matches!(&quiet, Ok(Ok(Some(event))) if matches!(event.event, Some(Event::GroupNotify(_)))),
+        "no notify without presence: {quiet:?}"
+    );
+    let first = pull_all(&mut bob_phone).await;
+    assert_eq!(first.len(), 11, "the creation event and ten messages");
+
+    // The group service stops mid-stream and comes back on the same port.
+    chat.group_shutdown.cancel();
+    let listener = loop {
+        if let Ok(listener) = TcpListener::bind(chat.group).await {
+            break listener;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let during = client
+        .send_group_message(authed(text(&g, "m10", "m10"), Some(&alice_t)))
+        .await;
+    assert_eq!(
+        during.unwrap_err().code(),
+        tonic::Code::Unavailable,
+        "down is UNAVAILABLE"
+    );
+    chat.group_shutdown = chat.sandbox.shutdown.child_token();
+    serve_group(listener, chat.presence, false, chat.group_shutdown.clone());
+    for i in 10..20 {
+        accepted.push(send_until_accepted(&mut client, &alice_t, &g, &format!("m{i}")).await);
+    }
+    assert_eq!(
+        accepted,
+        (2..=21).collect::<Vec<u64>>(),
+        "one gap-free sequence across the restart"
+    );
+
+    // Bob's cursor survived the restart: he gets exactly what followed.
+    let rest = pull_all(&mut bob_phone).await;
+    let ids: Vec<String> = rest
+        .iter()
+        .map(|i| i.message.as_ref().unwrap().client_message_id.clone())
+        .collect();
+    assert_eq!(ids, (10..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
 }

@@ -344,4 +344,82 @@ impl ClientApi for ClientApiService {
         };
         Ok(Response::new(answer))
     }
+
+    async fn get_read_receipts(
+        &self,
+        request: Request<pb::GetReadReceiptsRequest>,
+    ) -> Result<Response<pb::GetReadReceiptsResponse>, Status> {
+        let identity = self.user(&request, "GetReadReceipts")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .get_read_receipts(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_read_positions(
+        &self,
+        request: Request<pb::GetReadPositionsRequest>,
+    ) -> Result<Response<pb::GetReadPositionsResponse>, Status> {
+        let identity = self.user(&request, "GetReadPositions")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .get_read_positions(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_group_members(
+        &self,
+        request: Request<pb::GetGroupMembersRequest>,
+    ) -> Result<Response<pb::GetGroupMembersResponse>, Status> {
+        let identity = self.user(&request, "GetGroupMembers")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .get_group_members(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn transfer_group_ownership(
+        &self,
+        request: Request<pb::TransferGroupOwnershipRequest>,
+    ) -> Result<Response<pb::TransferGroupOwnershipResponse>, Status> {
+        let identity = self.user(&request, "TransferGroupOwnership")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .transfer_group_ownership(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_group_history(
+        &self,
+        request: Request<pb::GetGroupHistoryRequest>,
+    ) -> Result<Response<pb::GetGroupHistoryResponse>, Status> {
+        let identity = self.user(&request, "GetGroupHistory")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .get_group_history(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn clear_group_history(
+        &self,
+        request: Request<pb::ClearGroupHistoryRequest>,
+    ) -> Result<Response<pb::ClearGroupHistoryResponse>, Status> {
+        let identity = self.user(&request, "ClearGroupHistory")?;
+        let answer = self
+            .gateway
+            .groups()?
+            .clear_group_history(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
 }

@@ -13,7 +13,9 @@ pub fn bound<T>(mut request: Request<T>, timeout: Duration) -> Request<T> {
 }
 
 /// The answer of `call`, or UNAVAILABLE naming `callee` when it takes longer
-/// than `timeout`.
+/// than `timeout` or went away mid-call (a callee shutting down resets its
+/// streams, which the channel reports as CANCELLED; the client did not
+/// cancel anything, and should retry).
 pub async fn answer<T>(
     timeout: Duration,
     callee: impl std::fmt::Display,
@@ -28,4 +30,11 @@ pub async fn answer<T>(
             ))
         })?
         .map(Response::into_inner)
+        .map_err(|status| match status.code() {
+            tonic::Code::Cancelled => Status::unavailable(format!(
+                "{callee} went away during the call ({}): retry",
+                status.message()
+            )),
+            _ => status,
+        })
 }

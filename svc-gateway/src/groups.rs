@@ -213,4 +213,126 @@ impl GroupLink {
             cursor: answer.cursor,
         })
     }
+
+    /// ClientApi.GetReadReceipts.
+    pub async fn get_read_receipts(
+        &self,
+        user: &Identity,
+        call: pb::GetReadReceiptsRequest,
+    ) -> Result<pb::GetReadReceiptsResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupGetReadReceiptsRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+                seq: call.seq,
+            },
+        );
+        let answer = self.bounded(self.client.clone().get_read_receipts(request)).await?;
+        Ok(pb::GetReadReceiptsResponse {
+            reader_user_ids: answer.reader_user_ids,
+            unread_count: answer.unread_count,
+        })
+    }
+
+    /// ClientApi.GetReadPositions.
+    pub async fn get_read_positions(
+        &self,
+        user: &Identity,
+        call: pb::GetReadPositionsRequest,
+    ) -> Result<pb::GetReadPositionsResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupGetReadPositionsRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+            },
+        );
+        let answer = self.bounded(self.client.clone().get_read_positions(request)).await?;
+        Ok(pb::GetReadPositionsResponse {
+            positions: answer.positions,
+        })
+    }
+
+    /// ClientApi.GetGroupMembers.
+    pub async fn get_group_members(
+        &self,
+        user: &Identity,
+        call: pb::GetGroupMembersRequest,
+    ) -> Result<pb::GetGroupMembersResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupGetGroupMembersRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+            },
+        );
+        let answer = self.bounded(self.client.clone().get_group_members(request)).await?;
+        Ok(pb::GetGroupMembersResponse {
+            group: answer.group,
+            members: answer.members,
+        })
+    }
+
+    /// ClientApi.TransferGroupOwnership.
+    pub async fn transfer_group_ownership(
+        &self,
+        user: &Identity,
+        call: pb::TransferGroupOwnershipRequest,
+    ) -> Result<pb::TransferGroupOwnershipResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupTransferGroupOwnershipRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+                new_owner_user_id: call.new_owner_user_id,
+            },
+        );
+        let answer = self
+            .bounded(self.client.clone().transfer_group_ownership(request))
+            .await?;
+        Ok(pb::TransferGroupOwnershipResponse { group: answer.group })
+    }
+
+    /// ClientApi.GetGroupHistory.
+    pub async fn get_group_history(
+        &self,
+        user: &Identity,
+        call: pb::GetGroupHistoryRequest,
+    ) -> Result<pb::GetGroupHistoryResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupGetGroupHistoryRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+                before_seq: call.before_seq,
+                limit: call.limit,
+            },
+        );
+        let answer = self.bounded(self.client.clone().get_group_history(request)).await?;
+        Ok(pb::GetGroupHistoryResponse {
+            messages: answer.messages,
+            has_more: answer.has_more,
+            begin_seq: answer.begin_seq,
+        })
+    }
+
+    /// ClientApi.ClearGroupHistory.
+    pub async fn clear_group_history(
+        &self,
+        user: &Identity,
+        call: pb::ClearGroupHistoryRequest,
+    ) -> Result<pb::ClearGroupHistoryResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupClearGroupHistoryRequest {
+                actor_user_id: user.id().to_owned(),
+                group_id: call.group_id,
+            },
+        );
+        let answer = self.bounded(self.client.clone().clear_group_history(request)).await?;
+        Ok(pb::ClearGroupHistoryResponse {
+            begin_seq: answer.begin_seq,
+        })
+    }
 }

@@ -315,4 +315,89 @@ impl<S: GroupStore> Group for GroupApi<S> {
             unread_count: receipts.unread_count,
         }))
     }
+
+    #[tracing::instrument(name = "group.read_positions", skip_all)]
+    async fn get_read_positions(
+        &self,
+        request: Request<pb::GroupGetReadPositionsRequest>,
+    ) -> Result<Response<pb::GroupGetReadPositionsResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        let positions = self.store.read_positions(&user, &call.group_id).await?;
+        Ok(Response::new(pb::GroupGetReadPositionsResponse {
+            positions: positions
+                .into_iter()
+                .map(|p| pb::GroupReadPosition {
+                    user_id: p.user_id,
+                    read_seq: p.read_seq,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(name = "group.members", skip_all)]
+    async fn get_group_members(
+        &self,
+        request: Request<pb::GroupGetGroupMembersRequest>,
+    ) -> Result<Response<pb::GroupGetGroupMembersResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        let found = self.store.members(&user, &call.group_id).await?;
+        Ok(Response::new(pb::GroupGetGroupMembersResponse {
+            group: Some(convert::group(found.group)),
+            members: found.members.into_iter().map(convert::member).collect(),
+        }))
+    }
+
+    #[tracing::instrument(name = "group.transfer", skip_all)]
+    async fn transfer_group_ownership(
+        &self,
+        request: Request<pb::GroupTransferGroupOwnershipRequest>,
+    ) -> Result<Response<pb::GroupTransferGroupOwnershipResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        user_id("new_owner_user_id", &call.new_owner_user_id)?;
+        let changed = self
+            .store
+            .transfer_ownership(&user, &call.group_id, &call.new_owner_user_id)
+            .await?;
+        self.dispatched(changed.dispatch);
+        Ok(Response::new(pb::GroupTransferGroupOwnershipResponse {
+            group: Some(convert::group(changed.group)),
+        }))
+    }
+
+    #[tracing::instrument(name = "group.history", skip_all)]
+    async fn get_group_history(
+        &self,
+        request: Request<pb::GroupGetGroupHistoryRequest>,
+    ) -> Result<Response<pb::GroupGetGroupHistoryResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        let page = self
+            .store
+            .history(&user, &call.group_id, call.before_seq, call.limit)
+            .await?;
+        Ok(Response::new(pb::GroupGetGroupHistoryResponse {
+            messages: page.messages.into_iter().map(convert::message).collect(),
+            has_more: page.has_more,
+            begin_seq: page.begin_seq,
+        }))
+    }
+
+    #[tracing::instrument(name = "group.clear_history", skip_all)]
+    async fn clear_group_history(
+        &self,
+        request: Request<pb::GroupClearGroupHistoryRequest>,
+    ) -> Result<Response<pb::GroupClearGroupHistoryResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        let begin_seq = self.store.clear_history(&user, &call.group_id).await?;
+        Ok(Response::new(pb::GroupClearGroupHistoryResponse { begin_seq }))
+    }
 }

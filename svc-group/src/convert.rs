@@ -40,6 +40,7 @@ pub fn group(info: store::GroupInfo) -> pb::GroupInfo {
         created_at_ms: info.created_at_ms,
         end_to_end_encrypted: info.end_to_end_encrypted,
         last_seq: info.last_seq,
+        epoch: info.epoch,
     }
 }
 
