@@ -14,7 +14,7 @@
 //! Two families of tables, each with its own distribution column:
 //! - by `group_id`, co-located: `groups`, `group_members`, `group_messages`.
 //!   A send locks one `groups` row and reads the group's members: one shard.
-//! - by `user_id`, co-located: `mailbox_heads`, `mailbox_entries`,
+//! - by `user_id`, co-located: `mailbox_heads`, `mailbox_runs`,
 //!   `device_cursors`. A pull, an ack and a cursor read touch one shard.
 //!
 //! No sequence is global: `seq` is a counter in the group row, `mailbox_seq`
@@ -34,12 +34,15 @@ mod batch;
 mod error;
 #[macro_use]
 mod rows;
+pub mod keys;
 pub mod postgres;
 mod postgres_groups;
+mod postgres_keys;
 mod postgres_mailbox;
 mod rules;
 pub mod sqlite;
 mod sqlite_groups;
+mod sqlite_keys;
 mod sqlite_mailbox;
 mod types;
 
