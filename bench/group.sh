@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
 # Runs the group chat scenario on this machine: `hubbub all` on free
-# loopback ports (the group store on PostgreSQL when DATABASE_URL is set,
-# else on SQLite in a temporary directory), then hubbub-bench group against
-# its public port; prints the bench's JSON line and stops the server.
+# loopback ports, then hubbub-bench group against its public port; prints
+# the bench's JSON line and stops everything it started.
+#
+# The group store: DATABASE_URL when set; else a throwaway PostgreSQL
+# started here with production-like settings (full durability: fsync and
+# synchronous commit on; 2 GB shared buffers, large WAL, lz4 WAL
+# compression); GROUP_BENCH_STORE=sqlite for SQLite in a temporary
+# directory, as `hubbub all` runs by default.
 #
 #   bench/group.sh [hubbub-bench group options]
-#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/hubbub bench/group.sh --members 1000 --online 50 --rate 200
+#   bench/group.sh --members 1000 --online 50 --rate 200
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/hubbub bench/group.sh --groups 1000 --members 100
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo build --release --quiet -p hubbub -p hubbub-bench
 bin=${CARGO_TARGET_DIR:-target}/release
+# shellcheck source=scripts/lib/throwaway.sh
+. scripts/lib/throwaway.sh
 tmp=$(mktemp -d)
+chmod 755 "$tmp" # the postgres user must reach its own directory inside
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
+pg_data=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  wait 2>/dev/null || true
+  stop_postgres
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
+if [ -z "${DATABASE_URL:-}" ] && [ "${GROUP_BENCH_STORE:-postgres}" != sqlite ]; then
+  start_postgres "$tmp/pg" hubbub_bench shared_buffers=2GB max_wal_size=8GB checkpoint_timeout=30min \
+    wal_compression=lz4
+  say "group store: throwaway PostgreSQL on 127.0.0.1:$pg_port"
+fi
 
 HUBBUB_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 HUBBUB_INTERNAL_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

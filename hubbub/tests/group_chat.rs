@@ -11,11 +11,12 @@ mod support;
 
 use hubbub_kit::service_auth::Role;
 use hubbub_proto::v1::{
-    AckRequest, AddGroupMembersRequest, ClearGroupHistoryRequest, ConnectRequest, CreateGroupRequest,
-    GetGroupHistoryRequest, GetGroupMembersRequest, GetReadPositionsRequest, GetReadReceiptsRequest,
-    GroupGetReadReceiptsRequest, GroupInfo, GroupMessage, GroupRole, GroupSendGroupMessageRequest, ListMyGroupsRequest,
-    MailboxItem, MarkReadRequest, PresenceLocateUsersRequest, PullMailboxRequest, RemoveGroupMembersRequest,
-    SendGroupMessageRequest, TransferGroupOwnershipRequest, client_api_client::ClientApiClient,
+    AckRequest, AddGroupMembersRequest, ClaimGroupKeysRequest, ClearGroupHistoryRequest, ConnectRequest,
+    CreateGroupRequest, DeviceKeys, GetGroupHistoryRequest, GetGroupMembersRequest, GetReadPositionsRequest,
+    GetReadReceiptsRequest, GroupGetReadReceiptsRequest, GroupInfo, GroupMessage, GroupRole,
+    GroupSendGroupMessageRequest, ListMyGroupsRequest, MailboxItem, MarkReadRequest, OneTimeKey,
+    PresenceLocateUsersRequest, PullMailboxRequest, RemoveGroupMembersRequest, SendGroupMessageRequest,
+    TransferGroupOwnershipRequest, UploadDeviceKeysRequest, client_api_client::ClientApiClient,
     group_client::GroupClient, presence_client::PresenceClient, server_event::Event,
 };
 use std::net::SocketAddr;
@@ -276,8 +277,11 @@ async fn a_group_message_reaches_every_device_by_notify_and_pull() {
         assert!(pull_all(device).await.is_empty(), "after the ack nothing comes again");
     }
 
-    // Carol was offline: she connects later and pulls everything.
+    // Carol was offline: she connects later, is told at once that her
+    // mailbox holds items (a notify with no group, right after Welcome),
+    // and pulls everything.
     let mut carol_phone = connect(&chat.sandbox, &carol, "phone").await;
+    notified(&mut carol_phone, "", 4).await;
     let items = pull_all(&mut carol_phone).await;
     assert_everything(&items, &group, &bodies);
 
@@ -668,12 +672,18 @@ async fn no_notify_and_a_restarted_group_service_lose_no_accepted_message() {
     for i in 0..10 {
         accepted.push(send_until_accepted(&mut client, &alice_t, &g, &format!("m{i}")).await);
     }
-    // Nothing announced them, and the pull still brings them.
-    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), bob_phone.events.message()).await;
-    assert!(
-        !matches!(&quiet, Ok(Ok(Some(event))) if matches!(event.event, Some(Event::GroupNotify(_)))),
-        "no notify without presence: {quiet:?}"
-    );
+    // Nothing announced them (the one notify is the gateway's on Connect,
+    // for the creation event, with no group), and the pull still brings
+    // them.
+    let quiet_until = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    while let Ok(Ok(Some(event))) = tokio::time::timeout_at(quiet_until, bob_phone.events.message()).await {
+        if let Some(Event::GroupNotify(notify)) = event.event {
+            assert!(
+                notify.group_id.is_empty(),
+                "no commit notify without presence: {notify:?}"
+            );
+        }
+    }
     let first = pull_all(&mut bob_phone).await;
     assert_eq!(first.len(), 11, "the creation event and ten messages");
 
@@ -711,4 +721,81 @@ async fn no_notify_and_a_restarted_group_service_lose_no_accepted_message() {
         .map(|i| i.message.as_ref().unwrap().client_message_id.clone())
         .collect();
     assert_eq!(ids, (10..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_fetch_each_others_device_keys_through_the_client_api() {
+    let chat = start().await;
+    let (alice, carol, mallory) = (user("alice"), user("carol"), user("mallory"));
+    let sealed = create(&chat, &alice, &[&carol], true).await;
+    let mut carol_phone = connect(&chat.sandbox, &carol, "phone").await;
+    let upload = UploadDeviceKeysRequest {
+        session_id: carol_phone.session_id.clone(),
+        keys: Some(DeviceKeys {
+            identity_key: b"carol-identity".to_vec().into(),
+            signed_prekey: b"carol-prekey".to_vec().into(),
+            signed_prekey_signature: b"carol-signature".to_vec().into(),
+        }),
+        one_time_keys: (0..2)
+            .map(|i| OneTimeKey {
+                key_id: format!("otk-{i}"),
+                public_key: format!("carol-otk-{i}").into_bytes().into(),
+            })
+            .collect(),
+    };
+    let held = carol_phone
+        .client
+        .upload_device_keys(authed(upload, carol_phone.token.as_deref()))
+        .await
+        .expect("upload")
+        .into_inner();
+    assert_eq!(held.one_time_key_count, 2);
+
+    let mut alice_phone = connect(&chat.sandbox, &alice, "phone").await;
+    let claim = |viewer: &Viewer| {
+        authed(
+            ClaimGroupKeysRequest {
+                session_id: viewer.session_id.clone(),
+                group_id: sealed.group_id.clone(),
+            },
+            viewer.token.as_deref(),
+        )
+    };
+    let devices = alice_phone
+        .client
+        .claim_group_keys(claim(&alice_phone))
+        .await
+        .expect("claim")
+        .into_inner()
+        .devices;
+    assert_eq!(devices.len(), 1, "carol's phone: {devices:?}");
+    assert_eq!(
+        (devices[0].user_id.as_str(), devices[0].device_id.as_str()),
+        (carol.as_str(), "phone")
+    );
+    assert_eq!(
+        devices[0].keys.as_ref().unwrap().identity_key.as_ref(),
+        b"carol-identity"
+    );
+    assert_eq!(devices[0].one_time_key.as_ref().unwrap().key_id, "otk-0");
+    let again = alice_phone
+        .client
+        .claim_group_keys(claim(&alice_phone))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.devices[0].one_time_key.as_ref().unwrap().key_id,
+        "otk-1",
+        "each key once"
+    );
+
+    // Someone outside the group learns nothing.
+    let mut mallory_phone = connect(&chat.sandbox, &mallory, "phone").await;
+    let refused = mallory_phone
+        .client
+        .claim_group_keys(claim(&mallory_phone))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
 }

@@ -90,7 +90,7 @@ fn internal_methods() -> Vec<(String, String, bool)> {
             }
         }
     }
-    assert_eq!(methods.len(), 19, "every internal method: {methods:?}");
+    assert_eq!(methods.len(), 27, "every internal method: {methods:?}");
     methods
 }
 

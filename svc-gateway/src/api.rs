@@ -345,6 +345,38 @@ impl ClientApi for ClientApiService {
         Ok(Response::new(answer))
     }
 
+    async fn upload_device_keys(
+        &self,
+        request: Request<pb::UploadDeviceKeysRequest>,
+    ) -> Result<Response<pb::UploadDeviceKeysResponse>, Status> {
+        let identity = self.user(&request, "UploadDeviceKeys")?;
+        let request = request.into_inner();
+        let answer = match self.route(&request.session_id)? {
+            Route::Here => self.gateway.upload_device_keys(&identity, request).await?,
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::UploadDeviceKeys(request)).await? {
+                Answer::UploadDeviceKeys(answer) => answer,
+                _ => return Err(unexpected()),
+            },
+        };
+        Ok(Response::new(answer))
+    }
+
+    async fn claim_group_keys(
+        &self,
+        request: Request<pb::ClaimGroupKeysRequest>,
+    ) -> Result<Response<pb::ClaimGroupKeysResponse>, Status> {
+        let identity = self.user(&request, "ClaimGroupKeys")?;
+        let request = request.into_inner();
+        let answer = match self.route(&request.session_id)? {
+            Route::Here => self.gateway.claim_group_keys(&identity, request).await?,
+            Route::Peer(peer) => match self.forward(*peer, &identity, Call::ClaimGroupKeys(request)).await? {
+                Answer::ClaimGroupKeys(answer) => answer,
+                _ => return Err(unexpected()),
+            },
+        };
+        Ok(Response::new(answer))
+    }
+
     async fn get_read_receipts(
         &self,
         request: Request<pb::GetReadReceiptsRequest>,

@@ -80,6 +80,12 @@ impl GatewayControl for GatewayControlService {
             Some(Call::PullMailbox(call)) => Answer::PullMailbox(gateway.pull_mailbox(&identity, call).await?),
             Some(Call::Ack(call)) => Answer::Ack(gateway.ack(&identity, call).await?),
             Some(Call::MarkRead(call)) => Answer::MarkRead(gateway.mark_read(&identity, call).await?),
+            Some(Call::UploadDeviceKeys(call)) => {
+                Answer::UploadDeviceKeys(gateway.upload_device_keys(&identity, call).await?)
+            }
+            Some(Call::ClaimGroupKeys(call)) => {
+                Answer::ClaimGroupKeys(gateway.claim_group_keys(&identity, call).await?)
+            }
             None => return Err(Status::invalid_argument("call is required")),
         };
         Ok(Response::new(GatewayControlForwardResponse { result: Some(answer) }))

@@ -7,7 +7,7 @@ use crate::{
     groups::GroupLink,
     limits::RateLimiter,
     metrics::GatewayMetrics,
-    outbox::{Outbox, OutboxStream},
+    outbox::{Lane, Outbox, OutboxStream},
     presence_link::PendingChanges,
     room_link::RoomLinks,
     rooms::{Joined, LocalRooms},
@@ -16,10 +16,11 @@ use crate::{
 use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after, service_auth::Credentials};
 use hubbub_proto::{
     v1::{
-        AckRequest, AckResponse, JoinRoomRequest, JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse,
-        MarkReadRequest, MarkReadResponse, PresenceSession, PullMailboxRequest, PullMailboxResponse, Reconnect,
-        RoomMessageKind, RoomPublishRequest, SendRoomMessageRequest, SendRoomMessageResponse, ServerEvent, Welcome,
-        gateway_control_client::GatewayControlClient, server_event::Event,
+        AckRequest, AckResponse, ClaimGroupKeysRequest, ClaimGroupKeysResponse, GroupNotify, JoinRoomRequest,
+        JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, MarkReadRequest, MarkReadResponse, PresenceSession,
+        PullMailboxRequest, PullMailboxResponse, Reconnect, RoomMessageKind, RoomPublishRequest,
+        SendRoomMessageRequest, SendRoomMessageResponse, ServerEvent, UploadDeviceKeysRequest,
+        UploadDeviceKeysResponse, Welcome, gateway_control_client::GatewayControlClient, server_event::Event,
     },
     wire::EncodedEvent,
 };
@@ -136,7 +137,7 @@ impl Gateway {
                 connected_at_ms,
             });
         }
-        self.sessions.insert(Arc::new(Session {
+        let session = Arc::new(Session {
             id: session_id.clone(),
             identity,
             device_id,
@@ -145,10 +146,42 @@ impl Gateway {
             guest_address,
             outbox,
             rooms: Default::default(),
-        }));
+        });
+        self.sessions.insert(session.clone());
+        self.tell_pending(session);
         self.metrics.connections.inc();
         tracing::debug!(session = %session_id, "session opened");
         Ok(stream)
+    }
+
+    /// Off the Connect path: asks the group service whether the session's
+    /// device has mailbox items past its ack and, if so, pushes a
+    /// GroupNotify naming the head (group_id ""). Best effort, like every
+    /// notify: when the group service is slow or down the device still
+    /// pulls on its own, and Welcome never waits for it.
+    fn tell_pending(self: &Arc<Self>, session: Arc<Session>) {
+        let Some(groups) = self.groups.clone() else { return };
+        if session.identity.user_id().is_none() {
+            return;
+        }
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            match groups.pending(&session.identity, &session.device_id).await {
+                Ok(Some(head)) => {
+                    let event = EncodedEvent::encode(&ServerEvent {
+                        event: Some(Event::GroupNotify(GroupNotify {
+                            group_id: String::new(),
+                            mailbox_seq: head,
+                        })),
+                    });
+                    session.outbox.push(event, Lane::High, None, 1, &gateway.metrics);
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    tracing::debug!(session = %session.id, %status, "could not tell the device what it has to pull")
+                }
+            }
+        });
     }
 
     /// Joins a room on a session of this replica.
@@ -324,6 +357,28 @@ impl Gateway {
         identity.require_user("Ack")?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
         self.groups()?.ack(identity, &session.device_id, request).await
+    }
+
+    /// UploadDeviceKeys for the device of a session of this replica.
+    pub async fn upload_device_keys(
+        &self,
+        identity: &Identity,
+        request: UploadDeviceKeysRequest,
+    ) -> Result<UploadDeviceKeysResponse, Status> {
+        identity.require_user("UploadDeviceKeys")?;
+        let session = self.sessions.owned_by(&request.session_id, identity)?;
+        self.groups()?.upload_keys(identity, &session.device_id, request).await
+    }
+
+    /// ClaimGroupKeys for the device of a session of this replica.
+    pub async fn claim_group_keys(
+        &self,
+        identity: &Identity,
+        request: ClaimGroupKeysRequest,
+    ) -> Result<ClaimGroupKeysResponse, Status> {
+        identity.require_user("ClaimGroupKeys")?;
+        let session = self.sessions.owned_by(&request.session_id, identity)?;
+        self.groups()?.claim_keys(identity, &session.device_id, request).await
     }
 
     /// MarkRead for the device of a session of this replica.

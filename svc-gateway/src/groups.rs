@@ -335,4 +335,61 @@ impl GroupLink {
             begin_seq: answer.begin_seq,
         })
     }
+
+    /// The mailbox head of `user` when `device` has items past its ack.
+    pub async fn pending(&self, user: &Identity, device: &str) -> Result<Option<u64>, Status> {
+        let request = self.request(
+            user,
+            pb::GroupGetMailboxCursorRequest {
+                actor_user_id: user.id().to_owned(),
+                device_id: device.to_owned(),
+            },
+        );
+        let answer = self.bounded(self.client.clone().get_mailbox_cursor(request)).await?;
+        let acked = answer.cursor.map_or(0, |c| c.ack_seq);
+        Ok((answer.head_mailbox_seq > acked).then_some(answer.head_mailbox_seq))
+    }
+
+    /// ClientApi.UploadDeviceKeys, for `device` of `user`.
+    pub async fn upload_keys(
+        &self,
+        user: &Identity,
+        device: &str,
+        call: pb::UploadDeviceKeysRequest,
+    ) -> Result<pb::UploadDeviceKeysResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupUploadDeviceKeysRequest {
+                actor_user_id: user.id().to_owned(),
+                device_id: device.to_owned(),
+                keys: call.keys,
+                one_time_keys: call.one_time_keys,
+            },
+        );
+        let answer = self.bounded(self.client.clone().upload_device_keys(request)).await?;
+        Ok(pb::UploadDeviceKeysResponse {
+            one_time_key_count: answer.one_time_key_count,
+        })
+    }
+
+    /// ClientApi.ClaimGroupKeys, for `device` of `user`.
+    pub async fn claim_keys(
+        &self,
+        user: &Identity,
+        device: &str,
+        call: pb::ClaimGroupKeysRequest,
+    ) -> Result<pb::ClaimGroupKeysResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GroupClaimGroupKeysRequest {
+                actor_user_id: user.id().to_owned(),
+                device_id: device.to_owned(),
+                group_id: call.group_id,
+            },
+        );
+        let answer = self.bounded(self.client.clone().claim_group_keys(request)).await?;
+        Ok(pb::ClaimGroupKeysResponse {
+            devices: answer.devices,
+        })
+    }
 }

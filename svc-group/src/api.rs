@@ -18,6 +18,7 @@ use crate::commit::GroupCommit;
 use crate::convert;
 use crate::metrics::GroupMetrics;
 use crate::notify::Notifier;
+use crate::store::keys::{DeviceKeys, KeyStore, OneTimeKey};
 use crate::store::{Dispatch, GroupStore, NewGroup, NewMessage, Position};
 use hubbub_kit::ids::{self, MAX_ID_BYTES};
 use hubbub_kit::service_auth::{self, Role};
@@ -55,7 +56,9 @@ impl<S: GroupStore> GroupApi<S> {
     fn dispatched(&self, dispatch: Option<Dispatch>) {
         if let Some(dispatch) = dispatch {
             self.metrics.mailbox_entries.inc_by(dispatch.deliveries.len() as u64);
-            self.notifier.notify(&dispatch.message.group_id, dispatch.deliveries);
+            // A membership event is a message too, but it is not pushed.
+            self.notifier
+                .notify(&dispatch.message.group_id, dispatch.deliveries, None);
         }
     }
 }
@@ -113,7 +116,7 @@ fn user_ids(field: &str, values: &[String], required: bool) -> Result<(), Status
 }
 
 #[tonic::async_trait]
-impl<S: GroupStore> Group for GroupApi<S> {
+impl<S: GroupStore + KeyStore> Group for GroupApi<S> {
     #[tracing::instrument(name = "group.create", skip_all)]
     async fn create_group(
         &self,
@@ -399,5 +402,68 @@ impl<S: GroupStore> Group for GroupApi<S> {
         ids::validate("group_id", &call.group_id)?;
         let begin_seq = self.store.clear_history(&user, &call.group_id).await?;
         Ok(Response::new(pb::GroupClearGroupHistoryResponse { begin_seq }))
+    }
+
+    #[tracing::instrument(name = "group.cursor", skip_all)]
+    async fn get_mailbox_cursor(
+        &self,
+        request: Request<pb::GroupGetMailboxCursorRequest>,
+    ) -> Result<Response<pb::GroupGetMailboxCursorResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("device_id", &call.device_id)?;
+        let (cursor, head) = self.store.cursor(&user, &call.device_id).await?;
+        Ok(Response::new(pb::GroupGetMailboxCursorResponse {
+            cursor: Some(convert::cursor(cursor)),
+            head_mailbox_seq: head,
+        }))
+    }
+
+    #[tracing::instrument(name = "group.upload_keys", skip_all)]
+    async fn upload_device_keys(
+        &self,
+        request: Request<pb::GroupUploadDeviceKeysRequest>,
+    ) -> Result<Response<pb::GroupUploadDeviceKeysResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("device_id", &call.device_id)?;
+        let keys = call.keys.ok_or_else(|| {
+            Status::invalid_argument("keys are required: the device's identity key and signed prekey")
+        })?;
+        let keys = DeviceKeys {
+            identity_key: keys.identity_key.into(),
+            signed_prekey: keys.signed_prekey.into(),
+            signed_prekey_signature: keys.signed_prekey_signature.into(),
+        };
+        let one_time: Vec<OneTimeKey> = call
+            .one_time_keys
+            .into_iter()
+            .map(|k| OneTimeKey {
+                key_id: k.key_id,
+                public_key: k.public_key.into(),
+            })
+            .collect();
+        let count = self.store.upload_keys(&user, &call.device_id, &keys, &one_time).await?;
+        Ok(Response::new(pb::GroupUploadDeviceKeysResponse {
+            one_time_key_count: count,
+        }))
+    }
+
+    #[tracing::instrument(name = "group.claim_keys", skip_all)]
+    async fn claim_group_keys(
+        &self,
+        request: Request<pb::GroupClaimGroupKeysRequest>,
+    ) -> Result<Response<pb::GroupClaimGroupKeysResponse>, Status> {
+        let user = actor(&request, &request.get_ref().actor_user_id)?;
+        let call = request.into_inner();
+        ids::validate("group_id", &call.group_id)?;
+        ids::validate("device_id", &call.device_id)?;
+        let bundles = self
+            .store
+            .claim_group_keys(&user, &call.device_id, &call.group_id)
+            .await?;
+        Ok(Response::new(pb::GroupClaimGroupKeysResponse {
+            devices: bundles.into_iter().map(convert::bundle).collect(),
+        }))
     }
 }

@@ -140,7 +140,11 @@ async fn run<S: GroupStore>(
                     metrics
                         .mailbox_entries
                         .inc_by((dispatch.messages.len() * dispatch.deliveries.len()) as u64);
-                    notifier.notify(&dispatch.group_id, dispatch.deliveries);
+                    let pushable = crate::push::Pushable {
+                        end_to_end_encrypted: dispatch.end_to_end_encrypted,
+                        messages: &dispatch.messages,
+                    };
+                    notifier.notify(&dispatch.group_id, dispatch.deliveries, Some(pushable));
                 }
             }
             Err(e) => {

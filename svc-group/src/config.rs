@@ -28,6 +28,8 @@ pub struct GroupConfig {
     pub commit_queue: usize,
     /// Sends per transaction, at most.
     pub commit_max_batch: usize,
+    /// The offline push sink (`[group.push]`); off unless `url` is set.
+    pub push: PushConfig,
 }
 
 impl Default for GroupConfig {
@@ -41,6 +43,7 @@ impl Default for GroupConfig {
             commit_lanes: 4,
             commit_queue: 4096,
             commit_max_batch: 256,
+            push: PushConfig::default(),
         }
     }
 }
@@ -81,5 +84,61 @@ impl Default for GroupStoreConfig {
             max_page: 500,
             new_device_window: 1000,
         }
+    }
+}
+
+/// The offline push sink (`[group.push]`): members with no online session
+/// are posted, batched and signed, to the platform's push service. See
+/// `svc-group/src/push.rs` for the request it receives and how to verify it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Where to POST (`http://push.internal:8080/hubbub`). Unset: no push,
+    /// nothing queued. Plain `http` only: put TLS on a sidecar or the mesh.
+    pub url: Option<String>,
+    /// HMAC-SHA256 key of the signature, at least 32 bytes; required with
+    /// `url` (`HUBBUB_GROUP__PUSH__SECRET` sets it from the environment).
+    pub secret: Option<String>,
+    /// User-message pairs per request, at most; a batch leaves when full or
+    /// `flush_ms` after its first pair, whichever comes first.
+    pub max_batch: usize,
+    /// How long a batch waits for more pairs.
+    pub flush_ms: u64,
+    /// User-message pairs held at most (queued or being retried); beyond
+    /// it new ones are dropped and counted, never waited for.
+    pub queue: usize,
+    /// Bound of each attempt (connect, send, answer).
+    pub timeout_ms: u64,
+    /// Bodies up to this size go along (base64); longer ones are left out
+    /// and flagged `body_truncated`. End-to-end encrypted bodies never go.
+    pub max_body_bytes: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            max_batch: 500,
+            flush_ms: 200,
+            queue: 10_000,
+            timeout_ms: 5_000,
+            max_body_bytes: 1024,
+        }
+    }
+}
+
+// Hand-written so the secret never reaches a log line.
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConfig")
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("max_batch", &self.max_batch)
+            .field("flush_ms", &self.flush_ms)
+            .field("queue", &self.queue)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
     }
 }

@@ -127,6 +127,23 @@ pub fn after_group(token: &str) -> Result<Option<String>, Status> {
     Ok(Some(group_id))
 }
 
+/// A device's keys as a member claimed them.
+pub fn bundle(b: store::keys::DeviceBundle) -> pb::DeviceKeyBundle {
+    pb::DeviceKeyBundle {
+        user_id: b.user_id,
+        device_id: b.device_id,
+        keys: Some(pb::DeviceKeys {
+            identity_key: b.keys.identity_key.into(),
+            signed_prekey: b.keys.signed_prekey.into(),
+            signed_prekey_signature: b.keys.signed_prekey_signature.into(),
+        }),
+        one_time_key: b.one_time_key.map(|k| pb::OneTimeKey {
+            key_id: k.key_id,
+            public_key: k.public_key.into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

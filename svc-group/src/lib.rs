@@ -9,6 +9,8 @@
 //! - [`convert`]: store types to contract messages, page tokens.
 //! - [`notify`]: after a commit, where the members' devices are (presence)
 //!   and a notify to their gateways, off the send's path.
+//! - [`push`]: members with no online session, posted (batched, signed,
+//!   retried) to the platform's push service.
 //! - [`metrics`]: the role's counters.
 //! - [`store`]: `GroupStore` and its PostgreSQL and SQLite backends.
 //!
@@ -20,6 +22,7 @@ pub mod config;
 pub mod convert;
 pub mod metrics;
 pub mod notify;
+pub mod push;
 pub mod store;
 
 pub use config::GroupConfig;
@@ -31,7 +34,7 @@ use hubbub_proto::v1::group_server::{GroupServer, SERVICE_NAME};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{GroupStore, StoreError, postgres::PgGroupStore, sqlite::SqliteGroupStore};
+use store::{GroupStore, StoreError, keys::KeyStore, postgres::PgGroupStore, sqlite::SqliteGroupStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -45,9 +48,28 @@ pub enum GroupError {
     /// `group.presence_address` cannot be dialled.
     #[error("group.presence_address: {0}")]
     Presence(#[from] AddressError),
+    /// `[group.push]` is unusable.
+    #[error(transparent)]
+    Push(#[from] push::PushConfigError),
+    /// A push URL without presence, which alone knows who is offline.
+    #[error(
+        "group.push.url is set but group.presence_address is not: the push sink learns who is offline \
+         from presence; set group.presence_address, or unset group.push.url"
+    )]
+    PushWithoutPresence,
     /// Serving failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+}
+
+/// Refuses a configuration the role could not honour, before anything opens.
+fn check(config: &GroupConfig) -> Result<(), GroupError> {
+    push::PushSink::check(&config.push)?;
+    let pushes = config.push.url.as_deref().is_some_and(|url| !url.trim().is_empty());
+    if pushes && config.presence_address.is_none() {
+        return Err(GroupError::PushWithoutPresence);
+    }
+    Ok(())
 }
 
 /// Serves the group role on `listener` until `shutdown` is cancelled: on
@@ -59,6 +81,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), GroupError> {
+    check(&config)?;
     match &config.store.database_url {
         Some(url) => {
             let store = PgGroupStore::connect(url, &config.store).await?;
@@ -76,16 +99,24 @@ pub async fn serve(
     }
 }
 
-/// Serves the group role over `store`.
-pub async fn serve_with_store<S: GroupStore>(
+/// Serves the group role over `store`; the offline push sink, when
+/// configured, runs with it and gets its last attempt once serving stopped.
+pub async fn serve_with_store<S: GroupStore + KeyStore>(
     store: Arc<S>,
     config: GroupConfig,
     options: ServeOptions,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), GroupError> {
+    check(&config)?;
     let mut registry = Registry::default();
     let metrics = metrics::GroupMetrics::register(&mut registry);
+    // Only with presence (`check` refused a URL without it): presence alone
+    // knows who is offline.
+    let push = push::PushSink::start(&config.push, metrics.clone())?;
+    if let Some(url) = config.push.url.as_deref().filter(|_| push.is_enabled()) {
+        tracing::info!(url, "offline pushes go to this receiver");
+    }
     let notifier = match &config.presence_address {
         Some(address) => {
             let credentials = Credentials::new(options.internal_key.clone(), Role::Group, "group");
@@ -93,6 +124,7 @@ pub async fn serve_with_store<S: GroupStore>(
             notify::Notifier::start(
                 dialer.dial(address)?,
                 dialer,
+                push.clone(),
                 config.notify_queue,
                 Duration::from_millis(config.notify_timeout_ms.max(1)),
                 metrics.clone(),
@@ -115,5 +147,9 @@ pub async fn serve_with_store<S: GroupStore>(
     let api = api::GroupApi::new(store, sends, notifier, metrics, config.store.max_page);
     let routes = Routes::new(GroupServer::new(api).max_decoding_message_size(max_request));
     let server = options.internal("group", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
-    Ok(serve_role(server, listener, shutdown).await?)
+    let served = serve_role(server, listener, shutdown).await;
+    // No call is left to commit anything: what the sink holds gets its
+    // last attempt now, bounded by its timeout.
+    push.close().await;
+    Ok(served?)
 }

@@ -31,6 +31,16 @@ pub struct GroupMetrics {
     /// LocateUsers or Deliver calls that failed or timed out (their devices
     /// get the messages on their next pull).
     pub notify_failures: Counter,
+    /// User-message pairs the push receiver accepted (a pair retried after
+    /// a lost answer may be counted twice: delivery is at least once).
+    pub pushes_delivered: Counter,
+    /// Push requests that failed: refused, timed out, no connection, 5xx or
+    /// 429 (all but refusals are retried).
+    pub push_batch_failures: Counter,
+    /// User-message pairs never delivered: the push queue was full, the
+    /// receiver refused their batch (4xx other than 429), or the replica
+    /// stopped before they could be delivered.
+    pub pushes_dropped: Counter,
 }
 
 impl Default for GroupMetrics {
@@ -44,6 +54,9 @@ impl Default for GroupMetrics {
             notifies_sent: Counter::default(),
             notifies_dropped: Counter::default(),
             notify_failures: Counter::default(),
+            pushes_delivered: Counter::default(),
+            push_batch_failures: Counter::default(),
+            pushes_dropped: Counter::default(),
         }
     }
 }
@@ -91,6 +104,21 @@ impl GroupMetrics {
             "hubbub_group_notify_failures",
             "Presence or gateway calls of the notifier that failed",
             metrics.notify_failures.clone(),
+        );
+        registry.register(
+            "hubbub_group_pushes_delivered",
+            "User-message pairs accepted by the offline push receiver",
+            metrics.pushes_delivered.clone(),
+        );
+        registry.register(
+            "hubbub_group_push_batch_failures",
+            "Offline push requests that failed (refused, timed out, 5xx, 429)",
+            metrics.push_batch_failures.clone(),
+        );
+        registry.register(
+            "hubbub_group_pushes_dropped",
+            "User-message pairs never pushed (full queue, refused batch, stop)",
+            metrics.pushes_dropped.clone(),
         );
         metrics
     }

@@ -13,8 +13,15 @@
 //! notify for many sessions, and a notify names the user's own head, so the
 //! sessions of users whose heads are equal share a call (a user's devices
 //! always do); gateways are called concurrently.
+//!
+//! The users of a notice that presence did not find on any gateway are
+//! offline: the commit's messages are pushed to them through the
+//! [`PushSink`] when one is configured (see [`offline_users`] for who
+//! counts). A user whose LocateUsers call failed is not taken for offline:
+//! presence could not say, and a push to a user at their screen is noise.
 
 use crate::metrics::GroupMetrics;
+use crate::push::{PushMessages, PushSink, Pushable};
 use crate::store::Delivery;
 use hubbub_kit::channel::{Dialer, TracedChannel};
 use hubbub_proto::v1::{
@@ -22,7 +29,7 @@ use hubbub_proto::v1::{
     gateway_control_client::GatewayControlClient, gateway_control_deliver_request::Notify,
     presence_client::PresenceClient,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
@@ -45,27 +52,37 @@ struct Notice {
     /// When the commit handed it over.
     at: std::time::Instant,
     deliveries: Vec<Delivery>,
+    /// The commit's pushable messages, for whoever turns out offline.
+    push: Option<PushMessages>,
 }
 
 /// The handle commits notify through. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     queue: Option<mpsc::Sender<Notice>>,
+    push: PushSink,
     metrics: GroupMetrics,
 }
 
 impl Notifier {
     /// A notifier that sends nothing (no presence configured): devices learn
-    /// of new items on their next pull.
+    /// of new items on their next pull. Without presence nobody is known to
+    /// be offline, so nothing is pushed either.
     pub fn disabled(metrics: GroupMetrics) -> Self {
-        Self { queue: None, metrics }
+        Self {
+            queue: None,
+            push: PushSink::disabled(),
+            metrics,
+        }
     }
 
-    /// Starts the notifier's worker, asking `presence` where devices are and
-    /// dialling gateways with `dialer`; it stops at `shutdown`.
+    /// Starts the notifier's worker, asking `presence` where devices are,
+    /// dialling gateways with `dialer` and handing offline users to `push`;
+    /// it stops at `shutdown`.
     pub fn start(
         presence: TracedChannel,
         dialer: Dialer,
+        push: PushSink,
         queue: usize,
         timeout: Duration,
         metrics: GroupMetrics,
@@ -76,19 +93,23 @@ impl Notifier {
             presence: PresenceClient::new(presence),
             gateways: Mutex::default(),
             dialer,
+            push: push.clone(),
             timeout,
             metrics: metrics.clone(),
         });
         tokio::spawn(run(receiver, worker, shutdown));
         Self {
             queue: Some(sender),
+            push,
             metrics,
         }
     }
 
-    /// Queues a notify of `deliveries` (of a commit in `group_id`); never
-    /// waits. Dropped and counted when the queue is full.
-    pub fn notify(&self, group_id: &str, deliveries: Vec<Delivery>) {
+    /// Queues a notify of `deliveries` (of a commit in `group_id`) and, for
+    /// those members found offline, a push of `pushable` (None for
+    /// membership events, which are not pushed); never waits. Dropped and
+    /// counted when the queue is full.
+    pub fn notify(&self, group_id: &str, deliveries: Vec<Delivery>, pushable: Option<Pushable<'_>>) {
         let Some(queue) = &self.queue else { return };
         if deliveries.is_empty() {
             return;
@@ -97,6 +118,8 @@ impl Notifier {
             group_id: group_id.to_owned(),
             at: std::time::Instant::now(),
             deliveries,
+            // Cut now, so the queue holds short bodies, not the commit's.
+            push: pushable.and_then(|pushable| self.push.prepare(group_id, pushable)),
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(notice) {
             self.metrics.notifies_dropped.inc();
@@ -133,6 +156,7 @@ struct Worker {
     // an await.
     gateways: Mutex<HashMap<String, GatewayControlClient<TracedChannel>>>,
     dialer: Dialer,
+    push: PushSink,
     timeout: Duration,
     metrics: GroupMetrics,
 }
@@ -148,6 +172,7 @@ impl Worker {
         );
         let group_id: Arc<str> = notice.group_id.into();
         let mut calls = JoinSet::new();
+        let mut offline: Vec<String> = Vec::new();
         for chunk in notice.deliveries.chunks(LOCATE_CHUNK) {
             let request = PresenceLocateUsersRequest {
                 user_ids: chunk.iter().map(|d| d.user_id.clone()).collect(),
@@ -163,11 +188,17 @@ impl Worker {
                     continue;
                 }
             };
+            if notice.push.is_some() {
+                offline.extend(offline_users(chunk, &located.gateways));
+            }
             for gateway in located.gateways {
                 let worker = self.clone();
                 let (group_id, heads) = (group_id.clone(), heads.clone());
                 calls.spawn(async move { worker.deliver(&group_id, &heads, gateway).await });
             }
+        }
+        if let Some(push) = &notice.push {
+            self.push.enqueue(push, &offline);
         }
         while calls.join_next().await.is_some() {}
         self.metrics.notify_seconds.observe(notice.at.elapsed().as_secs_f64());
@@ -242,5 +273,65 @@ impl Worker {
             why,
             "group notify not delivered; devices will get it on their next pull"
         );
+    }
+}
+
+/// The users of `deliveries` with no session on any of `gateways` (one
+/// LocateUsers answer about those users), in the order of `deliveries`.
+pub fn offline_users(deliveries: &[Delivery], gateways: &[GatewayLocation]) -> Vec<String> {
+    let online: HashSet<&str> = gateways
+        .iter()
+        .flat_map(|gateway| gateway.sessions.iter())
+        .map(|session| session.user_id.as_str())
+        .collect();
+    deliveries
+        .iter()
+        .filter(|d| !online.contains(d.user_id.as_str()))
+        .map(|d| d.user_id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubbub_proto::v1::PresenceSession;
+
+    fn delivery(user_id: &str) -> Delivery {
+        Delivery {
+            user_id: user_id.to_owned(),
+            mailbox_seq: 7,
+        }
+    }
+
+    fn gateway(address: &str, users: &[&str]) -> GatewayLocation {
+        GatewayLocation {
+            gateway_id: address.to_owned(),
+            address: address.to_owned(),
+            sessions: users
+                .iter()
+                .enumerate()
+                .map(|(i, user)| PresenceSession {
+                    user_id: (*user).to_owned(),
+                    session_id: format!("{address}-{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn offline_are_the_delivered_users_no_gateway_has_a_session_of() {
+        let deliveries: Vec<Delivery> = ["alice", "bob", "carol", "dave"].into_iter().map(delivery).collect();
+        // alice on two gateways, carol on one; zed is not in the notice.
+        let gateways = [gateway("gw-1", &["alice", "zed"]), gateway("gw-2", &["carol", "alice"])];
+        assert_eq!(offline_users(&deliveries, &gateways), ["bob", "dave"]);
+        assert_eq!(
+            offline_users(&deliveries, &[]),
+            ["alice", "bob", "carol", "dave"],
+            "no gateway answered: everyone is offline"
+        );
+        let everyone = [gateway("gw-1", &["dave", "carol", "bob", "alice"])];
+        assert!(offline_users(&deliveries, &everyone).is_empty());
+        assert!(offline_users(&[], &gateways).is_empty());
     }
 }
