@@ -757,6 +757,7 @@ async fn members_fetch_each_others_device_keys_through_the_client_api() {
             ClaimGroupKeysRequest {
                 session_id: viewer.session_id.clone(),
                 group_id: sealed.group_id.clone(),
+                user_ids: vec![alice.clone(), carol.clone()],
             },
             viewer.token.as_deref(),
         )

@@ -7,7 +7,9 @@
 use crate::deadline;
 use hubbub_kit::{auth::Identity, channel::TracedChannel, service_auth::Credentials};
 use hubbub_proto::v1::{self as pb, group_client::GroupClient};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tonic::{Request, Status};
 
 /// A client of the group service.
@@ -16,16 +18,26 @@ pub struct GroupLink {
     client: GroupClient<TracedChannel>,
     credentials: Credentials,
     timeout: Duration,
+    /// Bounds the on-Connect cursor checks in flight (a mass reconnect
+    /// must not become as many calls at once; a check skipped costs only
+    /// the early notify).
+    checks: Arc<Semaphore>,
 }
+
+/// On-Connect cursor checks in flight per gateway.
+const MAX_CHECKS: usize = 64;
 
 impl GroupLink {
     /// Calls the group service on `channel` as `credentials`, each call
     /// bounded by `timeout`.
     pub fn new(channel: TracedChannel, credentials: Credentials, timeout: Duration) -> Self {
         Self {
-            client: GroupClient::new(channel),
+            // Pages are cut near 2 MiB of bodies (plus one item) by the
+            // group service, key claims at 50 users: 8 MiB is headroom.
+            client: GroupClient::new(channel).max_decoding_message_size(8 * 1024 * 1024),
             credentials,
             timeout,
+            checks: Arc::new(Semaphore::new(MAX_CHECKS)),
         }
     }
 
@@ -336,8 +348,12 @@ impl GroupLink {
         })
     }
 
-    /// The mailbox head of `user` when `device` has items past its ack.
+    /// The mailbox head of `user` when `device` has items past its ack;
+    /// `Ok(None)` too when too many checks are in flight already.
     pub async fn pending(&self, user: &Identity, device: &str) -> Result<Option<u64>, Status> {
+        let Ok(_permit) = self.checks.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
         let request = self.request(
             user,
             pb::GroupGetMailboxCursorRequest {
@@ -385,6 +401,7 @@ impl GroupLink {
                 actor_user_id: user.id().to_owned(),
                 device_id: device.to_owned(),
                 group_id: call.group_id,
+                user_ids: call.user_ids,
             },
         );
         let answer = self.bounded(self.client.clone().claim_group_keys(request)).await?;

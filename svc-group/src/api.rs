@@ -460,7 +460,7 @@ impl<S: GroupStore + KeyStore> Group for GroupApi<S> {
         ids::validate("device_id", &call.device_id)?;
         let bundles = self
             .store
-            .claim_group_keys(&user, &call.device_id, &call.group_id)
+            .claim_group_keys(&user, &call.device_id, &call.group_id, &call.user_ids)
             .await?;
         Ok(Response::new(pb::GroupClaimGroupKeysResponse {
             devices: bundles.into_iter().map(convert::bundle).collect(),

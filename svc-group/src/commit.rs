@@ -14,7 +14,7 @@
 
 use crate::metrics::GroupMetrics;
 use crate::notify::Notifier;
-use crate::store::{GroupStore, NewMessage, Sent};
+use crate::store::{GroupStore, NewMessage, Sent, SentBatch, StoreError};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -129,31 +129,64 @@ async fn run<S: GroupStore>(
         metrics.commits.inc();
         metrics.commit_seconds.observe(began.elapsed().as_secs_f64());
         match result {
-            Ok(sent) => {
-                for (pending, answer) in batch.drain(..).zip(sent.answers) {
-                    if answer.as_ref().is_ok_and(|s| !s.duplicate) {
-                        metrics.messages_sent.inc();
-                    }
+            Ok(mut sent) => {
+                let answers = std::mem::take(&mut sent.answers);
+                finished(sent, answers.iter(), &notifier, &metrics);
+                for (pending, answer) in batch.drain(..).zip(answers) {
                     let _ = pending.answer.send(answer.map_err(Status::from));
                 }
-                for dispatch in sent.dispatched {
-                    metrics
-                        .mailbox_entries
-                        .inc_by((dispatch.messages.len() * dispatch.deliveries.len()) as u64);
-                    let pushable = crate::push::Pushable {
-                        end_to_end_encrypted: dispatch.end_to_end_encrypted,
-                        messages: &dispatch.messages,
+            }
+            // One send the database refuses must not fail the sends it was
+            // batched with: each is committed again on its own.
+            Err(_) if batch.len() > 1 => {
+                tracing::warn!(
+                    sends = batch.len(),
+                    "group commit failed; committing its sends one by one"
+                );
+                for pending in batch.drain(..) {
+                    let one = store.send_batch(std::slice::from_ref(&pending.message)).await;
+                    let answer = match one {
+                        Ok(mut sent) => {
+                            let answers = std::mem::take(&mut sent.answers);
+                            finished(sent, answers.iter(), &notifier, &metrics);
+                            answers
+                                .into_iter()
+                                .next()
+                                .expect("one answer per send")
+                                .map_err(Status::from)
+                        }
+                        Err(e) => Err(Status::from(e)),
                     };
-                    notifier.notify(&dispatch.group_id, dispatch.deliveries, Some(pushable));
+                    let _ = pending.answer.send(answer);
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, sends = batch.len(), "group commit failed; nothing of it was stored");
                 let status = Status::from(e);
                 for pending in batch.drain(..) {
                     let _ = pending.answer.send(Err(status.clone()));
                 }
             }
         }
+    }
+}
+
+/// Counts what a commit stored and hands its deliveries to the notifier.
+fn finished<'a>(
+    sent: SentBatch,
+    answers: impl Iterator<Item = &'a Result<Sent, StoreError>>,
+    notifier: &Notifier,
+    metrics: &GroupMetrics,
+) {
+    let new = answers.filter(|a| a.as_ref().is_ok_and(|s| !s.duplicate)).count();
+    metrics.messages_sent.inc_by(new as u64);
+    for dispatch in sent.dispatched {
+        metrics
+            .mailbox_entries
+            .inc_by((dispatch.messages.len() * dispatch.deliveries.len()) as u64);
+        let pushable = crate::push::Pushable {
+            end_to_end_encrypted: dispatch.end_to_end_encrypted,
+            messages: &dispatch.messages,
+        };
+        notifier.notify(&dispatch.group_id, dispatch.deliveries, Some(pushable));
     }
 }

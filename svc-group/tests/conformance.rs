@@ -629,6 +629,37 @@ async fn pages_cut_through_a_commit_of_many_messages<S: GroupStore>(open: impl A
     assert_eq!(page.items[0].mailbox_seq, from + 1);
 }
 
+async fn a_page_of_large_bodies_is_cut_by_bytes<S: GroupStore>(open: impl AsyncFn(GroupStoreConfig) -> S) {
+    let store = open(config()).await;
+    let (owner, member) = (uid("owner"), uid("member"));
+    let g = group(&store, &owner, &[&member]).await;
+    let big = "x".repeat(64 * 1024);
+    let batch: Vec<NewMessage> = (0..40).map(|i| text(&g, &owner, &format!("big{i}"), &big)).collect();
+    store.send_batch(&batch).await.unwrap();
+    let page = store.pull(&member, "phone", Position::ACKED, 100).await.unwrap();
+    let bytes: usize = page.items.iter().map(|i| i.message.body.len()).sum();
+    assert!(page.has_more, "cut by bytes, not by count");
+    assert!(
+        bytes <= 2 * 1024 * 1024 && page.items.len() >= 20,
+        "{} items, {bytes} bytes",
+        page.items.len()
+    );
+    let all = drain(&store, &member, "phone", 100).await;
+    assert_eq!(
+        all.len(),
+        41,
+        "everything arrives, in more pages (the first was not acked)"
+    );
+    let history = store.history(&member, &g, None, 500).await.unwrap();
+    assert!(history.has_more && history.messages.len() < 41);
+    // A NUL in a text field is refused on its own; its batch goes through.
+    let mut nul = text(&g, &owner, "k\0", "x");
+    nul.client_message_id = "k\0".into();
+    let sent = store.send_batch(&[nul, text(&g, &owner, "fine", "x")]).await.unwrap();
+    refused!(&sent.answers[0], InvalidArgument);
+    assert!(sent.answers[1].is_ok());
+}
+
 async fn an_ack_rides_on_the_next_pull<S: GroupStore>(open: impl AsyncFn(GroupStoreConfig) -> S) {
     let store = open(config()).await;
     let (owner, member) = (uid("owner"), uid("member"));
@@ -743,6 +774,7 @@ on_both_backends!(
     pages_cut_through_a_commit_of_many_messages,
     an_encrypted_group_takes_ciphertext_only,
     an_ack_rides_on_the_next_pull,
+    a_page_of_large_bodies_is_cut_by_bytes,
 );
 
 /// Replicas starting at once on an empty database: sqlx's migrator takes an

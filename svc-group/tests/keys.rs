@@ -56,6 +56,7 @@ async fn members_fetch_the_devices_of_a_group_claiming_one_time_keys<S: GroupSto
         .group
         .group
         .group_id;
+    let everyone = vec![alice.clone(), bob.clone(), carol.clone(), stranger.clone()];
     assert_eq!(
         store
             .upload_keys(&bob, "phone", &device("bob-id", "p1"), &one_time(0..3))
@@ -87,7 +88,7 @@ async fn members_fetch_the_devices_of_a_group_claiming_one_time_keys<S: GroupSto
     );
 
     // Alice's phone gets bob's two devices (not itself; carol has no keys).
-    let first = store.claim_group_keys(&alice, "phone", &g).await.unwrap();
+    let first = store.claim_group_keys(&alice, "phone", &g, &everyone).await.unwrap();
     let names: Vec<(String, String)> = first.iter().map(|b| (b.user_id.clone(), b.device_id.clone())).collect();
     assert_eq!(
         names,
@@ -96,7 +97,7 @@ async fn members_fetch_the_devices_of_a_group_claiming_one_time_keys<S: GroupSto
     assert_eq!(first[1].keys.identity_key, b"bob-id");
     assert!(first.iter().all(|b| b.one_time_key.is_some()));
     // Each one-time key is handed out once.
-    let second = store.claim_group_keys(&alice, "phone", &g).await.unwrap();
+    let second = store.claim_group_keys(&alice, "phone", &g, &everyone).await.unwrap();
     assert_eq!(
         second[0].one_time_key, None,
         "the laptop's only key is gone: the signed prekey remains"
@@ -106,8 +107,18 @@ async fn members_fetch_the_devices_of_a_group_claiming_one_time_keys<S: GroupSto
         second[1].one_time_key.clone().unwrap(),
     );
     assert_ne!(a.key_id, b.key_id);
+    // A retried upload of the laptop's claimed key does not bring it back.
+    assert_eq!(
+        store
+            .upload_keys(&bob, "laptop", &device("bob-laptop", "l1"), &one_time(0..1))
+            .await
+            .unwrap(),
+        0
+    );
+    let third = store.claim_group_keys(&alice, "phone", &g, &everyone).await.unwrap();
+    assert_eq!(third[0].one_time_key, None, "a claimed key is handed out once, ever");
     // Another device of alice's sees alice's phone.
-    let tablet = store.claim_group_keys(&alice, "tablet", &g).await.unwrap();
+    let tablet = store.claim_group_keys(&alice, "tablet", &g, &everyone).await.unwrap();
     assert!(tablet.iter().any(|b| b.user_id == alice && b.device_id == "phone"));
 
     // Two members claiming at once never get the same key.
@@ -122,7 +133,8 @@ async fn members_fetch_the_devices_of_a_group_claiming_one_time_keys<S: GroupSto
     let claims: Vec<_> = (0..2)
         .map(|i| {
             let (store, g, who) = (store.clone(), g.clone(), [alice.clone(), carol.clone()][i].clone());
-            tokio::spawn(async move { store.claim_group_keys(&who, "phone", &g).await.unwrap() })
+            let everyone = everyone.clone();
+            tokio::spawn(async move { store.claim_group_keys(&who, "phone", &g, &everyone).await.unwrap() })
         })
         .collect();
     let mut got = Vec::new();
@@ -141,7 +153,7 @@ async fn members_fetch_the_devices_of_a_group_claiming_one_time_keys<S: GroupSto
         .upload_keys(&bob, "phone", &device("bob-id", "p2"), &[])
         .await
         .unwrap();
-    let rotated = store.claim_group_keys(&alice, "phone", &g).await.unwrap();
+    let rotated = store.claim_group_keys(&alice, "phone", &g, &everyone).await.unwrap();
     assert_eq!(
         rotated
             .iter()
@@ -157,9 +169,30 @@ async fn members_fetch_the_devices_of_a_group_claiming_one_time_keys<S: GroupSto
     );
     assert!(message.contains("identity key"), "{message}");
 
+    // Only the named members, at most 50 of them.
+    let only_alice = store
+        .claim_group_keys(&carol, "phone", &g, std::slice::from_ref(&alice))
+        .await
+        .unwrap();
+    assert!(only_alice.iter().all(|b| b.user_id == alice) && !only_alice.is_empty());
+    let many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
+    refused!(
+        store.claim_group_keys(&alice, "phone", &g, &many).await,
+        InvalidArgument
+    );
+    refused!(store.claim_group_keys(&alice, "phone", &g, &[]).await, InvalidArgument);
+
     // Refusals.
-    refused!(store.claim_group_keys(&stranger, "phone", &g).await, PermissionDenied);
-    refused!(store.claim_group_keys(&alice, "phone", "no-such-group").await, NotFound);
+    refused!(
+        store.claim_group_keys(&stranger, "phone", &g, &everyone).await,
+        PermissionDenied
+    );
+    refused!(
+        store
+            .claim_group_keys(&alice, "phone", "no-such-group", &everyone)
+            .await,
+        NotFound
+    );
     refused!(
         store.upload_keys(&bob, "tablet", &device("", "p"), &[]).await,
         InvalidArgument

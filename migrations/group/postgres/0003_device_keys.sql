@@ -12,11 +12,13 @@ CREATE TABLE device_keys (
     PRIMARY KEY (user_id, device_id)
 );
 
--- One-time prekeys, each handed out once (a claim deletes it).
+-- One-time prekeys, each handed out once: a claim marks it claimed and the
+-- row stays, so a retried upload of the same key id cannot put it back.
 CREATE TABLE one_time_keys (
     user_id    TEXT  NOT NULL,
     device_id  TEXT  NOT NULL,
     key_id     TEXT  NOT NULL,
     public_key BYTEA NOT NULL,
+    claimed    BOOLEAN NOT NULL DEFAULT false,
     PRIMARY KEY (user_id, device_id, key_id)
 );

@@ -218,7 +218,8 @@ impl Worker {
                     } else {
                         tracing::debug!(url = %self.url, why, failures, "push attempt failed; retrying");
                     }
-                    let delay = retry_after.map_or_else(|| backoff(failures - 1), |d| d.min(BACKOFF_CAP));
+                    let delay =
+                        retry_after.map_or_else(|| backoff(failures - 1), |d| d.clamp(BACKOFF_BASE, BACKOFF_CAP));
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.closing.cancelled() => return Some(batch),

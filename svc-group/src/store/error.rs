@@ -52,7 +52,18 @@ impl From<StoreError> for tonic::Status {
             StoreError::AlreadyExists(_) => Status::already_exists(message),
             StoreError::ResourceExhausted(_) => Status::resource_exhausted(message),
             StoreError::FailedPrecondition(_) => Status::failed_precondition(message),
-            StoreError::Unavailable(_) | StoreError::Migration(_) => Status::unavailable(message),
+            // The database's own words stay in the log: they are for the
+            // operator, and a refusal by the database (a constraint, bad
+            // input that got through) is not worth a retry.
+            StoreError::Unavailable(sqlx::Error::Database(e)) => {
+                tracing::error!(error = %e, "the group store refused a statement");
+                Status::internal("the group store failed on this request; it has been logged")
+            }
+            StoreError::Unavailable(e) => {
+                tracing::error!(error = %e, "the group store is unavailable");
+                Status::unavailable("the group store is unavailable; retry shortly")
+            }
+            StoreError::Migration(_) => Status::unavailable(message),
         }
     }
 }

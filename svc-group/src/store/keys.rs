@@ -16,6 +16,8 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_ONE_TIME_KEYS: usize = 100;
 /// Devices with keys per user.
 pub const MAX_DEVICES_PER_USER: usize = 16;
+/// Members named in one claim.
+pub const MAX_CLAIM_USERS: usize = 50;
 
 /// A device's long-term public keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -54,9 +56,10 @@ pub struct DeviceBundle {
 
 /// Public keys of devices; see the module documentation.
 pub trait KeyStore: Send + Sync + 'static {
-    /// Stores the device's keys and adds `one_time` keys (a key id it holds
-    /// already is kept as it was, so a retried upload is harmless). Returns
-    /// the one-time keys the device now holds.
+    /// Stores the device's keys and adds `one_time` keys (a key id it ever
+    /// had is kept as it was, claimed or not, so a retried upload is
+    /// harmless and never hands a claimed key out again). Returns the
+    /// unclaimed one-time keys the device now holds.
     fn upload_keys(
         &self,
         user_id: &str,
@@ -65,14 +68,16 @@ pub trait KeyStore: Send + Sync + 'static {
         one_time: &[OneTimeKey],
     ) -> impl Future<Output = StoreResult<u32>> + Send;
 
-    /// The devices with keys of every current member of the group but the
-    /// actor's own `device_id`, by user then device, each with one one-time
-    /// key claimed for the actor. Only members may ask.
+    /// The devices with keys of the current members among `user_ids` (1 to
+    /// `MAX_CLAIM_USERS`) but the actor's own `device_id`, by user then
+    /// device, each with one one-time key claimed for the actor. Only
+    /// members may ask.
     fn claim_group_keys(
         &self,
         actor: &str,
         device_id: &str,
         group_id: &str,
+        user_ids: &[String],
     ) -> impl Future<Output = StoreResult<Vec<DeviceBundle>>> + Send;
 }
 
@@ -108,9 +113,21 @@ pub(crate) fn upload(keys: &DeviceKeys, one_time: &[OneTimeKey]) -> Result<(), S
                 k.key_id.len()
             )));
         }
+        super::rules::printable("every one-time key_id", &k.key_id)?;
         key("every one-time public_key", &k.public_key)?;
     }
     Ok(())
+}
+
+/// The users of a claim.
+pub(crate) fn claim_users(user_ids: &[String]) -> Result<(), StoreError> {
+    if user_ids.is_empty() || user_ids.len() > MAX_CLAIM_USERS {
+        return Err(invalid(format!(
+            "user_ids must name 1 to {MAX_CLAIM_USERS} members per claim, got {}; page through the members",
+            user_ids.len()
+        )));
+    }
+    user_ids.iter().try_for_each(|u| super::rules::id("every user id", u))
 }
 
 /// A device's identity key never changes.

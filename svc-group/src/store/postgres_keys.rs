@@ -16,6 +16,12 @@ impl KeyStore for PgGroupStore {
         rules::id("device_id", device_id)?;
         keys::upload(k, one_time)?;
         let mut tx = self.pool.begin().await?;
+        // One upload per user at a time, so the device and key limits hold
+        // under concurrent first uploads.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         let stored: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT identity_key FROM device_keys WHERE user_id = $1 AND device_id = $2 FOR UPDATE")
                 .bind(user_id)
@@ -26,7 +32,7 @@ impl KeyStore for PgGroupStore {
         let ids: Vec<&str> = one_time.iter().map(|o| o.key_id.as_str()).collect();
         let (devices, held, known): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM device_keys WHERE user_id = $1), \
-             (SELECT count(*) FROM one_time_keys WHERE user_id = $1 AND device_id = $2), \
+             (SELECT count(*) FROM one_time_keys WHERE user_id = $1 AND device_id = $2 AND NOT claimed), \
              (SELECT count(DISTINCT key_id) FROM one_time_keys WHERE user_id = $1 AND device_id = $2 \
                AND key_id = ANY($3))",
         )
@@ -76,19 +82,28 @@ impl KeyStore for PgGroupStore {
         Ok(held_after as u32)
     }
 
-    async fn claim_group_keys(&self, actor: &str, device_id: &str, group_id: &str) -> StoreResult<Vec<DeviceBundle>> {
+    async fn claim_group_keys(
+        &self,
+        actor: &str,
+        device_id: &str,
+        group_id: &str,
+        user_ids: &[String],
+    ) -> StoreResult<Vec<DeviceBundle>> {
         rules::id("group_id", group_id)?;
         rules::id("device_id", device_id)?;
+        keys::claim_users(user_ids)?;
         let mut tx = self.pool.begin().await?;
         PgGroupStore::visible(&mut tx, actor, group_id).await?;
         let devices: Vec<KeysRow> = sqlx::query_as(
             "SELECT k.user_id, k.device_id, k.identity_key, k.signed_prekey, k.signed_prekey_signature \
              FROM group_members m JOIN device_keys k ON k.user_id = m.user_id \
-             WHERE m.group_id = $1 AND NOT (k.user_id = $2 AND k.device_id = $3) ORDER BY k.user_id, k.device_id",
+             WHERE m.group_id = $1 AND m.user_id = ANY($4) AND NOT (k.user_id = $2 AND k.device_id = $3) \
+             ORDER BY k.user_id, k.device_id",
         )
         .bind(group_id)
         .bind(actor)
         .bind(device_id)
+        .bind(user_ids)
         .fetch_all(&mut *tx)
         .await?;
         let users: Vec<&str> = devices.iter().map(|d| d.user_id.as_str()).collect();
@@ -99,9 +114,9 @@ impl KeyStore for PgGroupStore {
             "WITH pick AS (SELECT o.user_id, o.device_id, o.key_id \
                FROM unnest($1::text[], $2::text[]) AS d(user_id, device_id) \
                CROSS JOIN LATERAL (SELECT k.user_id, k.device_id, k.key_id FROM one_time_keys k \
-                 WHERE k.user_id = d.user_id AND k.device_id = d.device_id ORDER BY k.key_id LIMIT 1 \
-                 FOR UPDATE SKIP LOCKED) o) \
-             DELETE FROM one_time_keys k USING pick p \
+                 WHERE k.user_id = d.user_id AND k.device_id = d.device_id AND NOT k.claimed \
+                 ORDER BY k.key_id LIMIT 1 FOR UPDATE SKIP LOCKED) o) \
+             UPDATE one_time_keys k SET claimed = true FROM pick p \
              WHERE k.user_id = p.user_id AND k.device_id = p.device_id AND k.key_id = p.key_id \
              RETURNING k.user_id, k.device_id, k.key_id, k.public_key",
         )

@@ -200,8 +200,7 @@ impl PgGroupStore {
         .into_iter()
         .map(MailboxItem::from)
         .collect();
-        let has_more = items.len() > limit;
-        items.truncate(limit);
+        let has_more = rules::cut_page(&mut items, limit, |i| i.message.body.len());
         let last = items.last().map_or(0, |i| i.mailbox_seq);
         if last <= cursor.fetch_seq && ack <= cursor.ack_seq {
             return Ok(Pulled {
@@ -360,8 +359,7 @@ impl PgGroupStore {
         .into_iter()
         .map(GroupMessage::from)
         .collect();
-        let has_more = messages.len() > limit;
-        messages.truncate(limit);
+        let has_more = rules::cut_page(&mut messages, limit, |m| m.body.len());
         Ok(History {
             messages,
             has_more,

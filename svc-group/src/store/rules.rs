@@ -15,6 +15,11 @@ pub const GROUP_EVENT_CONTENT_TYPE: &str = "application/vnd.hubbub.group-event+j
 /// client's scheme, like `application/vnd.hubbub.ciphertext+olm`).
 pub const CIPHERTEXT_CONTENT_TYPE: &str = "application/vnd.hubbub.ciphertext";
 
+/// Bytes of bodies a pull or history page carries at most (it always
+/// carries one item): a page of large bodies stays far below the gateway's
+/// message limit, and the device just pulls again.
+pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
+
 /// Pull and history page size when the caller asks for 0.
 const DEFAULT_PAGE: u32 = 100;
 
@@ -66,7 +71,19 @@ pub(crate) fn id(what: &str, value: &str) -> Result<(), StoreError> {
             value.len()
         )));
     }
-    Ok(())
+    printable(what, value)
+}
+
+/// Text without control characters: PostgreSQL refuses NUL in TEXT, and a
+/// store error must never be what a client's input can provoke.
+pub(crate) fn printable(what: &str, value: &str) -> Result<(), StoreError> {
+    match value.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => Err(invalid(format!(
+            "{what} holds a control character ({:?}) at byte {at}; use printable text",
+            c
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Checks a list of user ids (at least one) and returns them sorted, once.
@@ -98,6 +115,8 @@ pub(crate) fn new_group(new: &NewGroup, limits: &Limits) -> Result<Vec<String>, 
             new.client_key.len()
         )));
     }
+    printable("name", &new.name)?;
+    printable("client_key", &new.client_key)?;
     for u in &new.member_user_ids {
         id("every member id", u)?;
     }
@@ -141,6 +160,9 @@ pub(crate) fn new_message(m: &NewMessage, limits: &Limits) -> Result<(), StoreEr
             m.content_type.len()
         )));
     }
+    printable("sender_device_id", &m.sender_device_id)?;
+    printable("client_message_id", &m.client_message_id)?;
+    printable("content_type", &m.content_type)?;
     if m.content_type == GROUP_EVENT_CONTENT_TYPE {
         return Err(invalid(format!(
             "content_type {GROUP_EVENT_CONTENT_TYPE} is reserved for group events"
@@ -256,6 +278,9 @@ pub(crate) fn pull_start(
         }
         None => cursor.ack_seq,
     };
+    if let Some(after) = from.after {
+        within("after_mailbox_seq", after)?;
+    }
     let start = from.after.unwrap_or(ack).max(cursor.begin_seq.saturating_sub(1));
     Ok((start, ack))
 }
@@ -332,10 +357,21 @@ pub(crate) fn transfer_target(user: &str, group_id: &str, role: Option<Role>) ->
     Ok(())
 }
 
-/// A position that must be at least 1.
+/// A position that must be at least 1 (and within what the store counts).
 pub(crate) fn positive(what: &str, value: u64) -> Result<(), StoreError> {
     if value == 0 {
         return Err(invalid(format!("{what} must be at least 1")));
+    }
+    within(what, value)
+}
+
+/// Positions are stored as BIGINT: anything above is past every position.
+pub(crate) fn within(what: &str, value: u64) -> Result<(), StoreError> {
+    if value > i64::MAX as u64 {
+        return Err(StoreError::OutOfRange(format!(
+            "{what} {value} is past every position (at most {})",
+            i64::MAX
+        )));
     }
     Ok(())
 }
@@ -377,4 +413,22 @@ pub(crate) fn before(before: Option<u64>, group: &GroupInfo) -> Result<u64, Stor
         ))),
         Some(b) => Ok(b),
     }
+}
+
+/// Cuts a page read with one item more than `limit` to at most `limit`
+/// items and about `PAGE_BYTES` of bodies (never to nothing); returns
+/// whether more follow.
+pub(crate) fn cut_page<T>(items: &mut Vec<T>, limit: usize, body_len: impl Fn(&T) -> usize) -> bool {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for item in items.iter().take(limit) {
+        bytes += body_len(item) + 128;
+        if keep > 0 && bytes > PAGE_BYTES {
+            break;
+        }
+        keep += 1;
+    }
+    let more = items.len() > keep;
+    items.truncate(keep);
+    more
 }

@@ -28,12 +28,13 @@ impl KeyStore for SqliteGroupStore {
             .bind(user_id)
             .fetch_one(&mut *tx)
             .await?;
-        let mut held_after: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM one_time_keys WHERE user_id = $1 AND device_id = $2")
-                .bind(user_id)
-                .bind(device_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let mut held_after: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM one_time_keys WHERE user_id = $1 AND device_id = $2 AND NOT claimed",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let mut distinct: Vec<&OneTimeKey> = one_time.iter().collect();
         distinct.sort_by(|a, b| a.key_id.cmp(&b.key_id));
         distinct.dedup_by(|a, b| a.key_id == b.key_id);
@@ -78,26 +79,35 @@ impl KeyStore for SqliteGroupStore {
         Ok(held_after as u32)
     }
 
-    async fn claim_group_keys(&self, actor: &str, device_id: &str, group_id: &str) -> StoreResult<Vec<DeviceBundle>> {
+    async fn claim_group_keys(
+        &self,
+        actor: &str,
+        device_id: &str,
+        group_id: &str,
+        user_ids: &[String],
+    ) -> StoreResult<Vec<DeviceBundle>> {
         rules::id("group_id", group_id)?;
         rules::id("device_id", device_id)?;
+        keys::claim_users(user_ids)?;
         let mut tx = self.pool.begin_with(WRITE).await?;
         SqliteGroupStore::visible(&mut tx, actor, group_id).await?;
         let devices: Vec<KeysRow> = sqlx::query_as(
             "SELECT k.user_id, k.device_id, k.identity_key, k.signed_prekey, k.signed_prekey_signature \
              FROM group_members m JOIN device_keys k ON k.user_id = m.user_id \
-             WHERE m.group_id = $1 AND NOT (k.user_id = $2 AND k.device_id = $3) ORDER BY k.user_id, k.device_id",
+             WHERE m.group_id = $1 AND m.user_id IN (SELECT value FROM json_each($4)) \
+               AND NOT (k.user_id = $2 AND k.device_id = $3) ORDER BY k.user_id, k.device_id",
         )
         .bind(group_id)
         .bind(actor)
         .bind(device_id)
+        .bind(serde_json::to_string(user_ids).expect("strings serialise"))
         .fetch_all(&mut *tx)
         .await?;
         let mut claimed = Vec::new();
         for d in &devices {
             let row: Option<ClaimedRow> = sqlx::query_as(
-                "DELETE FROM one_time_keys WHERE rowid = (SELECT rowid FROM one_time_keys \
-                   WHERE user_id = $1 AND device_id = $2 ORDER BY key_id LIMIT 1) \
+                "UPDATE one_time_keys SET claimed = 1 WHERE rowid = (SELECT rowid FROM one_time_keys \
+                   WHERE user_id = $1 AND device_id = $2 AND NOT claimed ORDER BY key_id LIMIT 1) \
                  RETURNING user_id, device_id, key_id, public_key",
             )
             .bind(&d.user_id)
