@@ -168,8 +168,8 @@ impl PgGroupStore {
         // head minus its new items, plus the running sum of its runs.
         Ok(sqlx::query_as(
             "WITH batch AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS b(group_id, first_seq, n)), \
-             fan AS MATERIALIZED (SELECT m.user_id, b.group_id, b.first_seq, b.n \
-               FROM group_members m JOIN batch b ON b.group_id = m.group_id), \
+             fan AS MATERIALIZED (SELECT m.user_id, b.group_id, b.first_seq, b.n FROM batch b \
+               CROSS JOIN LATERAL (SELECT user_id FROM group_members m WHERE m.group_id = b.group_id OFFSET 0) AS m), \
              counts AS (SELECT user_id, sum(n)::bigint AS n FROM fan GROUP BY user_id), \
              heads AS (INSERT INTO mailbox_heads AS h (user_id, head_seq) SELECT user_id, n FROM counts ORDER BY user_id \
                ON CONFLICT (user_id) DO UPDATE SET head_seq = h.head_seq + EXCLUDED.head_seq \

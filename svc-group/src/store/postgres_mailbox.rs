@@ -65,9 +65,11 @@ impl PgGroupStore {
             })
             .collect();
         let roles: HashMap<(String, String), Role> = sqlx::query_as::<_, RoleRow>(
-            "SELECT DISTINCT m.group_id, m.user_id, m.role FROM group_members m \
-             JOIN unnest($1::text[], $2::text[]) AS k(group_id, user_id) \
-               ON m.group_id = k.group_id AND m.user_id = k.user_id",
+            // LATERAL with an OFFSET 0 fence: one primary-key probe per
+            // send (a plain join of an unnest is hashed over the table).
+            "SELECT DISTINCT m.group_id, m.user_id, m.role FROM unnest($1::text[], $2::text[]) AS k(group_id, user_id) \
+             CROSS JOIN LATERAL (SELECT group_id, user_id, role FROM group_members m \
+               WHERE m.group_id = k.group_id AND m.user_id = k.user_id OFFSET 0) AS m",
         )
         .bind(&key_groups)
         .bind(&key_senders)
@@ -79,9 +81,9 @@ impl PgGroupStore {
         let originals: HashMap<batch::Key, GroupMessage> = sqlx::query_as::<_, MessageRow>(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM group_messages m \
-             JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[])) AS k(group_id, sender, id) \
-               ON m.group_id = k.group_id AND m.sender_user_id = k.sender AND m.client_message_id = k.id"
+            " FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[])) AS k(group_id, sender, id) \
+             CROSS JOIN LATERAL (SELECT * FROM group_messages m WHERE m.group_id = k.group_id \
+               AND m.sender_user_id = k.sender AND m.client_message_id = k.id OFFSET 0) AS m"
         ))
         .bind(&key_groups)
         .bind(&key_senders)
