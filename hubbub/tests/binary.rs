@@ -55,12 +55,14 @@ async fn channel(port: u16) -> Channel {
     }
 }
 
-/// Starts `hubbub all` on free ports; returns the process, its ports in
-/// LISTENERS order, and the development secret it printed.
-async fn start_all() -> (Child, Vec<u16>, String) {
+/// Starts `hubbub all` on free ports with its SQLite in `data`; returns the
+/// process, its ports in LISTENERS order, and the development secret it
+/// printed.
+async fn start_all(data: &std::path::Path) -> (Child, Vec<u16>, String) {
     let ports = free_ports();
     let mut command = Command::new(BINARY);
     command
+        .args(["--set", &format!("group.store.data_dir={}", data.display())])
         .env_remove("HUBBUB_JWT_SECRET")
         .env_remove("HUBBUB_INTERNAL_KEY")
         .env("RUST_LOG", "warn");
@@ -111,7 +113,10 @@ async fn start_all() -> (Child, Vec<u16>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
-    let (mut child, ports, secret) = start_all().await;
+    // Its own SQLite directory, not ./data of the checkout; removed when
+    // the test ends.
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, ports, secret) = start_all(data.path()).await;
     let minted = std::process::Command::new(BINARY)
         .args(["token", "--user", "newcomer", "--ttl", "10m"])
         .env("HUBBUB_JWT_SECRET", &secret)

@@ -29,6 +29,8 @@ struct Deployment {
     presence: SocketAddr,
     group: SocketAddr,
     gift: SocketAddr,
+    /// The group role's SQLite directory, removed with the deployment.
+    _data: tempfile::TempDir,
 }
 
 async fn deploy() -> Deployment {
@@ -42,8 +44,11 @@ async fn deploy() -> Deployment {
     );
     let shutdown = sandbox.shutdown.clone();
     support::serve_presence(presence, shutdown.clone());
+    let data = tempfile::tempdir().unwrap();
+    let mut group_config = svc_group::GroupConfig::default();
+    group_config.store.data_dir = data.path().to_owned();
     tokio::spawn(svc_group::serve(
-        Default::default(),
+        group_config,
         support::options(),
         group,
         shutdown.clone(),
@@ -54,6 +59,7 @@ async fn deploy() -> Deployment {
         group: addresses.1,
         gift: addresses.2,
         sandbox,
+        _data: data,
     }
 }
 
