@@ -7,9 +7,12 @@
 //! pull (or its next Connect) brings everything, so every step here is best
 //! effort and bounded in time.
 //!
-//! Per notice: one `Presence.LocateUsers` per 1,000 users (presence's
-//! per-call limit), answered grouped by gateway; then, per gateway, one
-//! `GatewayControl.Deliver` per distinct mailbox head. A Deliver carries one
+//! Notices that queued while the worker was busy are merged (up to 64, so
+//! many small groups committing at once cost one lookup): each user once,
+//! with its highest head. Then one `Presence.LocateUsers` per 1,000 users
+//! (presence's per-call limit), answered grouped by gateway; then, per
+//! gateway, one `GatewayControl.Deliver` per distinct (group, mailbox
+//! head). A Deliver carries one
 //! notify for many sessions, and a notify names the user's own head, so the
 //! sessions of users whose heads are equal share a call (a user's devices
 //! always do); gateways are called concurrently.
@@ -38,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Most user ids one LocateUsers call may name (presence's default limit).
 pub const LOCATE_CHUNK: usize = 1000;
+/// Queued notices merged into one round of lookups and Delivers, at most.
+const MERGE: usize = 64;
 /// Notices worked on at once; the queue holds the rest.
 const MAX_IN_FLIGHT: usize = 32;
 /// Gateway channels kept; gateways come and go with deploys, so the map is
@@ -142,9 +147,18 @@ async fn run(mut receiver: mpsc::Receiver<Notice>, worker: Arc<Worker>, shutdown
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
+        // Whatever queued meanwhile goes along: one presence lookup for the
+        // users of many commits (many small groups commit in one breath).
+        let mut notices = vec![notice];
+        while notices.len() < MERGE {
+            match receiver.try_recv() {
+                Ok(more) => notices.push(more),
+                Err(_) => break,
+            }
+        }
         let worker = worker.clone();
         tokio::spawn(async move {
-            worker.notify(notice).await;
+            worker.notify(notices).await;
             drop(permit);
         });
     }
@@ -162,18 +176,31 @@ struct Worker {
 }
 
 impl Worker {
-    async fn notify(self: &Arc<Self>, notice: Notice) {
-        let heads: Arc<HashMap<String, u64>> = Arc::new(
-            notice
-                .deliveries
-                .iter()
-                .map(|d| (d.user_id.clone(), d.mailbox_seq))
-                .collect(),
-        );
-        let group_id: Arc<str> = notice.group_id.into();
+    /// Notifies the users of `notices` (several commits): each user once,
+    /// with its highest head; presence asked once per 1,000 distinct users.
+    async fn notify(self: &Arc<Self>, notices: Vec<Notice>) {
+        let mut latest: HashMap<String, (Arc<str>, u64)> = HashMap::new();
+        for notice in &notices {
+            let group: Arc<str> = notice.group_id.as_str().into();
+            for d in &notice.deliveries {
+                let entry = latest.entry(d.user_id.clone()).or_insert_with(|| (group.clone(), 0));
+                if d.mailbox_seq >= entry.1 {
+                    *entry = (group.clone(), d.mailbox_seq);
+                }
+            }
+        }
+        let wanted: Vec<Delivery> = latest
+            .iter()
+            .map(|(user_id, (_, head))| Delivery {
+                user_id: user_id.clone(),
+                mailbox_seq: *head,
+            })
+            .collect();
+        let latest = Arc::new(latest);
         let mut calls = JoinSet::new();
-        let mut offline: Vec<String> = Vec::new();
-        for chunk in notice.deliveries.chunks(LOCATE_CHUNK) {
+        let mut offline: HashSet<String> = HashSet::new();
+        let pushing = notices.iter().any(|n| n.push.is_some());
+        for chunk in wanted.chunks(LOCATE_CHUNK) {
             let request = PresenceLocateUsersRequest {
                 user_ids: chunk.iter().map(|d| d.user_id.clone()).collect(),
             };
@@ -188,40 +215,52 @@ impl Worker {
                     continue;
                 }
             };
-            if notice.push.is_some() {
+            if pushing {
                 offline.extend(offline_users(chunk, &located.gateways));
             }
             for gateway in located.gateways {
-                let worker = self.clone();
-                let (group_id, heads) = (group_id.clone(), heads.clone());
-                calls.spawn(async move { worker.deliver(&group_id, &heads, gateway).await });
+                let (worker, latest) = (self.clone(), latest.clone());
+                calls.spawn(async move { worker.deliver(&latest, gateway).await });
             }
         }
-        if let Some(push) = &notice.push {
-            self.push.enqueue(push, &offline);
+        for notice in &notices {
+            if let Some(push) = &notice.push {
+                let theirs: Vec<String> = notice
+                    .deliveries
+                    .iter()
+                    .filter(|d| offline.contains(&d.user_id))
+                    .map(|d| d.user_id.clone())
+                    .collect();
+                self.push.enqueue(push, &theirs);
+            }
         }
         while calls.join_next().await.is_some() {}
-        self.metrics.notify_seconds.observe(notice.at.elapsed().as_secs_f64());
+        for notice in &notices {
+            self.metrics.notify_seconds.observe(notice.at.elapsed().as_secs_f64());
+        }
     }
 
-    /// One Deliver per distinct mailbox head among the gateway's sessions,
-    /// one after the other: they share the gateway's connection, and the
-    /// notices in flight bound the streams opened at once.
-    async fn deliver(&self, group_id: &str, heads: &HashMap<String, u64>, gateway: GatewayLocation) {
-        let mut by_head: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    /// One Deliver per distinct (group, mailbox head) among the gateway's
+    /// sessions, one after the other: they share the gateway's connection,
+    /// and the notices in flight bound the streams opened at once.
+    async fn deliver(&self, latest: &HashMap<String, (Arc<str>, u64)>, gateway: GatewayLocation) {
+        let mut by_head: BTreeMap<(u64, Arc<str>), Vec<String>> = BTreeMap::new();
         for session in gateway.sessions {
-            if let Some(head) = heads.get(&session.user_id) {
-                by_head.entry(*head).or_default().push(session.session_id);
+            if let Some((group, head)) = latest.get(&session.user_id) {
+                by_head
+                    .entry((*head, group.clone()))
+                    .or_default()
+                    .push(session.session_id);
             }
         }
         let Some(client) = self.gateway(&gateway.address) else {
             return;
         };
-        for (mailbox_seq, session_ids) in by_head {
+        for ((mailbox_seq, group_id), session_ids) in by_head {
             let request = GatewayControlDeliverRequest {
                 session_ids,
                 notify: Some(Notify::GroupNotify(GroupNotify {
-                    group_id: group_id.to_owned(),
+                    group_id: group_id.to_string(),
                     mailbox_seq,
                 })),
             };
