@@ -53,7 +53,8 @@ HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" all "${store[@]}" \
   --set "gateway.presence_address=http://127.0.0.1:$((base + 4))" \
   --set "group.presence_address=http://127.0.0.1:$((base + 4))" \
   --set gateway.presence_report_ms=100 \
-  --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 >&2 &
+  --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
+  --set gateway.group_calls_per_sec=1e9 --set gateway.group_calls_burst=1e9 >&2 &
 pid=$!
 sleep 2
 kill -0 "$pid" 2>/dev/null || { echo "group.sh: hubbub all did not start (port in use?)" >&2; exit 1; }

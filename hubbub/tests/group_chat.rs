@@ -62,10 +62,10 @@ fn serve_group(listener: TcpListener, presence: SocketAddr, notify: bool, shutdo
 }
 
 async fn start() -> Chat {
-    start_with(true).await
+    start_with(true, |_| {}).await
 }
 
-async fn start_with(notify: bool) -> Chat {
+async fn start_with(notify: bool, tune: impl Fn(&mut svc_gateway::GatewayConfig)) -> Chat {
     let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let presence = presence_listener.local_addr().unwrap();
     let group_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -75,6 +75,7 @@ async fn start_with(notify: bool) -> Chat {
         config.group_address = Some(format!("http://{group}"));
         // Sessions reach presence quickly, so the test waits little.
         config.presence_report_ms = 50;
+        tune(config);
     })
     .await;
     support::serve_presence(presence_listener, sandbox.shutdown.clone());
@@ -661,7 +662,7 @@ async fn send_until_accepted(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_notify_and_a_restarted_group_service_lose_no_accepted_message() {
     // No presence for the group role: no notify ever reaches a device.
-    let mut chat = start_with(false).await;
+    let mut chat = start_with(false, |_| {}).await;
     let (alice, bob) = (user("alice"), user("bob"));
     let alice_t = support::token(&alice);
     let group = create(&chat, &alice, &[&bob], false).await;
@@ -799,4 +800,29 @@ async fn members_fetch_each_others_device_keys_through_the_client_api() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_calls_are_limited_per_user_with_a_retry_hint() {
+    let chat = start_with(true, |config| {
+        config.group_calls_per_sec = 1.0;
+        config.group_calls_burst = 2.0;
+    })
+    .await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let mut client = chat.sandbox.client(0).await;
+    let list = |who: &str| authed(ListMyGroupsRequest::default(), Some(&support::token(who)));
+    for _ in 0..2 {
+        client.list_my_groups(list(&alice)).await.expect("within the burst");
+    }
+    let refused = client.list_my_groups(list(&alice)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.metadata().get("retry-after-ms").is_some(),
+        "a retry hint: {refused:?}"
+    );
+    client
+        .list_my_groups(list(&bob))
+        .await
+        .expect("another user has its own allowance");
 }

@@ -249,7 +249,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "CreateGroup")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .create_group(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -262,7 +262,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "AddGroupMembers")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .add_members(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -275,7 +275,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "RemoveGroupMembers")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .remove_members(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -288,7 +288,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "ListMyGroups")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .list_my_groups(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -299,7 +299,11 @@ impl ClientApi for ClientApiService {
         request: Request<pb::SendGroupMessageRequest>,
     ) -> Result<Response<pb::SendGroupMessageResponse>, Status> {
         let identity = self.user(&request, "SendGroupMessage")?;
-        let answer = self.gateway.groups()?.send(&identity, request.into_inner()).await?;
+        let answer = self
+            .gateway
+            .groups(&identity)?
+            .send(&identity, request.into_inner())
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -384,7 +388,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "GetReadReceipts")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .get_read_receipts(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -397,7 +401,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "GetReadPositions")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .get_read_positions(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -410,7 +414,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "GetGroupMembers")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .get_group_members(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -423,7 +427,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "TransferGroupOwnership")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .transfer_group_ownership(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -436,7 +440,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "GetGroupHistory")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .get_group_history(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))
@@ -449,7 +453,7 @@ impl ClientApi for ClientApiService {
         let identity = self.user(&request, "ClearGroupHistory")?;
         let answer = self
             .gateway
-            .groups()?
+            .groups(&identity)?
             .clear_group_history(&identity, request.into_inner())
             .await?;
         Ok(Response::new(answer))

@@ -62,6 +62,11 @@ pub struct GatewayConfig {
     pub session_calls_per_sec: f64,
     /// ...and in a burst above that rate.
     pub session_calls_burst: f64,
+    /// Group calls (sends, pulls, acks, key claims...) one user may make per
+    /// second...
+    pub group_calls_per_sec: f64,
+    /// ...and in a burst above that rate.
+    pub group_calls_burst: f64,
     /// Validity of the guest token a guest stream gets in Welcome; a guest
     /// stream ends when its token expires.
     pub guest_token_ttl_secs: u64,
@@ -119,6 +124,8 @@ impl Default for GatewayConfig {
             max_streams_per_user: 16,
             session_calls_per_sec: 20.0,
             session_calls_burst: 40.0,
+            group_calls_per_sec: 50.0,
+            group_calls_burst: 200.0,
             guest_token_ttl_secs: 24 * 3600,
             max_guest_streams_per_address: 256,
             trusted_proxies: Vec::new(),

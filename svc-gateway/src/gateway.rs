@@ -44,6 +44,8 @@ pub struct Gateway {
     pub limiter: RateLimiter,
     /// Per-caller allowance of Connect, JoinRoom and LeaveRoom.
     pub session_limiter: RateLimiter,
+    /// Group calls per user.
+    pub group_limiter: RateLimiter,
     /// Session changes for the next presence report (None: no presence
     /// configured, so nothing is kept for it).
     pub presence_changes: Option<PendingChanges>,
@@ -334,11 +336,26 @@ impl Gateway {
         }
     }
 
-    /// The group service, or UNAVAILABLE when none is configured.
-    pub fn groups(&self) -> Result<&GroupLink, Status> {
-        self.groups
-            .as_ref()
-            .ok_or_else(|| Status::unavailable("this gateway has no group service configured (gateway.group_address)"))
+    /// The group service for a call of `caller`, or UNAVAILABLE when none
+    /// is configured; RESOURCE_EXHAUSTED (with retry-after-ms) past the
+    /// caller's group call allowance, so one user can neither fill the
+    /// group service's commit lanes nor drain members' one-time keys.
+    pub fn groups(&self, caller: &Identity) -> Result<&GroupLink, Status> {
+        let link = self.groups.as_ref().ok_or_else(|| {
+            Status::unavailable("this gateway has no group service configured (gateway.group_address)")
+        })?;
+        self.group_limiter.check(caller.id()).map_err(|retry_after| {
+            self.metrics.rate_limited.inc();
+            exhausted_retry_after(
+                format!(
+                    "more than {} group calls per second: retry after {} ms",
+                    self.config.group_calls_per_sec,
+                    retry_after.as_millis().max(1)
+                ),
+                retry_after,
+            )
+        })?;
+        Ok(link)
     }
 
     /// PullMailbox for the device of a session of this replica.
@@ -349,14 +366,14 @@ impl Gateway {
     ) -> Result<PullMailboxResponse, Status> {
         identity.require_user("PullMailbox")?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
-        self.groups()?.pull(identity, &session.device_id, request).await
+        self.groups(identity)?.pull(identity, &session.device_id, request).await
     }
 
     /// Ack for the device of a session of this replica.
     pub async fn ack(&self, identity: &Identity, request: AckRequest) -> Result<AckResponse, Status> {
         identity.require_user("Ack")?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
-        self.groups()?.ack(identity, &session.device_id, request).await
+        self.groups(identity)?.ack(identity, &session.device_id, request).await
     }
 
     /// UploadDeviceKeys for the device of a session of this replica.
@@ -367,7 +384,9 @@ impl Gateway {
     ) -> Result<UploadDeviceKeysResponse, Status> {
         identity.require_user("UploadDeviceKeys")?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
-        self.groups()?.upload_keys(identity, &session.device_id, request).await
+        self.groups(identity)?
+            .upload_keys(identity, &session.device_id, request)
+            .await
     }
 
     /// ClaimGroupKeys for the device of a session of this replica.
@@ -378,14 +397,18 @@ impl Gateway {
     ) -> Result<ClaimGroupKeysResponse, Status> {
         identity.require_user("ClaimGroupKeys")?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
-        self.groups()?.claim_keys(identity, &session.device_id, request).await
+        self.groups(identity)?
+            .claim_keys(identity, &session.device_id, request)
+            .await
     }
 
     /// MarkRead for the device of a session of this replica.
     pub async fn mark_read(&self, identity: &Identity, request: MarkReadRequest) -> Result<MarkReadResponse, Status> {
         identity.require_user("MarkRead")?;
         let session = self.sessions.owned_by(&request.session_id, identity)?;
-        self.groups()?.mark_read(identity, &session.device_id, request).await
+        self.groups(identity)?
+            .mark_read(identity, &session.device_id, request)
+            .await
     }
 
     /// Ends the streams whose token has expired, with UNAUTHENTICATED: a

@@ -146,6 +146,7 @@ pub async fn serve_with(
     }
     let limiter = limits::RateLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
     let session_limiter = limits::RateLimiter::new(config.session_calls_per_sec, config.session_calls_burst);
+    let group_limiter = limits::RateLimiter::new(config.group_calls_per_sec, config.group_calls_burst);
     let presence_changes = config.presence_address.is_some().then(Default::default);
     let groups = match &config.group_address {
         Some(address) => {
@@ -165,6 +166,7 @@ pub async fn serve_with(
         peers,
         limiter,
         session_limiter,
+        group_limiter,
         presence_changes,
         groups,
         credentials: credentials.clone(),
@@ -253,5 +255,6 @@ async fn heartbeats(gateway: Arc<gateway::Gateway>, shutdown: CancellationToken)
         }
         gateway.limiter.sweep();
         gateway.session_limiter.sweep();
+        gateway.group_limiter.sweep();
     }
 }
