@@ -96,7 +96,12 @@ fn user(name: &str) -> String {
 
 /// Connects `device` of `user` to the gateway.
 async fn connect(sandbox: &Sandbox, user: &str, device: &str) -> Viewer {
-    let mut client = sandbox.client(0).await;
+    connect_to(sandbox, 0, user, device).await
+}
+
+/// Connects `device` of `user` to gateway `index`.
+async fn connect_to(sandbox: &Sandbox, index: usize, user: &str, device: &str) -> Viewer {
+    let mut client = sandbox.client(index).await;
     let token = support::token(user);
     let request = authed(
         ConnectRequest {
@@ -825,4 +830,63 @@ async fn group_calls_are_limited_per_user_with_a_retry_hint() {
         .list_my_groups(list(&bob))
         .await
         .expect("another user has its own allowance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_group_replicas_sending_into_one_group_give_one_gap_free_sequence() {
+    // Two group replicas on one PostgreSQL; gw-0 calls the first, gw-1 the
+    // second, and each side's users send into the same group at once.
+    let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+    let (presence_listener, first, second) = (bind().await, bind().await, bind().await);
+    let presence = presence_listener.local_addr().unwrap();
+    let replicas = [first.local_addr().unwrap(), second.local_addr().unwrap()];
+    let sandbox = support::start(2, |config| {
+        let replica = if config.id == "gw-0" { replicas[0] } else { replicas[1] };
+        config.group_address = Some(format!("http://{replica}"));
+        config.presence_address = Some(format!("http://{presence}"));
+        config.presence_report_ms = 50;
+    })
+    .await;
+    support::serve_presence(presence_listener, sandbox.shutdown.clone());
+    serve_group(first, presence, true, sandbox.shutdown.child_token());
+    serve_group(second, presence, true, sandbox.shutdown.child_token());
+    let chat = Chat {
+        sandbox,
+        presence,
+        group: replicas[0],
+        group_shutdown: CancellationToken::new(),
+    };
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let group = create(&chat, &alice, &[&bob, &carol], false).await;
+
+    let mut senders = Vec::new();
+    for (who, gateway) in [(alice.clone(), 0usize), (bob.clone(), 1usize)] {
+        let mut client = chat.sandbox.client(gateway).await;
+        let g = group.group_id.clone();
+        senders.push(tokio::spawn(async move {
+            let token = support::token(&who);
+            let mut seqs = Vec::new();
+            for i in 0..40 {
+                seqs.push(send_until_accepted(&mut client, &token, &g, &format!("{who}-{i}")).await);
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for sender in senders {
+        seqs.extend(sender.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (2..=81).collect::<Vec<u64>>(),
+        "one gap-free sequence over both replicas"
+    );
+
+    // Carol's device on gw-1 gets all of it once, in order, whichever
+    // replica committed each message.
+    let mut carol_phone = connect_to(&chat.sandbox, 1, &carol, "phone").await;
+    let items = pull_all(&mut carol_phone).await;
+    let got: Vec<u64> = items.iter().map(|i| i.message.as_ref().unwrap().seq).collect();
+    assert_eq!(got, (1..=81).collect::<Vec<u64>>());
 }
