@@ -153,13 +153,16 @@ impl PresenceStore for MemoryPresence {
 
     async fn locate(&self, user_ids: &[String]) -> Result<Vec<Location>, StoreError> {
         let now = unix_ms();
+        // A set, not the list: a lookup of 1,000 users over a gateway's
+        // sessions is then one pass, not 1,000 string compares per session.
+        let wanted: std::collections::HashSet<&str> = user_ids.iter().map(String::as_str).collect();
         let state = self.lock();
         let mut found = Vec::new();
         for (gateway_id, gateway) in live(&state, now) {
             let mut sessions: Vec<SessionEntry> = gateway
                 .sessions
                 .values()
-                .filter(|s| user_ids.contains(&s.user_id))
+                .filter(|s| wanted.contains(s.user_id.as_str()))
                 .cloned()
                 .collect();
             if sessions.is_empty() {
