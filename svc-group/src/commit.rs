@@ -119,7 +119,8 @@ async fn run<S: GroupStore>(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
-        let messages: Vec<NewMessage> = batch.iter().map(|p| p.message.clone()).collect();
+        // Moved out, not copied: the answers need only the senders.
+        let messages: Vec<NewMessage> = batch.iter_mut().map(|p| std::mem::take(&mut p.message)).collect();
         let span = tracing::info_span!("group.commit", sends = messages.len());
         for pending in &batch {
             span.follows_from(pending.span.id());
@@ -143,8 +144,8 @@ async fn run<S: GroupStore>(
                     sends = batch.len(),
                     "group commit failed; committing its sends one by one"
                 );
-                for pending in batch.drain(..) {
-                    let one = store.send_batch(std::slice::from_ref(&pending.message)).await;
+                for (pending, message) in batch.drain(..).zip(&messages) {
+                    let one = store.send_batch(std::slice::from_ref(message)).await;
                     let answer = match one {
                         Ok(mut sent) => {
                             let answers = std::mem::take(&mut sent.answers);

@@ -81,7 +81,7 @@ pub(crate) fn plan(
 ) -> Plan {
     let mut next_seq: HashMap<&str, i64> = HashMap::new();
     let mut first_in_batch: HashMap<Key, usize> = HashMap::new();
-    let mut planned: Vec<(usize, GroupMessage)> = Vec::new();
+    let mut planned: Vec<GroupMessage> = Vec::new();
     let mut outcomes = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
         if let Some(e) = refused.remove(&i) {
@@ -100,25 +100,22 @@ pub(crate) fn plan(
             if let Some(&first) = first_in_batch.get(&key) {
                 // The same key twice in one batch: a retry racing its
                 // original; answered like a retry of a stored one.
-                let original = planned[first].1.clone();
+                let original = planned[first].clone();
                 return rules::duplicate(m, original).map(|s| Outcome::Original(s.message));
             }
             let seq = next_seq.entry(group.group_id.as_str()).or_insert(group.last_seq);
             *seq += 1;
             first_in_batch.insert(key, planned.len());
-            planned.push((
-                planned.len(),
-                GroupMessage {
-                    group_id: m.group_id.clone(),
-                    seq: *seq as u64,
-                    sender_user_id: m.sender_user_id.clone(),
-                    sender_device_id: m.sender_device_id.clone(),
-                    client_message_id: m.client_message_id.clone(),
-                    content_type: m.content_type.clone(),
-                    body: m.body.clone(),
-                    sent_at_ms: now,
-                },
-            ));
+            planned.push(GroupMessage {
+                group_id: m.group_id.clone(),
+                seq: *seq as u64,
+                sender_user_id: m.sender_user_id.clone(),
+                sender_device_id: m.sender_device_id.clone(),
+                client_message_id: m.client_message_id.clone(),
+                content_type: m.content_type.clone(),
+                body: m.body.clone(),
+                sent_at_ms: now,
+            });
             Ok(Outcome::New(planned.len() - 1))
         });
         outcomes.push(decided.unwrap_or_else(Outcome::Refused));
@@ -126,7 +123,7 @@ pub(crate) fn plan(
     // Write order: by group, then seq; outcomes point into it.
     let mut order: Vec<usize> = (0..planned.len()).collect();
     order.sort_by(|&a, &b| {
-        let (x, y) = (&planned[a].1, &planned[b].1);
+        let (x, y) = (&planned[a], &planned[b]);
         (&x.group_id, x.seq).cmp(&(&y.group_id, y.seq))
     });
     let mut position = vec![0; planned.len()];
@@ -138,7 +135,7 @@ pub(crate) fn plan(
             *i = position[*i];
         }
     }
-    let mut slots: Vec<Option<GroupMessage>> = planned.into_iter().map(|(_, m)| Some(m)).collect();
+    let mut slots: Vec<Option<GroupMessage>> = planned.into_iter().map(Some).collect();
     let messages: Vec<GroupMessage> = order.iter().map(|&i| slots[i].take().expect("each once")).collect();
 
     let mut runs: Vec<GroupRun> = Vec::new();
@@ -181,10 +178,17 @@ fn decide<'a>(
 }
 
 impl Plan {
-    /// The answers, in the batch's order, once the plan is committed.
-    pub fn answers(self) -> Vec<StoreResult<Sent>> {
-        let Plan { outcomes, messages, .. } = self;
-        outcomes
+    /// What the batch answers once committed: each send's answer in the
+    /// batch's order, and per group the messages (moved, not copied: they
+    /// go on to the notify and push steps) with the diffusion's `rows`.
+    pub fn finish(self, rows: Vec<(String, String, i64)>) -> SentBatch {
+        let Plan {
+            outcomes,
+            messages,
+            runs,
+            ..
+        } = self;
+        let answers = outcomes
             .into_iter()
             .map(|o| match o {
                 Outcome::Refused(e) => Err(e),
@@ -199,7 +203,11 @@ impl Plan {
                     deliveries: Vec::new(),
                 }),
             })
-            .collect()
+            .collect();
+        SentBatch {
+            answers,
+            dispatched: dispatched(rows, &runs, messages),
+        }
     }
 }
 
@@ -213,11 +221,11 @@ pub(crate) fn group_ids(messages: &[NewMessage], indexes: &[usize]) -> Vec<Strin
 
 /// Splits a diffusion's rows (group, user, head after the batch) into the
 /// per-group deliveries the notify step takes, with the runs' `messages`
-/// (in write order, as in `Plan::messages`).
+/// (in write order, as in `Plan::messages`), moved into their groups.
 pub(crate) fn dispatched(
     rows: Vec<(String, String, i64)>,
     runs: &[GroupRun],
-    messages: &[GroupMessage],
+    messages: Vec<GroupMessage>,
 ) -> Vec<GroupDispatch> {
     let mut by_group: HashMap<String, Vec<Delivery>> = HashMap::new();
     for (group_id, user_id, head) in rows {
@@ -226,14 +234,12 @@ pub(crate) fn dispatched(
             mailbox_seq: head as u64,
         });
     }
-    let mut next = 0;
+    let mut messages = messages.into_iter();
     runs.iter()
         .map(|run| {
             let mut deliveries = by_group.remove(&run.group_id).unwrap_or_default();
             deliveries.sort();
-            let end = (next + run.count as usize).min(messages.len());
-            let of_run = messages[next.min(end)..end].to_vec();
-            next = end;
+            let of_run: Vec<GroupMessage> = messages.by_ref().take(run.count as usize).collect();
             GroupDispatch {
                 group_id: run.group_id.clone(),
                 end_to_end_encrypted: run.e2e,

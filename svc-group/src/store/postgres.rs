@@ -130,10 +130,14 @@ impl PgGroupStore {
             count: 1,
             e2e: g.e2e,
         };
-        let deliveries = batch::dispatched(Self::diffuse(conn, std::slice::from_ref(&run)).await?, &[run], &[])
-            .pop()
-            .map(|d| d.deliveries)
-            .unwrap_or_default();
+        let deliveries = batch::dispatched(
+            Self::diffuse(conn, std::slice::from_ref(&run)).await?,
+            &[run],
+            Vec::new(),
+        )
+        .pop()
+        .map(|d| d.deliveries)
+        .unwrap_or_default();
         let message = GroupMessage {
             group_id: g.group_id.clone(),
             seq: seq as u64,

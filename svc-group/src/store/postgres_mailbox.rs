@@ -32,10 +32,7 @@ impl PgGroupStore {
                 &HashMap::new(),
                 now,
             );
-            return Ok(SentBatch {
-                answers: plan.answers(),
-                dispatched: Vec::new(),
-            });
+            return Ok(plan.finish(Vec::new()));
         }
         let group_ids = batch::group_ids(messages, &valid);
         let mut tx = self.pool.begin().await?;
@@ -106,19 +103,12 @@ impl PgGroupStore {
         let plan = batch::plan(messages, refused, &groups, &roles, &originals, now);
         if plan.messages.is_empty() {
             tx.commit().await?;
-            return Ok(SentBatch {
-                answers: plan.answers(),
-                dispatched: Vec::new(),
-            });
+            return Ok(plan.finish(Vec::new()));
         }
         Self::store_messages(&mut tx, &plan).await?;
         let rows = Self::diffuse(&mut tx, &plan.runs).await?;
         tx.commit().await?;
-        let dispatched = batch::dispatched(rows, &plan.runs, &plan.messages);
-        Ok(SentBatch {
-            answers: plan.answers(),
-            dispatched,
-        })
+        Ok(plan.finish(rows))
     }
 
     /// The plan's messages, the groups' new last seqs and the senders'

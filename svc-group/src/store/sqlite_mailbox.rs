@@ -20,10 +20,7 @@ impl SqliteGroupStore {
         let mut originals: HashMap<batch::Key, GroupMessage> = HashMap::new();
         if valid.is_empty() {
             let plan = batch::plan(messages, refused, &groups, &roles, &originals, now);
-            return Ok(SentBatch {
-                answers: plan.answers(),
-                dispatched: Vec::new(),
-            });
+            return Ok(plan.finish(Vec::new()));
         }
         let mut tx = self.pool.begin_with(WRITE).await?;
         for group_id in batch::group_ids(messages, &valid) {
@@ -67,10 +64,7 @@ impl SqliteGroupStore {
         let plan = batch::plan(messages, refused, &groups, &roles, &originals, now);
         if plan.messages.is_empty() {
             tx.commit().await?;
-            return Ok(SentBatch {
-                answers: plan.answers(),
-                dispatched: Vec::new(),
-            });
+            return Ok(plan.finish(Vec::new()));
         }
         for m in &plan.messages {
             sqlx::query(
@@ -105,11 +99,7 @@ impl SqliteGroupStore {
         }
         let rows = Self::diffuse(&mut tx, &plan.runs).await?;
         tx.commit().await?;
-        let dispatched = batch::dispatched(rows, &plan.runs, &plan.messages);
-        Ok(SentBatch {
-            answers: plan.answers(),
-            dispatched,
-        })
+        Ok(plan.finish(rows))
     }
 
     pub(super) async fn device_cursor(&self, user_id: &str, device_id: &str) -> StoreResult<(DeviceCursor, u64)> {
