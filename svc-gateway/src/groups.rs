@@ -185,6 +185,7 @@ impl GroupLink {
             has_more: answer.has_more,
             cursor: answer.cursor,
             head_mailbox_seq: answer.head_mailbox_seq,
+            trimmed_mailbox_seq: answer.trimmed_mailbox_seq,
         })
     }
 
@@ -326,6 +327,7 @@ impl GroupLink {
             messages: answer.messages,
             has_more: answer.has_more,
             begin_seq: answer.begin_seq,
+            expired_through_seq: answer.expired_through_seq,
         })
     }
 

@@ -389,6 +389,7 @@ impl<S: GroupStore + KeyStore> Group for GroupApi<S> {
             messages: page.messages.into_iter().map(convert::message).collect(),
             has_more: page.has_more,
             begin_seq: page.begin_seq,
+            expired_through_seq: page.expired_through_seq,
         }))
     }
 

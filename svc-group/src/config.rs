@@ -30,6 +30,8 @@ pub struct GroupConfig {
     pub commit_max_batch: usize,
     /// The offline push sink (`[group.push]`); off unless `url` is set.
     pub push: PushConfig,
+    /// How long messages and mailbox entries are kept (`[group.retention]`).
+    pub retention: RetentionConfig,
 }
 
 impl Default for GroupConfig {
@@ -44,6 +46,46 @@ impl Default for GroupConfig {
             commit_queue: 4096,
             commit_max_batch: 256,
             push: PushConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// Retention (`[group.retention]`), applied by a sweep on every replica (one
+/// at a time on PostgreSQL). Durations in seconds; 0 means never.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Messages older than this are deleted from their group (history ends
+    /// above them; a device that had not pulled one gets it as `expired`,
+    /// or its mailbox trimmed past it). Default: kept forever.
+    pub message_ttl_secs: u64,
+    /// Mailbox entries every device of their user has acked are trimmed
+    /// once their message is this old: the devices have them, and history
+    /// still does. Default: 7 days.
+    pub mailbox_acked_ttl_secs: u64,
+    /// Mailbox entries are trimmed once their message is this old even if a
+    /// device never acked them (a phone lost for months must not keep a
+    /// mailbox forever); that device's next pull is told where it resumes.
+    /// Default: never.
+    pub mailbox_max_age_secs: u64,
+    /// Time between sweeps.
+    pub sweep_interval_secs: u64,
+    /// Users per trim transaction.
+    pub sweep_users: u32,
+    /// Messages per expiry transaction.
+    pub sweep_messages: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            message_ttl_secs: 0,
+            mailbox_acked_ttl_secs: 7 * 24 * 3600,
+            mailbox_max_age_secs: 0,
+            sweep_interval_secs: 300,
+            sweep_users: 500,
+            sweep_messages: 5_000,
         }
     }
 }

@@ -97,11 +97,13 @@ pub fn pulled(pulled: store::Pulled) -> pb::GroupPullMailboxResponse {
             .map(|item| pb::MailboxItem {
                 mailbox_seq: item.mailbox_seq,
                 message: Some(message(item.message)),
+                expired: item.expired,
             })
             .collect(),
         has_more: pulled.has_more,
         cursor: Some(cursor(pulled.cursor)),
         head_mailbox_seq: pulled.head_mailbox_seq,
+        trimmed_mailbox_seq: pulled.trimmed_mailbox_seq,
     }
 }
 

@@ -11,6 +11,7 @@
 //!   and a notify to their gateways, off the send's path.
 //! - [`push`]: members with no online session, posted (batched, signed,
 //!   retried) to the platform's push service.
+//! - [`retention`]: the sweep that trims mailboxes and expires messages.
 //! - [`metrics`]: the role's counters.
 //! - [`store`]: `GroupStore` and its PostgreSQL and SQLite backends.
 //!
@@ -23,6 +24,7 @@ pub mod convert;
 pub mod metrics;
 pub mod notify;
 pub mod push;
+pub mod retention;
 pub mod store;
 
 pub use config::GroupConfig;
@@ -143,6 +145,12 @@ pub async fn serve_with_store<S: GroupStore + KeyStore>(
         queue: config.commit_queue,
         max_batch: config.commit_max_batch,
     };
+    retention::start(
+        store.clone(),
+        config.retention.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let sends = commit::GroupCommit::start(store.clone(), settings, notifier.clone(), metrics.clone());
     let api = api::GroupApi::new(store, sends, notifier, metrics, config.store.max_page);
     let routes = Routes::new(GroupServer::new(api).max_decoding_message_size(max_request));

@@ -41,6 +41,12 @@ pub struct GroupMetrics {
     /// receiver refused their batch (4xx other than 429), or the replica
     /// stopped before they could be delivered.
     pub pushes_dropped: Counter,
+    /// Mailbox rows (runs) removed by retention.
+    pub retention_runs_trimmed: Counter,
+    /// Messages deleted by retention.
+    pub retention_messages_expired: Counter,
+    /// Retention sweeps that failed (retried at the next interval).
+    pub retention_failures: Counter,
 }
 
 impl Default for GroupMetrics {
@@ -57,6 +63,9 @@ impl Default for GroupMetrics {
             pushes_delivered: Counter::default(),
             push_batch_failures: Counter::default(),
             pushes_dropped: Counter::default(),
+            retention_runs_trimmed: Counter::default(),
+            retention_messages_expired: Counter::default(),
+            retention_failures: Counter::default(),
         }
     }
 }
@@ -119,6 +128,21 @@ impl GroupMetrics {
             "hubbub_group_pushes_dropped",
             "User-message pairs never pushed (full queue, refused batch, stop)",
             metrics.pushes_dropped.clone(),
+        );
+        registry.register(
+            "hubbub_group_retention_runs_trimmed",
+            "Mailbox rows removed by retention",
+            metrics.retention_runs_trimmed.clone(),
+        );
+        registry.register(
+            "hubbub_group_retention_messages_expired",
+            "Group messages deleted by retention",
+            metrics.retention_messages_expired.clone(),
+        );
+        registry.register(
+            "hubbub_group_retention_failures",
+            "Retention sweeps that failed",
+            metrics.retention_failures.clone(),
         );
         metrics
     }

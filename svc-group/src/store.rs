@@ -39,11 +39,14 @@ pub mod postgres;
 mod postgres_groups;
 mod postgres_keys;
 mod postgres_mailbox;
+mod postgres_retention;
+mod pull;
 mod rules;
 pub mod sqlite;
 mod sqlite_groups;
 mod sqlite_keys;
 mod sqlite_mailbox;
+mod sqlite_retention;
 mod types;
 
 pub use error::StoreError;
@@ -195,6 +198,25 @@ pub trait GroupStore: Send + Sync + 'static {
     /// Clears the actor's visible history of the group: its begin position
     /// moves past the last seq. Returns the new begin position.
     fn clear_history(&self, actor: &str, group_id: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Retention, one batch: trims the mailboxes of at most `users` users
+    /// after `after` (by user id) as far as `policy` allows. A user's trim is
+    /// a prefix of its mailbox (its trimmed position only moves up) and
+    /// stops at the first entry that must stay. `None` when another replica
+    /// is sweeping (this one skips the round).
+    fn trim_mailboxes(
+        &self,
+        after: Option<&str>,
+        users: u32,
+        policy: Retention,
+    ) -> impl Future<Output = StoreResult<Option<TrimStep>>> + Send;
+
+    /// Retention, one batch: deletes at most `limit` messages sent before
+    /// `sent_before_ms`, oldest first; the count deleted. A mailbox entry of
+    /// a deleted message is pulled as `expired`. `None` when another replica
+    /// is sweeping.
+    fn expire_messages(&self, sent_before_ms: i64, limit: u32)
+    -> impl Future<Output = StoreResult<Option<u64>>> + Send;
 }
 
 /// Unix milliseconds now.

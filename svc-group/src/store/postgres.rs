@@ -235,7 +235,7 @@ impl PgGroupStore {
         device_id: &str,
     ) -> Result<CursorRow, StoreError> {
         const SELECT: &str = "SELECT c.device_id, c.begin_seq, c.fetch_seq, c.ack_seq, c.read_seq, \
-             COALESCE(h.head_seq, 0) AS head_seq FROM device_cursors c \
+             COALESCE(h.head_seq, 0) AS head_seq, COALESCE(h.trimmed_seq, 0) AS trimmed_seq FROM device_cursors c \
              LEFT JOIN mailbox_heads h ON h.user_id = c.user_id WHERE c.user_id = $1 AND c.device_id = $2";
         if let Some(row) = sqlx::query_as::<_, CursorRow>(SELECT)
             .bind(user_id)
@@ -245,11 +245,14 @@ impl PgGroupStore {
         {
             return Ok(row);
         }
-        let head: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM mailbox_heads WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let begin = self.limits.new_device_begin(head.unwrap_or(0) as u64) as i64;
+        let head: Option<(i64, i64)> =
+            sqlx::query_as("SELECT head_seq, trimmed_seq FROM mailbox_heads WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let (head, trimmed) = head.unwrap_or((0, 0));
+        // A new device never starts below what retention trimmed.
+        let begin = self.limits.new_device_begin(head as u64).max(trimmed as u64 + 1) as i64;
         // Two first pulls of one device at once: the second insert does
         // nothing and both read the same cursor.
         sqlx::query(
@@ -331,5 +334,16 @@ impl GroupStore for PgGroupStore {
     }
     async fn clear_history(&self, actor: &str, group_id: &str) -> StoreResult<u64> {
         self.clear(actor, group_id).await
+    }
+    async fn trim_mailboxes(
+        &self,
+        after: Option<&str>,
+        users: u32,
+        policy: Retention,
+    ) -> StoreResult<Option<TrimStep>> {
+        self.trim(after, users, policy).await
+    }
+    async fn expire_messages(&self, sent_before_ms: i64, limit: u32) -> StoreResult<Option<u64>> {
+        self.expire(sent_before_ms, limit).await
     }
 }

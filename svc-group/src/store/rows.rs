@@ -108,6 +108,7 @@ impl From<ItemRow> for MailboxItem {
         MailboxItem {
             mailbox_seq: r.mailbox_seq as u64,
             message: r.message.into(),
+            expired: false,
         }
     }
 }
@@ -160,6 +161,9 @@ pub(crate) struct CursorRow {
     pub ack_seq: i64,
     pub read_seq: i64,
     pub head_seq: i64,
+    /// The user's trimmed position, where a query reads it.
+    #[sqlx(default)]
+    pub trimmed_seq: i64,
 }
 
 impl CursorRow {
@@ -176,6 +180,19 @@ impl CursorRow {
         )
     }
 }
+
+/// A mailbox run (see `mailbox_runs!`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RunRow {
+    pub end_seq: i64,
+    pub n: i64,
+    pub group_id: String,
+    pub last_seq: i64,
+}
+
+/// The user's first runs past `$2`, at most `$3` (both backends).
+pub(crate) const RUNS_AFTER: &str = "SELECT end_seq, n, group_id, last_seq FROM mailbox_runs \
+     WHERE user_id = $1 AND end_seq > $2 ORDER BY end_seq LIMIT $3";
 
 /// Owner first, then by user id.
 pub(crate) fn owner_first(members: &mut [Member]) {

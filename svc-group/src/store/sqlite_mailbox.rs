@@ -2,7 +2,8 @@
 //! positions and history.
 
 use super::batch;
-use super::rows::{CursorRow, GroupRow, ItemRow, MessageRow};
+use super::pull;
+use super::rows::{CursorRow, GroupRow, ItemRow, MessageRow, RUNS_AFTER, RunRow};
 use super::rules;
 use super::sqlite::{SqliteGroupStore, WRITE};
 use super::*;
@@ -120,8 +121,10 @@ impl SqliteGroupStore {
         rules::id("device_id", device_id)?;
         let limit = self.limits.page(limit) as usize;
         let mut conn = self.pool.acquire().await?;
-        let (cursor, head) = self.cursor_in(&mut conn, user_id, device_id).await?.split();
-        let (start, ack) = rules::pull_start(from, &cursor, device_id)?;
+        let row = self.cursor_in(&mut conn, user_id, device_id).await?;
+        let trimmed = row.trimmed_seq as u64;
+        let (cursor, head) = row.split();
+        let mut start = pull::start(from, &cursor, trimmed, device_id)?;
         let mut items: Vec<MailboxItem> = sqlx::query_as::<_, ItemRow>(concat!(
             mailbox_runs!(),
             "SELECT r.end_seq - (r.last_seq - m.seq) AS mailbox_seq, ",
@@ -131,21 +134,32 @@ impl SqliteGroupStore {
              ORDER BY 1 LIMIT $3"
         ))
         .bind(user_id)
-        .bind(start as i64)
+        .bind(start.after as i64)
         .bind(limit as i64 + 1)
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
         .map(MailboxItem::from)
         .collect();
+        if !pull::whole(&items, start.after, head, limit + 1) {
+            let runs: Vec<RunRow> = sqlx::query_as(RUNS_AFTER)
+                .bind(user_id)
+                .bind(start.after as i64)
+                .bind(limit as i64 + 1)
+                .fetch_all(&mut *conn)
+                .await?;
+            items = pull::fill_expired(items, &mut start, &runs, limit + 1);
+        }
         let has_more = rules::cut_page(&mut items, limit, |i| i.message.body.len());
-        let last = items.last().map_or(0, |i| i.mailbox_seq);
+        let last = pull::fetched(&items, &start);
+        let (ack, trimmed_mailbox_seq) = (start.ack, start.trimmed);
         if last <= cursor.fetch_seq && ack <= cursor.ack_seq {
             return Ok(Pulled {
                 items,
                 has_more,
                 cursor,
                 head_mailbox_seq: head,
+                trimmed_mailbox_seq,
             });
         }
         // Fetch and the ack riding on the pull, in one statement.
@@ -168,6 +182,7 @@ impl SqliteGroupStore {
             has_more,
             cursor,
             head_mailbox_seq: head,
+            trimmed_mailbox_seq,
         })
     }
 
@@ -298,10 +313,18 @@ impl SqliteGroupStore {
         .map(GroupMessage::from)
         .collect();
         let has_more = rules::cut_page(&mut messages, limit, |m| m.body.len());
+        // Retention deletes the oldest messages: below the oldest kept one
+        // (or the whole group, when none is) nothing remains.
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM group_messages WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let expired_through_seq = oldest.map_or(info.last_seq, |seq| seq as u64 - 1);
         Ok(History {
             messages,
             has_more,
             begin_seq: begin as u64,
+            expired_through_seq,
         })
     }
 }

@@ -122,7 +122,7 @@ pub struct NewMessage {
 }
 
 /// A stored message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GroupMessage {
     /// The group.
     pub group_id: String,
@@ -244,8 +244,10 @@ pub struct DeviceCursor {
 pub struct MailboxItem {
     /// Position in the user's mailbox.
     pub mailbox_seq: u64,
-    /// The message.
+    /// The message; when `expired`, only its group id and seq.
     pub message: GroupMessage,
+    /// The message outlived its group's retention before this pull.
+    pub expired: bool,
 }
 
 /// Where a pull starts, and what it acks first.
@@ -281,6 +283,9 @@ pub struct Pulled {
     pub cursor: DeviceCursor,
     /// The user's mailbox head.
     pub head_mailbox_seq: u64,
+    /// Non-zero when the pull started below the user's trimmed position:
+    /// everything up to it is gone, and the page resumes after it.
+    pub trimmed_mailbox_seq: u64,
 }
 
 /// Outcome of `mark_read`.
@@ -319,4 +324,29 @@ pub struct History {
     pub has_more: bool,
     /// The actor's begin position (nothing below it is visible).
     pub begin_seq: u64,
+    /// Messages up to this seq outlived retention (0: none did).
+    pub expired_through_seq: u64,
+}
+
+/// What one retention step may remove (`GroupStore::trim_mailboxes`,
+/// `GroupStore::expire_messages`); times are unix milliseconds, 0 for never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Mailbox entries every device of their user has acked, of messages
+    /// sent before this, may go.
+    pub acked_before_ms: i64,
+    /// Mailbox entries of messages sent before this go, acked or not.
+    pub any_before_ms: i64,
+}
+
+/// One step of mailbox trimming over a batch of users.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrimStep {
+    /// The last user of the batch: the next step starts after it; `None`
+    /// when the batch reached the last user.
+    pub next_after: Option<String>,
+    /// Users whose trimmed position moved.
+    pub users: u64,
+    /// Mailbox rows (runs) removed.
+    pub rows: u64,
 }
