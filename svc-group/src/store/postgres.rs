@@ -157,7 +157,9 @@ impl PgGroupStore {
     /// positions it got. Heads are upserted, and so locked, in ascending
     /// user id whatever the groups: two commits to overlapping members take
     /// the same locks in the same order and never deadlock. Returns
-    /// (group, member, head after the commit).
+    /// (group, member, the member's last position of that group's run): a
+    /// member of several groups of the batch gets one per group, the
+    /// highest being its new head.
     pub(super) async fn diffuse(
         conn: &mut PgConnection,
         runs: &[GroupRun],
@@ -181,8 +183,9 @@ impl PgGroupStore {
              runs AS (INSERT INTO mailbox_runs (user_id, end_seq, group_id, last_seq, n) \
                SELECT f.user_id, h.head_seq - c.n + sum(f.n) OVER (PARTITION BY f.user_id ORDER BY f.group_id), \
                  f.group_id, f.first_seq + f.n - 1, f.n \
-               FROM fan f JOIN heads h ON h.user_id = f.user_id JOIN counts c ON c.user_id = f.user_id) \
-             SELECT f.group_id, h.user_id, h.head_seq FROM fan f JOIN heads h ON h.user_id = f.user_id",
+               FROM fan f JOIN heads h ON h.user_id = f.user_id JOIN counts c ON c.user_id = f.user_id \
+               RETURNING group_id, user_id, end_seq) \
+             SELECT group_id, user_id, end_seq FROM runs",
         )
         .bind(&groups)
         .bind(&firsts)

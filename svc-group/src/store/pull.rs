@@ -53,22 +53,25 @@ pub(crate) fn whole(items: &[MailboxItem], after: u64, head: u64, want: usize) -
 
 /// `items` with a placeholder (`expired`) for every position of `runs` (the
 /// user's first runs past `after`, ascending) that has no message, at most
-/// `want` long. Positions below the first run are a trim that raced this
-/// pull: `start.trimmed` is raised over them instead.
+/// `want` long. Only positions up to `head` (read before the items) can
+/// have expired: a run above it that the items missed is a commit that
+/// landed between the two reads, and the page ends before it (the next pull
+/// brings it). Positions below the first run, or up to `head` when no run
+/// is left, are a trim that raced this pull: `start.trimmed` is raised over
+/// them instead.
 pub(crate) fn fill_expired(
     items: Vec<MailboxItem>,
     start: &mut Start,
+    head: u64,
     runs: &[RunRow],
     want: usize,
 ) -> Vec<MailboxItem> {
     let mut found = items.into_iter().peekable();
     let mut out = Vec::with_capacity(want);
-    if let Some(first) = runs.first() {
-        let first_position = (first.end_seq - first.n) as u64;
-        if first_position > start.after {
-            start.after = first_position;
-            start.trimmed = first_position;
-        }
+    let first_position = runs.first().map_or(head, |first| (first.end_seq - first.n) as u64);
+    if first_position > start.after {
+        start.after = first_position;
+        start.trimmed = first_position;
     }
     'runs: for run in runs {
         let (end, n, last) = (run.end_seq as u64, run.n as u64, run.last_seq as u64);
@@ -84,6 +87,7 @@ pub(crate) fn fill_expired(
             }
             match found.peek() {
                 Some(item) if item.mailbox_seq == position => out.push(found.next().expect("peeked")),
+                _ if position > head => break 'runs,
                 _ => out.push(expired(position, &run.group_id, last - (end - position))),
             }
         }
@@ -146,7 +150,7 @@ mod tests {
         // Positions 1..=5 are seqs 11..=15; 12 and 13 expired.
         let items = vec![item(1, 11), item(4, 14), item(5, 15)];
         assert!(!whole(&items, 0, 5, 10));
-        let out = fill_expired(items, &mut start, &[run(5, 5, 15)], 10);
+        let out = fill_expired(items, &mut start, 5, &[run(5, 5, 15)], 10);
         let got: Vec<(u64, u64, bool)> = out.iter().map(|i| (i.mailbox_seq, i.message.seq, i.expired)).collect();
         assert_eq!(
             got,
@@ -169,7 +173,7 @@ mod tests {
             trimmed: 0,
         };
         assert!(!whole(&[], 2, 9, 3));
-        let out = fill_expired(Vec::new(), &mut start, &[run(4, 4, 4), run(9, 5, 9)], 3);
+        let out = fill_expired(Vec::new(), &mut start, 9, &[run(4, 4, 4), run(9, 5, 9)], 3);
         let got: Vec<u64> = out.iter().map(|i| i.mailbox_seq).collect();
         assert_eq!(got, vec![3, 4, 5]);
         assert!(out.iter().all(|i| i.expired));
@@ -183,10 +187,38 @@ mod tests {
             ack: 1,
             trimmed: 0,
         };
-        let out = fill_expired(vec![item(7, 7)], &mut start, &[run(7, 1, 7)], 10);
+        let out = fill_expired(vec![item(7, 7)], &mut start, 7, &[run(7, 1, 7)], 10);
         assert_eq!(start.trimmed, 6);
         assert_eq!(out.len(), 1);
         assert!(!out[0].expired);
+    }
+
+    #[test]
+    fn a_run_committed_after_the_head_was_read_is_not_expired() {
+        let mut start = Start {
+            after: 0,
+            ack: 0,
+            trimmed: 0,
+        };
+        // Head 2 when the pull began; positions 3 and 4 landed before the
+        // runs were read but after the items were.
+        let items = vec![item(2, 2)];
+        let out = fill_expired(items, &mut start, 2, &[run(2, 2, 2), run(4, 2, 4)], 10);
+        let got: Vec<(u64, bool)> = out.iter().map(|i| (i.mailbox_seq, i.expired)).collect();
+        assert_eq!(got, vec![(1, true), (2, false)]);
+    }
+
+    #[test]
+    fn no_run_left_below_the_head_is_a_trim() {
+        let mut start = Start {
+            after: 3,
+            ack: 3,
+            trimmed: 0,
+        };
+        let out = fill_expired(Vec::new(), &mut start, 8, &[], 10);
+        assert!(out.is_empty());
+        assert_eq!((start.after, start.trimmed), (8, 8));
+        assert_eq!(fetched(&out, &start), 8);
     }
 
     #[test]

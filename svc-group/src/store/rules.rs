@@ -20,6 +20,11 @@ pub const CIPHERTEXT_CONTENT_TYPE: &str = "application/vnd.hubbub.ciphertext";
 /// message limit, and the device just pulls again.
 pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
 
+/// Mailbox runs one retention step removes per user at most, so that the
+/// first sweep over a long mailbox is many short transactions, not one
+/// that holds its locks (or SQLite's writer) for the whole prefix.
+pub(crate) const MAX_RUNS_PER_STEP: i64 = 10_000;
+
 /// Pull and history page size when the caller asks for 0.
 const DEFAULT_PAGE: u32 = 100;
 

@@ -148,7 +148,7 @@ impl SqliteGroupStore {
                 .bind(limit as i64 + 1)
                 .fetch_all(&mut *conn)
                 .await?;
-            items = pull::fill_expired(items, &mut start, &runs, limit + 1);
+            items = pull::fill_expired(items, &mut start, head, &runs, limit + 1);
         }
         let has_more = rules::cut_page(&mut items, limit, |i| i.message.body.len());
         let last = pull::fetched(&items, &start);

@@ -1,7 +1,9 @@
 //! SQLite: retention (mailbox trimming, message expiry), the same rules as
-//! `postgres_retention.rs` inside one write transaction (one writer, so no
-//! lock order to keep and no other sweeper to race).
+//! `postgres_retention.rs` inside one write transaction (one writer: no
+//! commit can land between reading the cuts and applying them, no lock
+//! order to keep, no other sweeper to race).
 
+use super::rules::MAX_RUNS_PER_STEP;
 use super::sqlite::{SqliteGroupStore, WRITE};
 use super::*;
 
@@ -27,17 +29,22 @@ impl SqliteGroupStore {
                WHERE user_id > $1 ORDER BY user_id LIMIT $2), \
              a AS (SELECT u.*, MIN(u.head_seq, COALESCE((SELECT MIN(d.ack_seq) FROM device_cursors d \
                WHERE d.user_id = u.user_id), u.head_seq)) AS acked FROM u) \
-             SELECT a.user_id, a.trimmed_seq, COALESCE((SELECT r.end_seq - r.n FROM mailbox_runs r \
-               LEFT JOIN group_messages m ON m.group_id = r.group_id AND m.seq = r.last_seq \
-               WHERE r.user_id = a.user_id AND r.end_seq > a.trimmed_seq \
-                 AND NOT (COALESCE(m.sent_at_ms, 0) < $4 \
-                   OR (r.end_seq <= a.acked AND COALESCE(m.sent_at_ms, 0) < $3)) \
-               ORDER BY r.end_seq LIMIT 1), a.head_seq) AS upto FROM a ORDER BY a.user_id",
+             SELECT a.user_id, a.trimmed_seq, MIN( \
+               COALESCE((SELECT r.end_seq - r.n FROM mailbox_runs r \
+                 LEFT JOIN group_messages m ON m.group_id = r.group_id AND m.seq = r.last_seq \
+                 WHERE r.user_id = a.user_id AND r.end_seq > a.trimmed_seq \
+                   AND NOT (COALESCE(m.sent_at_ms, 0) < $4 \
+                     OR (r.end_seq <= a.acked AND COALESCE(m.sent_at_ms, 0) < $3)) \
+                 ORDER BY r.end_seq LIMIT 1), a.head_seq), \
+               COALESCE((SELECT r.end_seq FROM mailbox_runs r WHERE r.user_id = a.user_id \
+                 AND r.end_seq > a.trimmed_seq ORDER BY r.end_seq LIMIT 1 OFFSET $5 - 1), a.head_seq)) AS upto \
+             FROM a ORDER BY a.user_id",
         )
         .bind(after.unwrap_or(""))
         .bind(users)
         .bind(policy.acked_before_ms)
         .bind(policy.any_before_ms)
+        .bind(MAX_RUNS_PER_STEP)
         .fetch_all(&mut *tx)
         .await?;
         let mut step = TrimStep {
