@@ -17,7 +17,38 @@ struct GatewayState {
     last_seq: u64,
     expires_at_ms: i64,
     sessions: HashMap<String, SessionEntry>,
+    /// Session ids by user, so a lookup costs the users asked for, not the
+    /// sessions held (a gateway holds ~100k; a notify asks for ~1,000).
+    by_user: HashMap<String, Vec<String>>,
     rooms: HashMap<String, u64>,
+}
+
+impl GatewayState {
+    fn add_session(&mut self, session: &SessionEntry) {
+        self.remove_session(&session.session_id);
+        self.by_user
+            .entry(session.user_id.clone())
+            .or_default()
+            .push(session.session_id.clone());
+        self.sessions.insert(session.session_id.clone(), session.clone());
+    }
+
+    fn remove_session(&mut self, session_id: &str) {
+        let Some(old) = self.sessions.remove(session_id) else {
+            return;
+        };
+        if let Some(ids) = self.by_user.get_mut(&old.user_id) {
+            ids.retain(|id| id != session_id);
+            if ids.is_empty() {
+                self.by_user.remove(&old.user_id);
+            }
+        }
+    }
+
+    fn clear_sessions(&mut self) {
+        self.sessions.clear();
+        self.by_user.clear();
+    }
 }
 
 /// A room's unique-viewer estimate and when a viewer was last added.
@@ -134,13 +165,13 @@ impl PresenceStore for MemoryPresence {
             return Ok(Applied::NeedFullSnapshot);
         }
         if report.full {
-            gateway.sessions.clear();
+            gateway.clear_sessions();
         }
         for session in &report.sessions_added {
-            gateway.sessions.insert(session.session_id.clone(), session.clone());
+            gateway.add_session(session);
         }
         for session_id in &report.sessions_removed {
-            gateway.sessions.remove(session_id);
+            gateway.remove_session(session_id);
         }
         gateway.rooms = report.rooms.iter().map(|r| (r.room_id.clone(), r.online)).collect();
         gateway.address = report.address.clone();
@@ -153,16 +184,17 @@ impl PresenceStore for MemoryPresence {
 
     async fn locate(&self, user_ids: &[String]) -> Result<Vec<Location>, StoreError> {
         let now = unix_ms();
-        // A set, not the list: a lookup of 1,000 users over a gateway's
-        // sessions is then one pass, not 1,000 string compares per session.
-        let wanted: std::collections::HashSet<&str> = user_ids.iter().map(String::as_str).collect();
+        let mut wanted: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let state = self.lock();
         let mut found = Vec::new();
         for (gateway_id, gateway) in live(&state, now) {
-            let mut sessions: Vec<SessionEntry> = gateway
-                .sessions
-                .values()
-                .filter(|s| wanted.contains(s.user_id.as_str()))
+            let mut sessions: Vec<SessionEntry> = wanted
+                .iter()
+                .filter_map(|user| gateway.by_user.get(*user))
+                .flatten()
+                .filter_map(|id| gateway.sessions.get(id))
                 .cloned()
                 .collect();
             if sessions.is_empty() {
