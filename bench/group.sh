@@ -9,6 +9,10 @@
 # compression); GROUP_BENCH_STORE=sqlite for SQLite in a temporary
 # directory, as `hubbub all` runs by default.
 #
+# On PostgreSQL it first measures what that server writes raw (pgbench: two
+# clients, 1,000 mailbox-shaped rows per transaction, random user ids, the
+# same durability, 5 s), printed in the JSON as raw_postgres_rows_per_s.
+#
 #   bench/group.sh [hubbub-bench group options]
 #   bench/group.sh --members 1000 --online 50 --rate 200
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/hubbub bench/group.sh --groups 1000 --members 100
@@ -36,6 +40,25 @@ if [ -z "${DATABASE_URL:-}" ] && [ "${GROUP_BENCH_STORE:-postgres}" != sqlite ];
   say "group store: throwaway PostgreSQL on 127.0.0.1:$pg_port"
 fi
 
+# Raw rows/s of the store, for scale: a table shaped like mailbox_runs,
+# dropped afterwards.
+raw=()
+pgbench=$( (newest_pg_bin 2>/dev/null || true) | sed 's|$|/pgbench|')
+if [ -n "${DATABASE_URL:-}" ] && [ -x "$pgbench" ]; then
+  psql=${pgbench%pgbench}psql
+  "$psql" -q "$DATABASE_URL" -c "CREATE TABLE IF NOT EXISTS hubbub_raw_rows (user_id TEXT NOT NULL, \
+    end_seq BIGINT NOT NULL, group_id TEXT NOT NULL, last_seq BIGINT NOT NULL, n BIGINT NOT NULL, \
+    PRIMARY KEY (user_id, end_seq)); CREATE SEQUENCE IF NOT EXISTS hubbub_raw_seq"
+  cat >"$tmp/raw.sql" <<'SQL'
+INSERT INTO hubbub_raw_rows SELECT md5((b.n * 1000 + i)::text), b.n, 'g-raw', i, 1
+  FROM (SELECT nextval('hubbub_raw_seq') AS n) b, generate_series(1, 1000) i;
+SQL
+  tps=$("$pgbench" -n -c 2 -j 2 -T 5 -f "$tmp/raw.sql" "$DATABASE_URL" 2>/dev/null |
+    sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+  "$psql" -q "$DATABASE_URL" -c "DROP TABLE hubbub_raw_rows; DROP SEQUENCE hubbub_raw_seq"
+  [ -n "$tps" ] && raw=(--raw-postgres-rows-per-s "$(awk -v t="$tps" 'BEGIN { printf "%.0f", t * 1000 }')")
+fi
+
 HUBBUB_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 HUBBUB_INTERNAL_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export HUBBUB_JWT_SECRET HUBBUB_INTERNAL_KEY
@@ -59,4 +82,4 @@ pid=$!
 sleep 2
 kill -0 "$pid" 2>/dev/null || { echo "group.sh: hubbub all did not start (port in use?)" >&2; exit 1; }
 
-"$bin/hubbub-bench" group --gateway "127.0.0.1:$base" "$@"
+"$bin/hubbub-bench" group --gateway "127.0.0.1:$base" "${raw[@]}" "$@"

@@ -61,6 +61,10 @@ pub struct GroupArgs {
     /// Source addresses 127.0.0.1 .. 127.0.0.N for the devices.
     #[arg(long, default_value_t = 8)]
     pub sources: usize,
+    /// What the same PostgreSQL writes raw (narrow mailbox-shaped rows per
+    /// second, measured by bench/group.sh), printed beside for scale.
+    #[arg(long)]
+    pub raw_postgres_rows_per_s: Option<f64>,
 }
 
 /// What the online devices saw.
@@ -220,6 +224,7 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
                 "p50": tally.to_notify.quantile(0.50) as f64 / 1000.0,
                 "p99": tally.to_notify.quantile(0.99) as f64 / 1000.0,
             },
+            "raw_postgres_rows_per_s": args.raw_postgres_rows_per_s,
             "missing": expected.saturating_sub(unique),
             "duplicated": tally.duplicates,
             "catch_up": {
