@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`config`]: `[gift]` settings.
 //! - [`api`]: the `hubbub.v1.Gift` handlers.
+//! - [`store`]: `GiftStore`, the ledger, on PostgreSQL and SQLite.
 
 pub mod api;
 pub mod config;
+pub mod store;
 
 pub use config::GiftConfig;
 
