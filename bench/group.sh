@@ -62,7 +62,7 @@ fi
 HUBBUB_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 HUBBUB_INTERNAL_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export HUBBUB_JWT_SECRET HUBBUB_INTERNAL_KEY
-store=(--set "group.store.data_dir=$tmp")
+store=(--set "group.store.data_dir=$tmp" --set "gift.store.data_dir=$tmp")
 [ -n "${DATABASE_URL:-}" ] && store+=(--set "group.store.database_url=$DATABASE_URL")
 base=${GROUP_BENCH_PORT:-7900}
 HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" all "${store[@]}" \
@@ -71,7 +71,8 @@ HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" all "${store[@]}" \
   --set "room.listen=127.0.0.1:$((base + 1))" --set "room.advertise=http://127.0.0.1:$((base + 1))" \
   --set "gateway.room_instances=[\"http://127.0.0.1:$((base + 1))\"]" \
   --set "group.listen=127.0.0.1:$((base + 2))" --set "gateway.group_address=http://127.0.0.1:$((base + 2))" \
-  --set "gift.listen=127.0.0.1:$((base + 3))" \
+  --set "gift.listen=127.0.0.1:$((base + 3))" --set "gateway.gift_address=http://127.0.0.1:$((base + 3))" \
+  --set "gift.room_instances=[\"http://127.0.0.1:$((base + 1))\"]" \
   --set "presence.listen=127.0.0.1:$((base + 4))" \
   --set "gateway.presence_address=http://127.0.0.1:$((base + 4))" \
   --set "group.presence_address=http://127.0.0.1:$((base + 4))" \

@@ -63,6 +63,7 @@ async fn start_all(data: &std::path::Path) -> (Child, Vec<u16>, String) {
     let mut command = Command::new(BINARY);
     command
         .args(["--set", &format!("group.store.data_dir={}", data.display())])
+        .args(["--set", &format!("gift.store.data_dir={}", data.display())])
         .env_remove("HUBBUB_JWT_SECRET")
         .env_remove("HUBBUB_INTERNAL_KEY")
         .env("RUST_LOG", "warn");
@@ -76,9 +77,14 @@ async fn start_all(data: &std::path::Path) -> (Child, Vec<u16>, String) {
         ])
         .args([
             "--set",
+            &format!("gift.room_instances=[\"http://127.0.0.1:{}\"]", ports[1]),
+        ])
+        .args([
+            "--set",
             &format!("gateway.presence_address=http://127.0.0.1:{}", ports[4]),
         ])
         .args(["--set", &format!("gateway.group_address=http://127.0.0.1:{}", ports[2])])
+        .args(["--set", &format!("gateway.gift_address=http://127.0.0.1:{}", ports[3])])
         .args([
             "--set",
             &format!("group.presence_address=http://127.0.0.1:{}", ports[4]),

@@ -29,7 +29,8 @@ struct Deployment {
     presence: SocketAddr,
     group: SocketAddr,
     gift: SocketAddr,
-    /// The group role's SQLite directory, removed with the deployment.
+    /// The group and gift roles' SQLite directory, removed with the
+    /// deployment.
     _data: tempfile::TempDir,
 }
 
@@ -53,7 +54,9 @@ async fn deploy() -> Deployment {
         group,
         shutdown.clone(),
     ));
-    tokio::spawn(svc_gift::serve(Default::default(), support::options(), gift, shutdown));
+    let mut gift_config = svc_gift::GiftConfig::default();
+    gift_config.store.data_dir = data.path().to_owned();
+    tokio::spawn(svc_gift::serve(gift_config, support::options(), gift, shutdown));
     Deployment {
         presence: addresses.0,
         group: addresses.1,
@@ -96,7 +99,7 @@ fn internal_methods() -> Vec<(String, String, bool)> {
             }
         }
     }
-    assert_eq!(methods.len(), 27, "every internal method: {methods:?}");
+    assert_eq!(methods.len(), 28, "every internal method: {methods:?}");
     methods
 }
 

@@ -64,6 +64,24 @@ pub async fn dns(name: String, refresh: Duration, shutdown: CancellationToken) -
     Ok(receiver)
 }
 
+/// The room instances as a role's configuration names them: `dns` (a
+/// `host:port` name, followed every `refresh`) when set, else the fixed
+/// `list`; an error a person can act on when neither is usable. `what` is
+/// the configuration prefix of the two keys (`gateway.room_instances`...).
+pub async fn configured(
+    what: &str,
+    list: &[String],
+    dns_name: Option<&str>,
+    refresh: Duration,
+    shutdown: CancellationToken,
+) -> Result<Instances, String> {
+    match dns_name {
+        Some(name) => dns(name.to_owned(), refresh, shutdown).await.map_err(|e| e.to_string()),
+        None if list.is_empty() => Err(format!("set {what} (addresses) or {what}_dns (host:port)")),
+        None => Ok(fixed(list).1),
+    }
+}
+
 async fn resolve(name: &str) -> std::io::Result<Vec<String>> {
     let mut addresses: Vec<String> = tokio::net::lookup_host(name)
         .await?

@@ -28,6 +28,7 @@ pub const SCOPES: &[(&str, &str)] = &[
     ("group.post", "post messages into groups"),
     ("group.manage", "create groups and change their members"),
     ("gift.read", "read rooms' gift ledgers"),
+    ("gift.manage", "set rooms' hosts"),
 ];
 
 /// Who a rule lets in.
@@ -102,6 +103,7 @@ pub const RULES: &[(&str, Who, Acting)] = &[
     ("/hubbub.v1.Gift/SendGift", role(Gateway), User),
     ("/hubbub.v1.Gift/PullGifts", role(Gateway), UserOrGuest),
     ("/hubbub.v1.Gift/PullGifts", Scope("gift.read"), Itself),
+    ("/hubbub.v1.Gift/SetRoomHost", Scope("gift.manage"), Itself),
 ];
 
 /// Paths anyone may call on an internal port.

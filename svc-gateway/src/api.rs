@@ -121,10 +121,6 @@ fn unexpected() -> Status {
     Status::internal("the owning gateway answered a different call")
 }
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not available in this release yet"))
-}
-
 #[tonic::async_trait]
 impl ClientApi for ClientApiService {
     type ConnectStream = OutboxStream;
@@ -230,16 +226,26 @@ impl ClientApi for ClientApiService {
     }
 
     async fn send_gift(&self, request: Request<pb::SendGiftRequest>) -> Result<Response<pb::SendGiftResponse>, Status> {
-        self.user(&request, "SendGift")?;
-        Err(not_yet("SendGift"))
+        let identity = self.user(&request, "SendGift")?;
+        let answer = self
+            .gateway
+            .gifts(&identity)?
+            .send(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn pull_gifts(
         &self,
         request: Request<pb::PullGiftsRequest>,
     ) -> Result<Response<pb::PullGiftsResponse>, Status> {
-        self.caller(&request)?;
-        Err(not_yet("PullGifts"))
+        let identity = self.caller(&request)?;
+        let answer = self
+            .gateway
+            .gifts(&identity)?
+            .pull(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn create_group(

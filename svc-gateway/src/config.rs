@@ -33,6 +33,9 @@ pub struct GatewayConfig {
     /// The group service (`http://group:7702`); without it, group calls
     /// answer UNAVAILABLE.
     pub group_address: Option<String>,
+    /// The gift service (`http://gift:7703`); without it, gift calls answer
+    /// UNAVAILABLE.
+    pub gift_address: Option<String>,
     /// Interval of the aggregated presence report.
     pub presence_report_ms: u64,
     /// How long presence keeps a report without a successor: a replica that
@@ -67,6 +70,10 @@ pub struct GatewayConfig {
     pub group_calls_per_sec: f64,
     /// ...and in a burst above that rate.
     pub group_calls_burst: f64,
+    /// Gift calls (sends and pulls) one user or guest may make per second...
+    pub gift_calls_per_sec: f64,
+    /// ...and in a burst above that rate.
+    pub gift_calls_burst: f64,
     /// Validity of the guest token a guest stream gets in Welcome; a guest
     /// stream ends when its token expires.
     pub guest_token_ttl_secs: u64,
@@ -112,6 +119,7 @@ impl Default for GatewayConfig {
             advertise: "http://127.0.0.1:7705".to_owned(),
             presence_address: Some("http://127.0.0.1:7704".to_owned()),
             group_address: Some("http://127.0.0.1:7702".to_owned()),
+            gift_address: Some("http://127.0.0.1:7703".to_owned()),
             presence_report_ms: 1_000,
             presence_ttl_ms: 3_500,
             room_presence_push_ms: 2_000,
@@ -126,6 +134,8 @@ impl Default for GatewayConfig {
             session_calls_burst: 40.0,
             group_calls_per_sec: 50.0,
             group_calls_burst: 200.0,
+            gift_calls_per_sec: 20.0,
+            gift_calls_burst: 100.0,
             guest_token_ttl_secs: 24 * 3600,
             max_guest_streams_per_address: 256,
             trusted_proxies: Vec::new(),

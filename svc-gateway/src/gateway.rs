@@ -46,6 +46,8 @@ pub struct Gateway {
     pub session_limiter: RateLimiter,
     /// Group calls per user.
     pub group_limiter: RateLimiter,
+    /// Gift calls per user or guest.
+    pub gift_limiter: RateLimiter,
     /// Session changes for the next presence report (None: no presence
     /// configured, so nothing is kept for it).
     pub presence_changes: Option<PendingChanges>,
@@ -53,6 +55,8 @@ pub struct Gateway {
     pub credentials: Credentials,
     /// The group service, when configured.
     pub groups: Option<GroupLink>,
+    /// The gift service, when configured.
+    pub gifts: Option<crate::gifts::GiftLink>,
     /// Its metrics.
     pub metrics: GatewayMetrics,
 }
@@ -344,18 +348,33 @@ impl Gateway {
         let link = self.groups.as_ref().ok_or_else(|| {
             Status::unavailable("this gateway has no group service configured (gateway.group_address)")
         })?;
-        self.group_limiter.check(caller.id()).map_err(|retry_after| {
+        self.allow(&self.group_limiter, "group", self.config.group_calls_per_sec, caller)?;
+        Ok(link)
+    }
+
+    /// The gift service for a call by `caller`, within its call allowance.
+    pub fn gifts(&self, caller: &Identity) -> Result<&crate::gifts::GiftLink, Status> {
+        let link = self
+            .gifts
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this gateway has no gift service configured (gateway.gift_address)"))?;
+        self.allow(&self.gift_limiter, "gift", self.config.gift_calls_per_sec, caller)?;
+        Ok(link)
+    }
+
+    /// RESOURCE_EXHAUSTED with `retry-after-ms` when `caller` is past
+    /// `limiter`'s allowance of `what` calls.
+    fn allow(&self, limiter: &RateLimiter, what: &str, per_sec: f64, caller: &Identity) -> Result<(), Status> {
+        limiter.check(caller.id()).map_err(|retry_after| {
             self.metrics.rate_limited.inc();
             exhausted_retry_after(
                 format!(
-                    "more than {} group calls per second: retry after {} ms",
-                    self.config.group_calls_per_sec,
+                    "more than {per_sec} {what} calls per second: retry after {} ms",
                     retry_after.as_millis().max(1)
                 ),
                 retry_after,
             )
-        })?;
-        Ok(link)
+        })
     }
 
     /// PullMailbox for the device of a session of this replica.

@@ -12,6 +12,7 @@
 //! - [`rooms`]: `LocalRooms`, room -> local viewers, and the fan-out.
 //! - [`deadline`]: calls to other roles, bounded in time.
 //! - [`groups`]: calls to the group service for clients.
+//! - [`gifts`]: calls to the gift service for clients.
 //! - [`room_link`]: attach streams to the room instances.
 //! - [`delivery`]: the workers that write room traffic to local viewers.
 //! - [`batch`]: a room batch encoded (and compressed) once for all viewers.
@@ -27,6 +28,7 @@ pub mod control;
 pub mod deadline;
 pub mod delivery;
 pub mod gateway;
+pub mod gifts;
 pub mod groups;
 pub mod limits;
 pub mod metrics;
@@ -92,20 +94,15 @@ pub async fn serve(
     listeners: GatewayListeners,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let instances = match &config.room_instances_dns {
-        Some(name) => {
-            let refresh = Duration::from_millis(config.room_dns_refresh_ms.max(100));
-            hubbub_kit::discovery::dns(name.clone(), refresh, shutdown.clone())
-                .await
-                .map_err(|err| GatewayError::Config(err.to_string()))?
-        }
-        None if config.room_instances.is_empty() => {
-            return Err(GatewayError::Config(
-                "set room_instances (addresses) or room_instances_dns (host:port)".into(),
-            ));
-        }
-        None => hubbub_kit::discovery::fixed(&config.room_instances).1,
-    };
+    let instances = hubbub_kit::discovery::configured(
+        "room_instances",
+        &config.room_instances,
+        config.room_instances_dns.as_deref(),
+        Duration::from_millis(config.room_dns_refresh_ms.max(100)),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(GatewayError::Config)?;
     serve_with(config, instances, jwt, options, listeners, shutdown).await
 }
 
@@ -147,6 +144,7 @@ pub async fn serve_with(
     let limiter = limits::RateLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
     let session_limiter = limits::RateLimiter::new(config.session_calls_per_sec, config.session_calls_burst);
     let group_limiter = limits::RateLimiter::new(config.group_calls_per_sec, config.group_calls_burst);
+    let gift_limiter = limits::RateLimiter::new(config.gift_calls_per_sec, config.gift_calls_burst);
     let presence_changes = config.presence_address.is_some().then(Default::default);
     let groups = match &config.group_address {
         Some(address) => {
@@ -155,6 +153,16 @@ pub async fn serve_with(
                 .map_err(|err| GatewayError::Config(err.to_string()))?;
             let timeout = Duration::from_millis(config.call_timeout_ms);
             Some(groups::GroupLink::new(channel, credentials.clone(), timeout))
+        }
+        None => None,
+    };
+    let gifts = match &config.gift_address {
+        Some(address) => {
+            let channel = dialer
+                .dial(address)
+                .map_err(|err| GatewayError::Config(err.to_string()))?;
+            let timeout = Duration::from_millis(config.call_timeout_ms);
+            Some(gifts::GiftLink::new(channel, credentials.clone(), timeout))
         }
         None => None,
     };
@@ -167,8 +175,10 @@ pub async fn serve_with(
         limiter,
         session_limiter,
         group_limiter,
+        gift_limiter,
         presence_changes,
         groups,
+        gifts,
         credentials: credentials.clone(),
         metrics,
     });

@@ -1,30 +1,134 @@
-//! The `hubbub.v1.Gift` handlers. The contract is final; the ledger lands
-//! with its own issue, and until then every call answers UNIMPLEMENTED.
+//! The `hubbub.v1.Gift` handlers: who acts, what a gift is worth, and the
+//! answer once the record is durable (then published through its room).
 
+use crate::commit::GiftCommit;
+use crate::convert;
+use crate::publish::RoomPublisher;
+use crate::store::{GiftStore, Kind, NewRecord};
+use hubbub_kit::service_auth::{self, Role};
 use hubbub_proto::v1::{self as pb, gift_server::Gift};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// Serves `hubbub.v1.Gift`.
-#[derive(Debug, Clone, Default)]
-pub struct GiftApi;
+pub struct GiftApi<S> {
+    store: Arc<S>,
+    commits: GiftCommit,
+    publisher: Arc<RoomPublisher>,
+    catalogue: Arc<BTreeMap<String, u64>>,
+}
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("Gift.{rpc} is not available in this release yet"))
+impl<S> GiftApi<S> {
+    /// Handlers over `store`, committing through `commits`.
+    pub fn new(
+        store: Arc<S>,
+        commits: GiftCommit,
+        publisher: Arc<RoomPublisher>,
+        catalogue: BTreeMap<String, u64>,
+    ) -> Self {
+        Self {
+            store,
+            commits,
+            publisher,
+            catalogue: Arc::new(catalogue),
+        }
+    }
+
+    /// The value of one `gift_id`: the catalogue's, or 0 without one.
+    fn unit_value(&self, kind: Kind, gift_id: &str) -> Result<u64, Status> {
+        if kind != Kind::Gift || self.catalogue.is_empty() {
+            return Ok(0);
+        }
+        self.catalogue
+            .get(gift_id)
+            .copied()
+            .ok_or_else(|| Status::invalid_argument(format!("gift_id {gift_id:?} is not in the gift catalogue")))
+    }
+}
+
+/// The sender: the user the gateway's credential acts for, which the
+/// request's field must name.
+fn sender<T>(request: &Request<T>, claimed: &str) -> Result<String, Status> {
+    let caller = service_auth::caller(request)?;
+    let user = caller
+        .acting_for
+        .as_ref()
+        .and_then(|identity| identity.user_id())
+        .filter(|_| caller.role == Role::Gateway)
+        .ok_or_else(|| Status::permission_denied("gifts are sent by a signed-in user, through a gateway"))?;
+    if claimed != user {
+        return Err(Status::permission_denied(format!(
+            "sender_user_id {claimed:?} is not the user the credential acts for ({user:?})"
+        )));
+    }
+    Ok(user.to_owned())
 }
 
 #[tonic::async_trait]
-impl Gift for GiftApi {
+impl<S: GiftStore> Gift for GiftApi<S> {
+    #[tracing::instrument(name = "gift.send", skip_all)]
     async fn send_gift(
         &self,
-        _: Request<pb::GiftSendGiftRequest>,
+        request: Request<pb::GiftSendGiftRequest>,
     ) -> Result<Response<pb::GiftSendGiftResponse>, Status> {
-        Err(not_yet("SendGift"))
+        let sender = sender(&request, &request.get_ref().sender_user_id)?;
+        let call = request.into_inner();
+        let kind = convert::kind(call.kind)?;
+        let unit_value = self.unit_value(kind, &call.gift_id)?;
+        let sent = self
+            .commits
+            .commit(NewRecord {
+                room_id: call.room_id,
+                sender_user_id: sender,
+                kind,
+                target_user_id: call.target_user_id,
+                gift_id: call.gift_id,
+                count: call.count,
+                unit_value,
+                client_key: call.client_key,
+                payload: call.payload.to_vec(),
+            })
+            .await?;
+        // Durable now; a retry is answered as a duplicate and publishes
+        // nothing again (its viewers had the original, or pull it).
+        let published = !sent.duplicate && self.publisher.publish(&sent.record).await;
+        Ok(Response::new(pb::GiftSendGiftResponse {
+            gift: Some(convert::record(sent.record)),
+            duplicate: sent.duplicate,
+            published,
+        }))
     }
 
+    #[tracing::instrument(name = "gift.pull", skip_all)]
     async fn pull_gifts(
         &self,
-        _: Request<pb::GiftPullGiftsRequest>,
+        request: Request<pb::GiftPullGiftsRequest>,
     ) -> Result<Response<pb::GiftPullGiftsResponse>, Status> {
-        Err(not_yet("PullGifts"))
+        let call = request.into_inner();
+        let recipient = (!call.target_user_id.is_empty()).then_some(call.target_user_id.as_str());
+        let page = self
+            .store
+            .pull(&call.room_id, call.after_seq, call.limit, recipient)
+            .await?;
+        Ok(Response::new(pb::GiftPullGiftsResponse {
+            gifts: page.records.into_iter().map(convert::record).collect(),
+            has_more: page.has_more,
+            last_seq: page.last_seq,
+        }))
+    }
+
+    #[tracing::instrument(name = "gift.set_host", skip_all)]
+    async fn set_room_host(
+        &self,
+        request: Request<pb::GiftSetRoomHostRequest>,
+    ) -> Result<Response<pb::GiftSetRoomHostResponse>, Status> {
+        let call = request.into_inner();
+        let room = self.store.set_host(&call.room_id, &call.host_user_id).await?;
+        tracing::info!(room = %room.room_id, host = %room.host_user_id, "room host set");
+        Ok(Response::new(pb::GiftSetRoomHostResponse {
+            host_user_id: room.host_user_id,
+            last_seq: room.last_seq,
+        }))
     }
 }

@@ -1,7 +1,9 @@
 //! `[gift]` configuration.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Settings of the gift role.
 #[derive(Debug, Clone, Deserialize)]
@@ -9,12 +11,70 @@ use std::net::SocketAddr;
 pub struct GiftConfig {
     /// Address to listen on (gRPC, health, reflection, `/metrics`).
     pub listen: SocketAddr,
+    /// The ledger store (`[gift.store]`).
+    pub store: GiftStoreConfig,
+    /// The room instances (`http://host:port`), as the gateways know them:
+    /// a committed gift is published through its room's owner.
+    pub room_instances: Vec<String>,
+    /// Instead of `room_instances`: a DNS name (`host:port`) resolving to
+    /// every room instance.
+    pub room_instances_dns: Option<String>,
+    /// How often `room_instances_dns` is resolved again.
+    pub room_instances_refresh_ms: u64,
+    /// Bound of each publish through the room (the send has answered
+    /// durable by then; a publish past it is reported as not published).
+    pub publish_timeout_ms: u64,
+    /// Commit lanes: store transactions in flight at once per replica (a
+    /// room's records always share one lane).
+    pub commit_lanes: usize,
+    /// Records waiting per lane; beyond it a send answers UNAVAILABLE.
+    pub commit_queue: usize,
+    /// Records per transaction, at most.
+    pub commit_max_batch: usize,
+    /// The gift catalogue: item id -> value of one item, in the platform's
+    /// unit (coins, cents). Empty: every item id is accepted, worth 0 (for
+    /// development); otherwise an item not listed is refused.
+    pub catalogue: BTreeMap<String, u64>,
 }
 
 impl Default for GiftConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7703)),
+            store: GiftStoreConfig::default(),
+            room_instances: vec!["http://127.0.0.1:7701".to_owned()],
+            room_instances_dns: None,
+            room_instances_refresh_ms: 5_000,
+            publish_timeout_ms: 2_000,
+            commit_lanes: 4,
+            commit_queue: 8192,
+            commit_max_batch: 512,
+            catalogue: BTreeMap::new(),
+        }
+    }
+}
+
+/// The ledger store (`[gift.store]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GiftStoreConfig {
+    /// PostgreSQL URL. Unset: SQLite in `data_dir`, for `hubbub all`.
+    pub database_url: Option<String>,
+    /// Directory of the SQLite file (`gift.sqlite3`), created if missing.
+    pub data_dir: PathBuf,
+    /// Connections to PostgreSQL per replica.
+    pub max_connections: u32,
+    /// Bytes of a record's payload, at most.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for GiftStoreConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: PathBuf::from("data"),
+            max_connections: 16,
+            max_payload_bytes: 4 * 1024,
         }
     }
 }

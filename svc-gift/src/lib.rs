@@ -1,30 +1,122 @@
 //! The reliable gift ledger of live rooms: gifts and co-streaming requests.
+//! Persist first, then publish through the room, and let viewers pull what
+//! they missed. The model and its invariants are in `svc-gift/LEDGER.md`.
 //!
 //! # Layout
 //! - [`config`]: `[gift]` settings.
 //! - [`api`]: the `hubbub.v1.Gift` handlers.
+//! - [`commit`]: group commit, concurrent records in one transaction, each
+//!   answered on its own.
+//! - [`publish`]: a committed record published through its room's owner.
+//! - [`convert`]: store types to contract messages.
+//! - [`metrics`]: the role's counters.
 //! - [`store`]: `GiftStore`, the ledger, on PostgreSQL and SQLite.
 
 pub mod api;
+pub mod commit;
 pub mod config;
+pub mod convert;
+pub mod metrics;
+pub mod publish;
 pub mod store;
 
 pub use config::GiftConfig;
 
+use hubbub_kit::channel::Dialer;
+use hubbub_kit::discovery::Instances;
 use hubbub_kit::serve::{RoleMetrics, ServeError, ServeOptions, serve as serve_role};
+use hubbub_kit::service_auth::{Credentials, Role};
 use hubbub_proto::v1::gift_server::{GiftServer, SERVICE_NAME};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{GiftStore, StoreError, postgres::PgGiftStore, rules::Limits, sqlite::SqliteGiftStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-/// Serves the gift role on `listener` until `shutdown` is cancelled.
+/// Why the gift role could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GiftError {
+    /// The store could not be opened or migrated.
+    #[error("gift store: {0}")]
+    Store(#[from] StoreError),
+    /// The room instances cannot be found.
+    #[error("gift: {0}")]
+    Config(String),
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Serves the gift role on `listener` until `shutdown` is cancelled: on
+/// PostgreSQL when `store.database_url` is set (migrations applied first),
+/// else on SQLite in `store.data_dir`.
 pub async fn serve(
-    _config: GiftConfig,
+    config: GiftConfig,
     options: ServeOptions,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let routes = Routes::new(GiftServer::new(api::GiftApi).max_decoding_message_size(1024 * 1024));
-    let server = options.internal("gift", routes, vec![SERVICE_NAME], RoleMetrics::new(Default::default()));
-    serve_role(server, listener, shutdown).await
+) -> Result<(), GiftError> {
+    let instances = hubbub_kit::discovery::configured(
+        "gift.room_instances",
+        &config.room_instances,
+        config.room_instances_dns.as_deref(),
+        Duration::from_millis(config.room_instances_refresh_ms.max(100)),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(GiftError::Config)?;
+    let limits = Limits {
+        max_payload_bytes: config.store.max_payload_bytes,
+    };
+    match &config.store.database_url {
+        Some(url) => {
+            let store = PgGiftStore::connect(url, config.store.max_connections, limits).await?;
+            tracing::info!("gift store: PostgreSQL, schema up to date");
+            serve_with_store(Arc::new(store), instances, config, options, listener, shutdown).await
+        }
+        None => {
+            std::fs::create_dir_all(&config.store.data_dir)
+                .map_err(|e| GiftError::Store(StoreError::Unavailable(e.to_string())))?;
+            let path = config.store.data_dir.join("gift.sqlite3");
+            let store = SqliteGiftStore::open(&path, limits).await?;
+            println!("{:<9} storing gifts in SQLite at {}", "gift", path.display());
+            serve_with_store(Arc::new(store), instances, config, options, listener, shutdown).await
+        }
+    }
+}
+
+/// Serves the gift role over `store`, publishing through `instances`.
+pub async fn serve_with_store<S: GiftStore>(
+    store: Arc<S>,
+    instances: Instances,
+    config: GiftConfig,
+    options: ServeOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), GiftError> {
+    let mut registry = Registry::default();
+    let metrics = metrics::GiftMetrics::register(&mut registry);
+    let credentials = Credentials::new(options.internal_key.clone(), Role::Gift, "gift");
+    let dialer = Dialer::new(credentials.clone(), options.tls.clone());
+    let publisher = publish::RoomPublisher::new(
+        instances,
+        dialer,
+        credentials,
+        Duration::from_millis(config.publish_timeout_ms.max(1)),
+        metrics.clone(),
+    );
+    let settings = commit::CommitSettings {
+        lanes: config.commit_lanes,
+        queue: config.commit_queue,
+        max_batch: config.commit_max_batch,
+    };
+    let commits = commit::GiftCommit::start(store.clone(), settings, metrics);
+    let api = api::GiftApi::new(store, commits, Arc::new(publisher), config.catalogue.clone());
+    // A record is a payload plus a few ids.
+    let max_request = config.store.max_payload_bytes + 16 * 1024;
+    let routes = Routes::new(GiftServer::new(api).max_decoding_message_size(max_request));
+    let server = options.internal("gift", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
+    Ok(serve_role(server, listener, shutdown).await?)
 }

@@ -1,0 +1,253 @@
+//! Gifts end to end, through the gateway, over real gRPC, on real
+//! PostgreSQL (`DATABASE_URL`, which `scripts/test.sh` provides): the
+//! platform's backend names a room's host; a viewer's gift is durable when
+//! SendGift answers, reaches every viewer of the room in its high lane with
+//! the record inline, and a retry is answered with the original; PullGifts
+//! (also for guests) returns the ledger; refusals are precise.
+
+mod support;
+
+use hubbub_kit::service_auth::{Credentials, InternalKey, Role};
+use hubbub_proto::v1::{
+    GiftKind, GiftRecord, GiftSetRoomHostRequest, PullGiftsRequest, RoomMessageKind, SendGiftRequest,
+    gift_client::GiftClient,
+};
+use prost::Message;
+use support::{Sandbox, Viewer, authed};
+use svc_gift::GiftConfig;
+use svc_gift::config::GiftStoreConfig;
+use tokio::net::TcpListener;
+use tonic::Code;
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must point at a PostgreSQL database for the gift tests: run scripts/test.sh, which starts one",
+    )
+}
+
+/// One gateway and a room (from the sandbox), and the gift role on
+/// PostgreSQL publishing through that room.
+async fn start() -> (Sandbox, std::net::SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gift = listener.local_addr().unwrap();
+    let sandbox = support::start(1, |config| {
+        config.gift_address = Some(format!("http://{gift}"));
+    })
+    .await;
+    let config = GiftConfig {
+        listen: gift,
+        store: GiftStoreConfig {
+            database_url: Some(database_url()),
+            max_connections: 4,
+            ..GiftStoreConfig::default()
+        },
+        room_instances: vec![format!("http://{}", sandbox.room)],
+        catalogue: [("rose".to_owned(), 10), ("rocket".to_owned(), 500)]
+            .into_iter()
+            .collect(),
+        ..GiftConfig::default()
+    };
+    let shutdown = sandbox.shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(err) = svc_gift::serve(config, support::options(), listener, shutdown).await {
+            panic!("the gift role stopped: {err}");
+        }
+    });
+    (sandbox, gift)
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+/// The platform's backend, with scope `gift.manage`.
+fn backend(gift: std::net::SocketAddr) -> GiftClient<hubbub_kit::channel::TracedChannel> {
+    let credentials = Credentials::with_scopes(
+        InternalKey::new(support::INTERNAL_KEY),
+        Role::Service,
+        "backend",
+        vec!["gift.manage".to_owned()],
+    );
+    GiftClient::new(support::internal_channel(gift, &credentials))
+}
+
+fn rose(room: &str, key: &str) -> SendGiftRequest {
+    SendGiftRequest {
+        room_id: room.into(),
+        kind: GiftKind::Gift as i32,
+        gift_id: "rose".into(),
+        count: 3,
+        client_key: key.into(),
+        payload: b"for you".to_vec().into(),
+        ..Default::default()
+    }
+}
+
+/// The next gift records on `viewer`'s stream, decoded from the room's
+/// high lane.
+async fn gifts_seen(viewer: &mut Viewer, count: usize) -> Vec<GiftRecord> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        for message in viewer.room_messages(1).await {
+            if message.kind == RoomMessageKind::Gift as i32 {
+                seen.push(GiftRecord::decode(message.body.as_ref()).expect("a gift's body is its record"));
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gift_is_durable_reaches_every_viewer_and_is_pulled_back() {
+    let (sandbox, gift) = start().await;
+    let (room, host, fan) = (unique("live"), unique("host"), unique("fan"));
+    let mut fan_viewer = Viewer::connect(&sandbox, 0, Some(&fan)).await;
+    let mut guest = Viewer::connect(&sandbox, 0, None).await;
+    fan_viewer.join(&room).await;
+    guest.join(&room).await;
+
+    // No host yet: a gift without a target has nobody to go to.
+    let refused = fan_viewer
+        .client
+        .send_gift(authed(rose(&room, "k0"), fan_viewer.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    // The platform's backend names the host.
+    let set = backend(gift)
+        .set_room_host(GiftSetRoomHostRequest {
+            room_id: room.clone(),
+            host_user_id: host.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.host_user_id, host);
+
+    let sent = fan_viewer
+        .client
+        .send_gift(authed(rose(&room, "k1"), fan_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner();
+    let record = sent.gift.unwrap();
+    assert!(!sent.duplicate);
+    assert_eq!(
+        (record.seq, record.count, record.value),
+        (1, 3, 30),
+        "priced from the catalogue"
+    );
+    assert_eq!(record.sender_user_id, fan);
+    assert_eq!(record.recipient_user_id, host);
+    // Every viewer, the guest and the sender's own device, gets it inline.
+    assert_eq!(gifts_seen(&mut guest, 1).await, vec![record.clone()]);
+    assert_eq!(gifts_seen(&mut fan_viewer, 1).await, vec![record.clone()]);
+
+    // A retry is the original, published nothing again.
+    let again = fan_viewer
+        .client
+        .send_gift(authed(rose(&room, "k1"), fan_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate);
+    assert_eq!(again.gift.unwrap(), record);
+    let mut other = rose(&room, "k1");
+    other.count = 4;
+    let reused = fan_viewer
+        .client
+        .send_gift(authed(other, fan_viewer.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+
+    // A second gift, then the guest pulls the ledger as after a reconnect.
+    let mut rocket = rose(&room, "k2");
+    rocket.gift_id = "rocket".into();
+    rocket.count = 1;
+    let second = fan_viewer
+        .client
+        .send_gift(authed(rocket, fan_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner()
+        .gift
+        .unwrap();
+    assert_eq!((second.seq, second.value), (2, 500));
+    let pulled = guest
+        .client
+        .pull_gifts(authed(
+            PullGiftsRequest {
+                room_id: room.clone(),
+                after_seq: 0,
+                limit: 10,
+                target_user_id: String::new(),
+            },
+            guest.token.as_deref(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pulled.gifts, vec![record, second]);
+    assert_eq!(pulled.last_seq, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_gifts_are_refused_precisely_and_guests_cannot_send() {
+    let (sandbox, gift) = start().await;
+    let (room, host, fan) = (unique("live"), unique("host"), unique("fan"));
+    backend(gift)
+        .set_room_host(GiftSetRoomHostRequest {
+            room_id: room.clone(),
+            host_user_id: host.clone(),
+        })
+        .await
+        .unwrap();
+    let mut fan_viewer = Viewer::connect(&sandbox, 0, Some(&fan)).await;
+    let token = fan_viewer.token.clone();
+    let mut unknown = rose(&room, "u1");
+    unknown.gift_id = "diamond".into();
+    let mut unset = rose(&room, "u2");
+    unset.kind = 0;
+    let mut to_self = rose(&room, "u3");
+    to_self.kind = GiftKind::CoStreamRequest as i32;
+    to_self.gift_id.clear();
+    to_self.count = 0;
+    to_self.target_user_id = fan.clone();
+    let mut big = rose(&room, "u4");
+    big.payload = vec![0; 5000].into();
+    for (request, code, words) in [
+        (unknown, Code::InvalidArgument, "catalogue"),
+        (unset, Code::InvalidArgument, "kind"),
+        (to_self, Code::InvalidArgument, "own sender"),
+        (big, Code::ResourceExhausted, "payload"),
+        (rose("bad room", "u5"), Code::InvalidArgument, "room_id"),
+    ] {
+        let status = fan_viewer
+            .client
+            .send_gift(authed(request, token.as_deref()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(words), "{words}: {status:?}");
+    }
+    let mut guest = Viewer::connect(&sandbox, 0, None).await;
+    let status = guest
+        .client
+        .send_gift(authed(rose(&room, "g1"), guest.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // Hosts are set by the platform's backend (scope gift.manage), not by other roles.
+    let status = GiftClient::new(support::internal_channel(
+        gift,
+        &support::credentials(Role::Group, "group"),
+    ))
+    .set_room_host(GiftSetRoomHostRequest {
+        room_id: room.clone(),
+        host_user_id: fan,
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+}

@@ -1,0 +1,83 @@
+//! `GiftLink`: the gateway's calls to the gift service for its clients,
+//! each made for the user (or, for pulls, the guest) the gateway verified,
+//! who travels in a per-call credential; a send's `sender_user_id` says the
+//! same, so the gift service can check that the two agree.
+
+use crate::deadline;
+use hubbub_kit::{auth::Identity, channel::TracedChannel, service_auth::Credentials};
+use hubbub_proto::v1::{self as pb, gift_client::GiftClient};
+use std::time::Duration;
+use tonic::{Request, Status};
+
+/// A client of the gift service.
+#[derive(Debug, Clone)]
+pub struct GiftLink {
+    client: GiftClient<TracedChannel>,
+    credentials: Credentials,
+    timeout: Duration,
+}
+
+impl GiftLink {
+    /// Calls the gift service on `channel` as `credentials`, each call
+    /// bounded by `timeout`.
+    pub fn new(channel: TracedChannel, credentials: Credentials, timeout: Duration) -> Self {
+        Self {
+            // A page is at most 500 records of a 4 KiB payload each.
+            client: GiftClient::new(channel).max_decoding_message_size(4 * 1024 * 1024),
+            credentials,
+            timeout,
+        }
+    }
+
+    fn request<T>(&self, caller: &Identity, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        self.credentials.act_for(&mut request, caller);
+        deadline::bound(request, self.timeout)
+    }
+
+    /// ClientApi.SendGift, for a signed-in `user`.
+    pub async fn send(&self, user: &Identity, call: pb::SendGiftRequest) -> Result<pb::SendGiftResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GiftSendGiftRequest {
+                room_id: call.room_id,
+                sender_user_id: user.id().to_owned(),
+                kind: call.kind,
+                target_user_id: call.target_user_id,
+                gift_id: call.gift_id,
+                count: call.count,
+                client_key: call.client_key,
+                payload: call.payload,
+            },
+        );
+        let answer = deadline::answer(self.timeout, "the gift service", self.client.clone().send_gift(request)).await?;
+        Ok(pb::SendGiftResponse {
+            gift: answer.gift,
+            duplicate: answer.duplicate,
+        })
+    }
+
+    /// ClientApi.PullGifts, for a user or a guest.
+    pub async fn pull(&self, caller: &Identity, call: pb::PullGiftsRequest) -> Result<pb::PullGiftsResponse, Status> {
+        let request = self.request(
+            caller,
+            pb::GiftPullGiftsRequest {
+                room_id: call.room_id,
+                after_seq: call.after_seq,
+                limit: call.limit,
+                target_user_id: call.target_user_id,
+            },
+        );
+        let answer = deadline::answer(
+            self.timeout,
+            "the gift service",
+            self.client.clone().pull_gifts(request),
+        )
+        .await?;
+        Ok(pb::PullGiftsResponse {
+            gifts: answer.gifts,
+            has_more: answer.has_more,
+            last_seq: answer.last_seq,
+        })
+    }
+}

@@ -1,0 +1,34 @@
+//! Store types to contract messages and back.
+
+use crate::store::{Kind, Record};
+use hubbub_proto::v1 as pb;
+use tonic::Status;
+
+/// A stored record as the contract has it.
+pub fn record(r: Record) -> pb::GiftRecord {
+    pb::GiftRecord {
+        room_id: r.room_id,
+        seq: r.seq,
+        sender_user_id: r.sender_user_id,
+        kind: r.kind,
+        target_user_id: r.target_user_id,
+        gift_id: r.gift_id,
+        count: r.count,
+        client_key: r.client_key,
+        payload: r.payload.into(),
+        sent_at_ms: r.sent_at_ms,
+        recipient_user_id: r.recipient_user_id,
+        value: r.value,
+    }
+}
+
+/// The contract's kind; INVALID_ARGUMENT when unset or unknown.
+pub fn kind(n: i32) -> Result<Kind, Status> {
+    match pb::GiftKind::try_from(n) {
+        Ok(pb::GiftKind::Gift) => Ok(Kind::Gift),
+        Ok(pb::GiftKind::CoStreamRequest) => Ok(Kind::CoStreamRequest),
+        _ => Err(Status::invalid_argument(
+            "kind must be GIFT_KIND_GIFT or GIFT_KIND_CO_STREAM_REQUEST",
+        )),
+    }
+}
