@@ -30,10 +30,15 @@ fn database_url() -> String {
 async fn start() -> (Sandbox, std::net::SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gift = listener.local_addr().unwrap();
+    let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let presence = presence_listener.local_addr().unwrap();
     let sandbox = support::start(1, |config| {
         config.gift_address = Some(format!("http://{gift}"));
+        config.presence_address = Some(format!("http://{presence}"));
+        config.presence_report_ms = 50;
     })
     .await;
+    support::serve_presence(presence_listener, sandbox.shutdown.clone());
     let config = GiftConfig {
         listen: gift,
         store: GiftStoreConfig {
@@ -42,6 +47,7 @@ async fn start() -> (Sandbox, std::net::SocketAddr) {
             ..GiftStoreConfig::default()
         },
         room_instances: vec![format!("http://{}", sandbox.room)],
+        presence_address: Some(format!("http://{presence}")),
         catalogue: [("rose".to_owned(), 10), ("rocket".to_owned(), 500)]
             .into_iter()
             .collect(),
@@ -250,4 +256,146 @@ async fn bad_gifts_are_refused_precisely_and_guests_cannot_send() {
     .await
     .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_co_streaming_request_reaches_only_its_addressee() {
+    let (sandbox, gift) = start().await;
+    let (room, host, asker, bystander) = (unique("live"), unique("host"), unique("asker"), unique("other"));
+    backend(gift)
+        .set_room_host(GiftSetRoomHostRequest {
+            room_id: room.clone(),
+            host_user_id: host.clone(),
+        })
+        .await
+        .unwrap();
+    // The host has not even joined the room; the others have.
+    let mut host_viewer = Viewer::connect(&sandbox, 0, Some(&host)).await;
+    let mut asker_viewer = Viewer::connect(&sandbox, 0, Some(&asker)).await;
+    let mut other = Viewer::connect(&sandbox, 0, Some(&bystander)).await;
+    asker_viewer.join(&room).await;
+    other.join(&room).await;
+    let request = SendGiftRequest {
+        room_id: room.clone(),
+        kind: GiftKind::CoStreamRequest as i32,
+        target_user_id: host.clone(),
+        client_key: "ask".into(),
+        payload: b"camera on".to_vec().into(),
+        ..Default::default()
+    };
+    // Presence learns the host's session within a report or two: retry the
+    // delivery by sending new requests until one is delivered.
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    let mut key = 0;
+    let record = loop {
+        key += 1;
+        let sent = asker_viewer
+            .client
+            .send_gift(authed(
+                SendGiftRequest {
+                    client_key: format!("ask-{key}"),
+                    ..request.clone()
+                },
+                asker_viewer.token.as_deref(),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let record = sent.gift.unwrap();
+        if let Some(delivered) = host_event(&mut host_viewer).await {
+            assert!(delivered.seq <= record.seq, "one of the requests sent");
+            break delivered;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the host never received a request"
+        );
+    };
+    assert_eq!(record.recipient_user_id, host);
+    assert_eq!(record.payload.as_ref(), b"camera on");
+    // The bystander was told nothing of it.
+    assert_eq!(
+        host_event(&mut other).await,
+        None,
+        "a request reaches its addressee only"
+    );
+    // A gift afterwards: the bystander's room stream carries the gift and
+    // nothing of the requests before it.
+    let after = asker_viewer
+        .client
+        .send_gift(authed(rose(&room, "after"), asker_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner()
+        .gift
+        .unwrap();
+    let mut kinds = Vec::new();
+    loop {
+        let batch = other.room_messages(1).await;
+        kinds.extend(batch.iter().map(|m| m.kind));
+        if batch.iter().any(|m| m.kind == RoomMessageKind::Gift as i32) {
+            break;
+        }
+    }
+    assert!(
+        !kinds.contains(&(RoomMessageKind::CoStreamRequest as i32)),
+        "a request never travels in the room: {kinds:?}"
+    );
+    // Pulling the ledger, the bystander sees the requests' seqs only; the
+    // host sees them whole.
+    let pull = |target: &str| PullGiftsRequest {
+        room_id: room.clone(),
+        after_seq: 0,
+        limit: 100,
+        target_user_id: target.into(),
+    };
+    let seen = other
+        .client
+        .pull_gifts(authed(pull(""), other.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen.gifts.last().unwrap(), &after);
+    for r in &seen.gifts[..seen.gifts.len() - 1] {
+        assert_eq!(r.kind, GiftKind::CoStreamRequest as i32);
+        assert!(
+            r.sender_user_id.is_empty() && r.payload.is_empty() && r.recipient_user_id.is_empty(),
+            "{r:?}"
+        );
+    }
+    let pending = host_viewer
+        .client
+        .pull_gifts(authed(pull(&host), host_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner();
+    // What the host received: every request whole, and the gift (to the
+    // host, as it had no target).
+    let requests: Vec<&GiftRecord> = pending
+        .gifts
+        .iter()
+        .filter(|r| r.kind == GiftKind::CoStreamRequest as i32)
+        .collect();
+    assert_eq!(requests.len(), key);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.sender_user_id == asker && r.payload.as_ref() == b"camera on")
+    );
+    assert_eq!(pending.gifts.last().unwrap(), &after);
+}
+
+/// The next gift notify on `viewer`'s stream within a short wait (room
+/// batches and other events skipped).
+async fn host_event(viewer: &mut Viewer) -> Option<GiftRecord> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    loop {
+        let event = tokio::time::timeout_at(deadline, viewer.events.message()).await.ok()?;
+        if let Some(hubbub_proto::v1::ServerEvent {
+            event: Some(hubbub_proto::v1::server_event::Event::GiftNotify(notify)),
+        }) = event.expect("stream error")
+        {
+            return notify.gift;
+        }
+    }
 }

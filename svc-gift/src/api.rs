@@ -1,6 +1,7 @@
 //! The `hubbub.v1.Gift` handlers: who acts, what a gift is worth, and the
 //! answer once the record is durable (then published through its room).
 
+use crate::addressee::Addressee;
 use crate::commit::GiftCommit;
 use crate::convert;
 use crate::publish::RoomPublisher;
@@ -16,6 +17,7 @@ pub struct GiftApi<S> {
     store: Arc<S>,
     commits: GiftCommit,
     publisher: Arc<RoomPublisher>,
+    addressee: Arc<Addressee>,
     catalogue: Arc<BTreeMap<String, u64>>,
 }
 
@@ -25,12 +27,14 @@ impl<S> GiftApi<S> {
         store: Arc<S>,
         commits: GiftCommit,
         publisher: Arc<RoomPublisher>,
+        addressee: Arc<Addressee>,
         catalogue: BTreeMap<String, u64>,
     ) -> Self {
         Self {
             store,
             commits,
             publisher,
+            addressee,
             catalogue: Arc::new(catalogue),
         }
     }
@@ -91,8 +95,13 @@ impl<S: GiftStore> Gift for GiftApi<S> {
             })
             .await?;
         // Durable now; a retry is answered as a duplicate and publishes
-        // nothing again (its viewers had the original, or pull it).
-        let published = !sent.duplicate && self.publisher.publish(&sent.record).await;
+        // nothing again (its viewers had the original, or pull it). A gift
+        // goes to the room; a co-streaming record to its addressee only.
+        let published = match (sent.duplicate, kind) {
+            (true, _) => false,
+            (false, Kind::Gift) => self.publisher.publish(&sent.record).await,
+            (false, Kind::CoStreamRequest) => self.addressee.deliver(&sent.record).await,
+        };
         Ok(Response::new(pb::GiftSendGiftResponse {
             gift: Some(convert::record(sent.record)),
             duplicate: sent.duplicate,
@@ -105,6 +114,12 @@ impl<S: GiftStore> Gift for GiftApi<S> {
         &self,
         request: Request<pb::GiftPullGiftsRequest>,
     ) -> Result<Response<pb::GiftPullGiftsResponse>, Status> {
+        // Who is looking: the user or guest a gateway acts for; a backend
+        // (scope gift.read, the policy's only other caller) sees everything.
+        let viewer = service_auth::caller(&request)?
+            .acting_for
+            .as_ref()
+            .map(|identity| identity.user_id().unwrap_or_default().to_owned());
         let call = request.into_inner();
         let recipient = (!call.target_user_id.is_empty()).then_some(call.target_user_id.as_str());
         let page = self
@@ -112,7 +127,11 @@ impl<S: GiftStore> Gift for GiftApi<S> {
             .pull(&call.room_id, call.after_seq, call.limit, recipient)
             .await?;
         Ok(Response::new(pb::GiftPullGiftsResponse {
-            gifts: page.records.into_iter().map(convert::record).collect(),
+            gifts: page
+                .records
+                .into_iter()
+                .map(|r| convert::for_viewer(r, viewer.as_deref()))
+                .collect(),
             has_more: page.has_more,
             last_seq: page.last_seq,
         }))

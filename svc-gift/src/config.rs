@@ -21,6 +21,9 @@ pub struct GiftConfig {
     pub room_instances_dns: Option<String>,
     /// How often `room_instances_dns` is resolved again.
     pub room_instances_refresh_ms: u64,
+    /// Presence (`http://host:port`), asked where a co-streaming record's
+    /// addressee is connected. Unset: such records are only pulled.
+    pub presence_address: Option<String>,
     /// Bound of each publish through the room (the send has answered
     /// durable by then; a publish past it is reported as not published).
     pub publish_timeout_ms: u64,
@@ -45,6 +48,7 @@ impl Default for GiftConfig {
             room_instances: vec!["http://127.0.0.1:7701".to_owned()],
             room_instances_dns: None,
             room_instances_refresh_ms: 5_000,
+            presence_address: Some("http://127.0.0.1:7704".to_owned()),
             publish_timeout_ms: 2_000,
             commit_lanes: 4,
             commit_queue: 8192,

@@ -22,6 +22,24 @@ pub fn record(r: Record) -> pb::GiftRecord {
     }
 }
 
+/// `r` as `viewer` may see it: a co-streaming record is its sender's and
+/// its addressee's; anyone else gets its room, seq, kind and time only (the
+/// seq is accounted for, so gap repair ends, and nothing of it is told).
+/// `None`: a backend with `gift.read`, which sees everything.
+pub fn for_viewer(r: Record, viewer: Option<&str>) -> pb::GiftRecord {
+    let private = r.kind == Kind::CoStreamRequest.as_i32();
+    match viewer {
+        Some(user) if private && user != r.sender_user_id && user != r.recipient_user_id => pb::GiftRecord {
+            room_id: r.room_id,
+            seq: r.seq,
+            kind: r.kind,
+            sent_at_ms: r.sent_at_ms,
+            ..pb::GiftRecord::default()
+        },
+        _ => record(r),
+    }
+}
+
 /// The contract's kind; INVALID_ARGUMENT when unset or unknown.
 pub fn kind(n: i32) -> Result<Kind, Status> {
     match pb::GiftKind::try_from(n) {

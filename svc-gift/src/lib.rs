@@ -7,11 +7,13 @@
 //! - [`api`]: the `hubbub.v1.Gift` handlers.
 //! - [`commit`]: group commit, concurrent records in one transaction, each
 //!   answered on its own.
-//! - [`publish`]: a committed record published through its room's owner.
+//! - [`publish`]: a committed gift published through its room's owner.
+//! - [`addressee`]: a co-streaming record delivered to its addressee only.
 //! - [`convert`]: store types to contract messages.
 //! - [`metrics`]: the role's counters.
 //! - [`store`]: `GiftStore`, the ledger, on PostgreSQL and SQLite.
 
+pub mod addressee;
 pub mod api;
 pub mod commit;
 pub mod config;
@@ -102,10 +104,23 @@ pub async fn serve_with_store<S: GiftStore>(
     let dialer = Dialer::new(credentials.clone(), options.tls.clone());
     let publisher = publish::RoomPublisher::new(
         instances,
-        dialer,
+        dialer.clone(),
         credentials,
         Duration::from_millis(config.publish_timeout_ms.max(1)),
         metrics.clone(),
+    );
+    let presence = match &config.presence_address {
+        Some(address) => Some(hubbub_proto::v1::presence_client::PresenceClient::new(
+            dialer
+                .dial(address)
+                .map_err(|e| GiftError::Config(format!("gift.presence_address: {e}")))?,
+        )),
+        None => None,
+    };
+    let addressee = addressee::Addressee::new(
+        presence,
+        dialer.clone(),
+        Duration::from_millis(config.publish_timeout_ms.max(1)),
     );
     let settings = commit::CommitSettings {
         lanes: config.commit_lanes,
@@ -113,7 +128,13 @@ pub async fn serve_with_store<S: GiftStore>(
         max_batch: config.commit_max_batch,
     };
     let commits = commit::GiftCommit::start(store.clone(), settings, metrics);
-    let api = api::GiftApi::new(store, commits, Arc::new(publisher), config.catalogue.clone());
+    let api = api::GiftApi::new(
+        store,
+        commits,
+        Arc::new(publisher),
+        Arc::new(addressee),
+        config.catalogue.clone(),
+    );
     // A record is a payload plus a few ids.
     let max_request = config.store.max_payload_bytes + 16 * 1024;
     let routes = Routes::new(GiftServer::new(api).max_decoding_message_size(max_request));

@@ -1,9 +1,9 @@
-//! Publishing a committed record through its room: `Room.Publish` on the
+//! Publishing a committed gift through its room: `Room.Publish` on the
 //! room's owner (rendezvous over the room instances, as gateways pick it),
-//! as the sender, with the record as the body. The room gives gifts and
-//! co-streaming requests its high lane: never sampled, never dropped for a
-//! slow viewer. Publishing is bounded and may fail; the record is durable
-//! already, and viewers repair the hole by pulling.
+//! as the sender, with the record as the body. The room gives gifts its
+//! high lane: never sampled, never dropped for a slow viewer. Publishing is
+//! bounded and may fail; the record is durable already, and viewers repair
+//! the hole by pulling.
 
 use crate::metrics::GiftMetrics;
 use crate::store::Record;
@@ -54,21 +54,16 @@ impl RoomPublisher {
         }
     }
 
-    /// Publishes `record` in its room as its sender; true when the room took
-    /// it.
+    /// Publishes the gift `record` in its room as its sender; true when the
+    /// room took it.
     pub async fn publish(&self, record: &Record) -> bool {
-        let kind = if record.kind == crate::store::Kind::CoStreamRequest.as_i32() {
-            RoomMessageKind::CoStreamRequest
-        } else {
-            RoomMessageKind::Gift
-        };
         let Some(mut client) = self.client_for(&record.room_id) else {
             self.metrics.publish_failures.inc();
             return false;
         };
         let mut request = tonic::Request::new(RoomPublishRequest {
             room_id: record.room_id.clone(),
-            kind: kind as i32,
+            kind: RoomMessageKind::Gift as i32,
             body: crate::convert::record(record.clone()).encode_to_vec().into(),
         });
         request.set_timeout(self.timeout);
