@@ -1,10 +1,9 @@
 //! The `hubbub.v1.Gift` handlers: who acts, what a gift is worth, and the
 //! answer once the record is durable (then published through its room).
 
-use crate::addressee::Addressee;
 use crate::commit::GiftCommit;
 use crate::convert;
-use crate::publish::RoomPublisher;
+use crate::recent::Recent;
 use crate::store::{GiftStore, Kind, NewRecord};
 use hubbub_kit::service_auth::{self, Role};
 use hubbub_proto::v1::{self as pb, gift_server::Gift};
@@ -16,9 +15,9 @@ use tonic::{Request, Response, Status};
 pub struct GiftApi<S> {
     store: Arc<S>,
     commits: GiftCommit,
-    publisher: Arc<RoomPublisher>,
-    addressee: Arc<Addressee>,
+    recent: Arc<Recent<S>>,
     catalogue: Arc<BTreeMap<String, u64>>,
+    publish_timeout: std::time::Duration,
 }
 
 impl<S> GiftApi<S> {
@@ -26,16 +25,16 @@ impl<S> GiftApi<S> {
     pub fn new(
         store: Arc<S>,
         commits: GiftCommit,
-        publisher: Arc<RoomPublisher>,
-        addressee: Arc<Addressee>,
+        recent: Arc<Recent<S>>,
         catalogue: BTreeMap<String, u64>,
+        publish_timeout: std::time::Duration,
     ) -> Self {
         Self {
             store,
             commits,
-            publisher,
-            addressee,
+            recent,
             catalogue: Arc::new(catalogue),
+            publish_timeout,
         }
     }
 
@@ -80,7 +79,7 @@ impl<S: GiftStore> Gift for GiftApi<S> {
         let call = request.into_inner();
         let kind = convert::kind(call.kind)?;
         let unit_value = self.unit_value(kind, &call.gift_id)?;
-        let sent = self
+        let (sent, outcome) = self
             .commits
             .commit(NewRecord {
                 room_id: call.room_id,
@@ -94,13 +93,15 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                 payload: call.payload.to_vec(),
             })
             .await?;
-        // Durable now; a retry is answered as a duplicate and publishes
-        // nothing again (its viewers had the original, or pull it). A gift
-        // goes to the room; a co-streaming record to its addressee only.
-        let published = match (sent.duplicate, kind) {
-            (true, _) => false,
-            (false, Kind::Gift) => self.publisher.publish(&sent.record).await,
-            (false, Kind::CoStreamRequest) => self.addressee.deliver(&sent.record).await,
+        // Durable now. The lane publishes it (a gift through the room, a
+        // co-streaming record to its addressee) whether this caller waits
+        // or not; a duplicate publishes nothing again (its viewers had the
+        // original, or pull it).
+        let published = match outcome {
+            Some(outcome) => tokio::time::timeout(self.publish_timeout, outcome)
+                .await
+                .is_ok_and(|done| done.unwrap_or(false)),
+            None => false,
         };
         Ok(Response::new(pb::GiftSendGiftResponse {
             gift: Some(convert::record(sent.record)),
@@ -122,10 +123,16 @@ impl<S: GiftStore> Gift for GiftApi<S> {
             .map(|identity| identity.user_id().unwrap_or_default().to_owned());
         let call = request.into_inner();
         let recipient = (!call.target_user_id.is_empty()).then_some(call.target_user_id.as_str());
-        let page = self
-            .store
-            .pull(&call.room_id, call.after_seq, call.limit, recipient)
-            .await?;
+        // The public ledger from the hot rooms' windows; one user's records
+        // from the store.
+        let page = match recipient {
+            None => self.recent.pull(&call.room_id, call.after_seq, call.limit).await?,
+            Some(_) => {
+                self.store
+                    .pull(&call.room_id, call.after_seq, call.limit, recipient)
+                    .await?
+            }
+        };
         Ok(Response::new(pb::GiftPullGiftsResponse {
             gifts: page
                 .records

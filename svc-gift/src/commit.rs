@@ -4,30 +4,57 @@
 //! never contend for the room's row lock within a replica; each lane's
 //! worker commits whatever queued while its previous transaction ran.
 //! Queues are bounded: a full lane answers UNAVAILABLE at once.
+//!
+//! Each lane has its own publisher, fed by the worker after each commit in
+//! seq order: a lane's records are published in the order they were
+//! committed (viewers see no false gap), and whether the caller is still
+//! there or not (a gift is never left unpublished because its sender hung
+//! up after the commit).
 
+use crate::addressee::Addressee;
 use crate::metrics::GiftMetrics;
-use crate::store::{GiftStore, NewRecord, Sent};
+use crate::publish::RoomPublisher;
+use crate::recent::Recent;
+use crate::store::{GiftStore, Kind, NewRecord, Record, Sent, StoreError};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 use tracing::Instrument;
 
+/// A committed record and whether its notify went out (`None` when the
+/// publish queue was full: viewers pull it).
+pub type Committed = (Sent, Option<oneshot::Receiver<bool>>);
+
 struct Pending {
     record: NewRecord,
-    answer: oneshot::Sender<Result<Sent, Status>>,
+    answer: oneshot::Sender<Result<Committed, Status>>,
     span: tracing::Span,
 }
+
+/// A record to publish and who waits for the outcome.
+type Publish = (Record, oneshot::Sender<bool>);
 
 /// How records are batched (`[gift]` settings).
 #[derive(Debug, Clone, Copy)]
 pub struct CommitSettings {
     /// Lanes (transactions in flight at once per replica).
     pub lanes: usize,
-    /// Records waiting per lane, at most.
+    /// Records waiting per lane, at most (and records waiting to be
+    /// published per lane).
     pub queue: usize,
     /// Records per transaction, at most.
     pub max_batch: usize,
+}
+
+/// Where committed records go.
+pub struct Outlets<S> {
+    /// Gifts, through their rooms.
+    pub rooms: Arc<RoomPublisher>,
+    /// Co-streaming records, to their addressees.
+    pub addressees: Arc<Addressee>,
+    /// The in-memory windows of hot rooms.
+    pub recent: Arc<Recent<S>>,
 }
 
 /// The handle records go through. Cheap to clone.
@@ -43,13 +70,28 @@ impl std::fmt::Debug for GiftCommit {
 }
 
 impl GiftCommit {
-    /// Starts one worker per lane; workers stop when every handle is
-    /// dropped, after answering what they hold.
-    pub fn start<S: GiftStore>(store: Arc<S>, settings: CommitSettings, metrics: GiftMetrics) -> Self {
+    /// Starts one worker and one publisher per lane; they stop when every
+    /// handle is dropped, after answering and publishing what they hold.
+    pub fn start<S: GiftStore>(
+        store: Arc<S>,
+        settings: CommitSettings,
+        outlets: Outlets<S>,
+        metrics: GiftMetrics,
+    ) -> Self {
+        let outlets = Arc::new(outlets);
         let lanes = (0..settings.lanes.max(1))
             .map(|_| {
                 let (sender, receiver) = mpsc::channel(settings.queue.max(1));
-                tokio::spawn(run(store.clone(), receiver, settings.max_batch.max(1), metrics.clone()));
+                let (publish, published) = mpsc::channel(settings.queue.max(1));
+                tokio::spawn(publisher(published, outlets.clone()));
+                tokio::spawn(run(
+                    store.clone(),
+                    receiver,
+                    settings.max_batch.max(1),
+                    publish,
+                    outlets.clone(),
+                    metrics.clone(),
+                ));
                 sender
             })
             .collect();
@@ -58,7 +100,7 @@ impl GiftCommit {
 
     /// Commits `record` in the next batch of its room's lane; durable when
     /// `Ok`.
-    pub async fn commit(&self, record: NewRecord) -> Result<Sent, Status> {
+    pub async fn commit(&self, record: NewRecord) -> Result<Committed, Status> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         record.room_id.hash(&mut hasher);
         let lane = &self.lanes[(hasher.finish() % self.lanes.len() as u64) as usize];
@@ -70,6 +112,7 @@ impl GiftCommit {
         };
         lane.try_send(pending).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
+                tracing::warn!("a gift commit lane is full; answering UNAVAILABLE");
                 Status::unavailable("the gift ledger has too many records waiting to commit; retry shortly")
             }
             mpsc::error::TrySendError::Closed(_) => Status::unavailable("the gift service is stopping; retry"),
@@ -82,10 +125,24 @@ impl GiftCommit {
     }
 }
 
+/// Publishes a lane's records one after the other, in commit order.
+async fn publisher<S>(mut queue: mpsc::Receiver<Publish>, outlets: Arc<Outlets<S>>) {
+    while let Some((record, done)) = queue.recv().await {
+        let published = if record.kind == Kind::CoStreamRequest.as_i32() {
+            outlets.addressees.deliver(&record).await
+        } else {
+            outlets.rooms.publish(&record).await
+        };
+        let _ = done.send(published);
+    }
+}
+
 async fn run<S: GiftStore>(
     store: Arc<S>,
     mut receiver: mpsc::Receiver<Pending>,
     max_batch: usize,
+    publish: mpsc::Sender<Publish>,
+    outlets: Arc<Outlets<S>>,
     metrics: GiftMetrics,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
@@ -104,15 +161,18 @@ async fn run<S: GiftStore>(
         metrics.commit_seconds.observe(began.elapsed().as_secs_f64());
         let answers: Vec<Result<Sent, Status>> = match result {
             Ok(answers) => answers.into_iter().map(|a| a.map_err(Status::from)).collect(),
-            // One record the database refuses must not fail the others:
-            // each is committed again on its own.
-            Err(_) if records.len() > 1 => {
-                tracing::warn!(
-                    records = records.len(),
-                    "gift commit failed; committing its records one by one"
-                );
+            // A statement the database refused must not fail the records it
+            // was batched with: each is committed again on its own. (An
+            // outage fails them all at once: retrying one by one would only
+            // hold the lane.)
+            Err(StoreError::Rejected(why)) if records.len() > 1 => {
+                tracing::warn!(records = records.len(), %why, "gift commit refused; committing its records one by one");
                 let mut one_by_one = Vec::with_capacity(records.len());
-                for record in &records {
+                for (record, pending) in records.iter().zip(&batch) {
+                    if pending.answer.is_closed() {
+                        one_by_one.push(Err(Status::cancelled("the caller went away")));
+                        continue;
+                    }
                     one_by_one.push(match store.commit(std::slice::from_ref(record)).await {
                         Ok(mut answers) => answers.remove(0).map_err(Status::from),
                         Err(e) => Err(Status::from(e)),
@@ -120,16 +180,32 @@ async fn run<S: GiftStore>(
                 }
                 one_by_one
             }
-            Err(e) => vec![Err(Status::from(e))],
+            Err(e) => {
+                let status = Status::from(e);
+                records.iter().map(|_| Err(status.clone())).collect()
+            }
         };
-        let new = answers
-            .iter()
-            .filter(|a| a.as_ref().is_ok_and(|s| !s.duplicate))
-            .count();
-        metrics.records.inc_by(new as u64);
+        let mut new = 0;
         for (pending, answer) in batch.drain(..).zip(answers) {
+            let answer = answer.map(|sent| {
+                if sent.duplicate {
+                    return (sent, None);
+                }
+                new += 1;
+                outlets.recent.committed(&sent.record);
+                let (done, outcome) = oneshot::channel();
+                match publish.try_send((sent.record.clone(), done)) {
+                    Ok(()) => (sent, Some(outcome)),
+                    Err(_) => {
+                        metrics.publish_failures.inc();
+                        tracing::warn!(room = %sent.record.room_id, "the gift publish queue is full; viewers will pull");
+                        (sent, None)
+                    }
+                }
+            });
             let _ = pending.answer.send(answer);
         }
+        metrics.records.inc_by(new);
     }
 }
 
@@ -138,7 +214,7 @@ fn placeholder() -> NewRecord {
     NewRecord {
         room_id: String::new(),
         sender_user_id: String::new(),
-        kind: crate::store::Kind::Gift,
+        kind: Kind::Gift,
         target_user_id: String::new(),
         gift_id: String::new(),
         count: 0,

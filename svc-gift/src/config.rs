@@ -34,6 +34,16 @@ pub struct GiftConfig {
     pub commit_queue: usize,
     /// Records per transaction, at most.
     pub commit_max_batch: usize,
+    /// Most items one gift may carry (a count above is refused): keeps
+    /// every total far from overflowing.
+    pub max_count: u32,
+    /// Rooms whose newest records are held in memory for pulls.
+    pub recent_rooms: usize,
+    /// Records held per room.
+    pub recent_records: usize,
+    /// How long a read of a room's newest records answers pulls (records
+    /// another replica committed meanwhile show up at most this late).
+    pub recent_ttl_ms: u64,
     /// The gift catalogue: item id -> value of one item, in the platform's
     /// unit (coins, cents). Empty: every item id is accepted, worth 0 (for
     /// development); otherwise an item not listed is refused.
@@ -53,6 +63,10 @@ impl Default for GiftConfig {
             commit_lanes: 4,
             commit_queue: 8192,
             commit_max_batch: 512,
+            max_count: 10_000,
+            recent_rooms: 1024,
+            recent_records: 256,
+            recent_ttl_ms: 250,
             catalogue: BTreeMap::new(),
         }
     }

@@ -9,6 +9,7 @@
 //!   answered on its own.
 //! - [`publish`]: a committed gift published through its room's owner.
 //! - [`addressee`]: a co-streaming record delivered to its addressee only.
+//! - [`recent`]: the newest records of hot rooms in memory, for pulls.
 //! - [`convert`]: store types to contract messages.
 //! - [`metrics`]: the role's counters.
 //! - [`store`]: `GiftStore`, the ledger, on PostgreSQL and SQLite.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod convert;
 pub mod metrics;
 pub mod publish;
+pub mod recent;
 pub mod store;
 
 pub use config::GiftConfig;
@@ -71,6 +73,7 @@ pub async fn serve(
     .map_err(GiftError::Config)?;
     let limits = Limits {
         max_payload_bytes: config.store.max_payload_bytes,
+        max_count: config.max_count,
     };
     match &config.store.database_url {
         Some(url) => {
@@ -127,16 +130,31 @@ pub async fn serve_with_store<S: GiftStore>(
         queue: config.commit_queue,
         max_batch: config.commit_max_batch,
     };
-    let commits = commit::GiftCommit::start(store.clone(), settings, metrics);
+    let recent = Arc::new(recent::Recent::new(
+        store.clone(),
+        recent::RecentSettings {
+            rooms: config.recent_rooms,
+            records: config.recent_records,
+            ttl: Duration::from_millis(config.recent_ttl_ms),
+        },
+    ));
+    let outlets = commit::Outlets {
+        rooms: Arc::new(publisher),
+        addressees: Arc::new(addressee),
+        recent: recent.clone(),
+    };
+    let commits = commit::GiftCommit::start(store.clone(), settings, outlets, metrics);
     let api = api::GiftApi::new(
         store,
         commits,
-        Arc::new(publisher),
-        Arc::new(addressee),
+        recent,
         config.catalogue.clone(),
+        Duration::from_millis(config.publish_timeout_ms.max(1)),
     );
-    // A record is a payload plus a few ids.
-    let max_request = config.store.max_payload_bytes + 16 * 1024;
+    // A record is a payload plus a few ids; anything a gateway lets through
+    // (64 KiB by default) decodes, so an oversized payload is refused by
+    // the ledger's own limit, with its words.
+    let max_request = config.store.max_payload_bytes + 64 * 1024;
     let routes = Routes::new(GiftServer::new(api).max_decoding_message_size(max_request));
     let server = options.internal("gift", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
     Ok(serve_role(server, listener, shutdown).await?)

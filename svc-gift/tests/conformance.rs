@@ -298,8 +298,15 @@ async fn every_refusal_has_its_precise_error<S: GiftStore>(open: impl AsyncFn() 
         ..ok.clone()
     };
     refused!(one(&store, big).await, ResourceExhausted);
+    let too_many = NewRecord {
+        count: 10_001,
+        client_key: "n".into(),
+        ..ok.clone()
+    };
+    let message = refused!(one(&store, too_many).await, InvalidArgument);
+    assert!(message.contains("10000"), "{message}");
     let priceless = NewRecord {
-        count: u32::MAX,
+        count: 10_000,
         unit_value: u64::MAX / 2,
         client_key: "p".into(),
         ..ok.clone()
@@ -307,13 +314,46 @@ async fn every_refusal_has_its_precise_error<S: GiftStore>(open: impl AsyncFn() 
     refused!(one(&store, priceless).await, ResourceExhausted);
     refused!(store.pull("bad room", 0, 10, None).await, InvalidArgument);
     refused!(store.pull(&room, u64::MAX, 10, None).await, InvalidArgument);
+    // Two gifts that fit alone but not together: the second is refused and
+    // takes no seq, the totals stay exact.
+    let huge = (i64::MAX as u64 / 2 + 1) / 10_000 + 1;
+    let answers = store
+        .commit(&[
+            NewRecord {
+                count: 10_000,
+                unit_value: huge,
+                client_key: "h1".into(),
+                ..ok.clone()
+            },
+            NewRecord {
+                count: 10_000,
+                unit_value: huge,
+                client_key: "h2".into(),
+                ..ok.clone()
+            },
+        ])
+        .await
+        .unwrap();
+    let first = answers[0].as_ref().unwrap().record.seq;
+    let message = refused!(answers[1].clone(), ResourceExhausted);
+    assert!(message.contains("overflow"), "{message}");
+    assert_eq!(store.room(&room).await.unwrap().last_seq, first);
+    // User ids are what tokens name: an address is fine.
+    let mail = NewRecord {
+        sender_user_id: "fan@example.com".into(),
+        client_key: "m".into(),
+        ..ok.clone()
+    };
+    assert!(one(&store, mail).await.is_ok());
     // Pages are capped at 500 and say when more follow.
+    let room = uid("room");
+    store.set_host(&room, &host).await.unwrap();
     let many: Vec<NewRecord> = (0..600)
         .map(|i| gift(&room, &fan, &format!("m{i}"), "rose", 1, 1))
         .collect();
     store.commit(&many).await.unwrap();
     let page = store.pull(&room, 0, 10_000, None).await.unwrap();
-    assert_eq!((page.records.len(), page.has_more, page.last_seq), (500, true, 601));
+    assert_eq!((page.records.len(), page.has_more, page.last_seq), (500, true, 600));
 }
 
 async fn postgres() -> PgGiftStore {

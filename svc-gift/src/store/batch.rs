@@ -105,6 +105,28 @@ pub fn plan(
             } else {
                 record.target_user_id.clone()
             };
+            // Totals are BIGINT: a record that would push one past it is
+            // refused before it takes a seq.
+            let add = (i64::from(record.count), value as i64);
+            if record.kind == super::Kind::Gift {
+                let keys = [
+                    (&plan.room_items, (&record.room_id, &record.gift_id)),
+                    (&plan.recipient_items, (&recipient, &record.gift_id)),
+                    (&plan.room_senders, (&record.room_id, &record.sender_user_id)),
+                ];
+                let overflows = keys.iter().any(|(sums, (scope, key))| {
+                    let sum = sums
+                        .get(&((*scope).clone(), (*key).clone()))
+                        .copied()
+                        .unwrap_or_default();
+                    sum.0.checked_add(add.0).is_none() || sum.1.checked_add(add.1).is_none()
+                });
+                if overflows {
+                    return Err(StoreError::ResourceExhausted(
+                        "this gift would overflow a running total".to_owned(),
+                    ));
+                }
+            }
             let last = plan.last_seqs.entry(record.room_id.clone()).or_insert(room.last_seq);
             *last += 1;
             let stored = Record {
@@ -122,7 +144,6 @@ pub fn plan(
                 sent_at_ms: now_ms,
             };
             if record.kind == super::Kind::Gift {
-                let add = (i64::from(record.count), value as i64);
                 for (sums, scope, key) in [
                     (&mut plan.room_items, &stored.room_id, &stored.gift_id),
                     (&mut plan.recipient_items, &stored.recipient_user_id, &stored.gift_id),
@@ -130,7 +151,7 @@ pub fn plan(
                 ] {
                     let sum = sums.entry((scope.clone(), key.clone())).or_default();
                     sum.0 += add.0;
-                    sum.1 = sum.1.saturating_add(add.1);
+                    sum.1 += add.1;
                 }
             }
             fresh.insert(key, plan.new.len());

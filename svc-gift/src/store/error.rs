@@ -17,6 +17,11 @@ pub enum StoreError {
     /// without one).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The database refused a statement (a constraint, a value out of
+    /// range): a fault of this service, not worth a retry as is. (The
+    /// database's words, for the log.)
+    #[error("gift store refused a statement: {0}")]
+    Rejected(String),
     /// The database is unreachable or failed; safe to retry. (The
     /// database's words, for the log.)
     #[error("gift store unavailable: {0}")]
@@ -25,7 +30,10 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        StoreError::Unavailable(err.to_string())
+        match err {
+            sqlx::Error::Database(e) => StoreError::Rejected(e.to_string()),
+            other => StoreError::Unavailable(other.to_string()),
+        }
     }
 }
 
@@ -43,6 +51,10 @@ impl From<StoreError> for tonic::Status {
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             StoreError::ResourceExhausted(m) => Status::resource_exhausted(m),
             StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StoreError::Rejected(m) => {
+                tracing::error!(error = %m, "the gift store refused a statement");
+                Status::internal("the gift ledger failed on this record; it has been logged")
+            }
             StoreError::Unavailable(m) => {
                 tracing::error!(error = %m, "the gift store failed");
                 Status::unavailable("the gift ledger is unavailable; retry with the same client_key")

@@ -8,7 +8,7 @@ macro_rules! shared_reads {
         async fn set_host(&self, room_id: &str, host_user_id: &str) -> StoreResult<Room> {
             rules::id("room_id", room_id)?;
             if !host_user_id.is_empty() {
-                rules::id("host_user_id", host_user_id)?;
+                rules::user("host_user_id", host_user_id)?;
             }
             let row: RoomRow = sqlx::query_as(
                 "INSERT INTO gift_rooms AS r (room_id, host_user_id) VALUES ($1, $2) \
@@ -59,7 +59,7 @@ macro_rules! shared_reads {
         }
 
         async fn recipient_totals(&self, user_id: &str) -> StoreResult<Vec<ItemTotal>> {
-            rules::id("user_id", user_id)?;
+            rules::user("user_id", user_id)?;
             let rows = sqlx::query_as::<_, TotalRow>(
                 "SELECT gift_id AS key, count, value FROM gift_recipient_totals WHERE recipient_user_id = $1 \
              ORDER BY gift_id",
@@ -79,7 +79,7 @@ macro_rules! shared_pull {
         async fn pull(&self, room_id: &str, after: u64, limit: u32, recipient: Option<&str>) -> StoreResult<Page> {
             rules::id("room_id", room_id)?;
             if let Some(user) = recipient {
-                rules::id("target_user_id", user)?;
+                rules::user("target_user_id", user)?;
             }
             let limit = rules::page(limit) as i64;
             let after =

@@ -14,12 +14,15 @@ pub const MAX_PAGE: u32 = 500;
 pub struct Limits {
     /// Payload bytes per record.
     pub max_payload_bytes: usize,
+    /// Items per gift.
+    pub max_count: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_payload_bytes: 4 * 1024,
+            max_count: 10_000,
         }
     }
 }
@@ -36,9 +39,25 @@ fn invalid(message: String) -> StoreError {
     StoreError::InvalidArgument(message)
 }
 
-/// An id (room, sender, target, host), as every role takes them.
+/// A room id, as every role takes them.
 pub fn id(field: &str, value: &str) -> Result<(), StoreError> {
     hubbub_kit::ids::validate(field, value).map_err(|e| invalid(e.message().to_owned()))
+}
+
+/// A user id (sender, target, host): what a token's subject may be, 1 to
+/// 128 bytes without control characters (`alice@example.com` is fine).
+pub fn user(field: &str, value: &str) -> Result<(), StoreError> {
+    if value.is_empty() || value.len() > hubbub_kit::ids::MAX_ID_BYTES {
+        return Err(invalid(format!(
+            "{field} must be 1 to {} bytes, got {}",
+            hubbub_kit::ids::MAX_ID_BYTES,
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{field} must not contain control characters")));
+    }
+    Ok(())
 }
 
 fn key(field: &str, value: &str) -> Result<(), StoreError> {
@@ -58,7 +77,7 @@ fn key(field: &str, value: &str) -> Result<(), StoreError> {
 /// (count times unit value) on success.
 pub fn check(record: &NewRecord, limits: &Limits) -> Result<u64, StoreError> {
     id("room_id", &record.room_id)?;
-    id("sender_user_id", &record.sender_user_id)?;
+    user("sender_user_id", &record.sender_user_id)?;
     key("client_key", &record.client_key)?;
     if record.payload.len() > limits.max_payload_bytes {
         return Err(StoreError::ResourceExhausted(format!(
@@ -70,18 +89,21 @@ pub fn check(record: &NewRecord, limits: &Limits) -> Result<u64, StoreError> {
     match record.kind {
         Kind::Gift => {
             key("gift_id", &record.gift_id)?;
-            if record.count == 0 {
-                return Err(invalid("count must be at least 1 for a gift".to_owned()));
+            if record.count == 0 || record.count > limits.max_count {
+                return Err(invalid(format!(
+                    "count must be 1 to {} for a gift, got {}",
+                    limits.max_count, record.count
+                )));
             }
             if !record.target_user_id.is_empty() {
-                id("target_user_id", &record.target_user_id)?;
+                user("target_user_id", &record.target_user_id)?;
             }
         }
         Kind::CoStreamRequest => {
             if record.target_user_id.is_empty() {
                 return Err(invalid("a co-streaming request needs target_user_id".to_owned()));
             }
-            id("target_user_id", &record.target_user_id)?;
+            user("target_user_id", &record.target_user_id)?;
             if record.target_user_id == record.sender_user_id {
                 return Err(invalid(
                     "a co-streaming request cannot target its own sender".to_owned(),
