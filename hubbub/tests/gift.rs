@@ -9,8 +9,8 @@ mod support;
 
 use hubbub_kit::service_auth::{Credentials, InternalKey, Role};
 use hubbub_proto::v1::{
-    GiftKind, GiftRecord, GiftSetRoomHostRequest, PullGiftsRequest, RoomMessageKind, SendGiftRequest,
-    gift_client::GiftClient,
+    GetMyGiftTotalsRequest, GetRoomGiftTotalsRequest, GiftKind, GiftRecord, GiftSetRoomHostRequest, GiftTotal,
+    PullGiftsRequest, RoomMessageKind, SendGiftRequest, gift_client::GiftClient,
 };
 use prost::Message;
 use support::{Sandbox, Viewer, authed};
@@ -196,6 +196,49 @@ async fn a_gift_is_durable_reaches_every_viewer_and_is_pulled_back() {
         .into_inner();
     assert_eq!(pulled.gifts, vec![record, second]);
     assert_eq!(pulled.last_seq, 2);
+
+    // Totals, kept with every commit: the room's (a guest may read them)...
+    let totals = guest
+        .client
+        .get_room_gift_totals(authed(
+            GetRoomGiftTotalsRequest {
+                room_id: room.clone(),
+                top: 5,
+            },
+            guest.token.as_deref(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let total = |key: &str, count: u64, value: u64| GiftTotal {
+        key: key.into(),
+        count,
+        value,
+    };
+    assert_eq!(totals.items, vec![total("rocket", 1, 500), total("rose", 3, 30)]);
+    assert_eq!(totals.top_senders, vec![total(&fan, 4, 530)]);
+    // ...and what the host received, which only the host reads.
+    let mut host_viewer = Viewer::connect(&sandbox, 0, Some(&host)).await;
+    let mine = host_viewer
+        .client
+        .get_my_gift_totals(authed(GetMyGiftTotalsRequest {}, host_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.items, totals.items);
+    let nothing = fan_viewer
+        .client
+        .get_my_gift_totals(authed(GetMyGiftTotalsRequest {}, fan_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(nothing.items.is_empty());
+    let status = guest
+        .client
+        .get_my_gift_totals(authed(GetMyGiftTotalsRequest {}, guest.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,6 +104,10 @@ pub const RULES: &[(&str, Who, Acting)] = &[
     ("/hubbub.v1.Gift/PullGifts", role(Gateway), UserOrGuest),
     ("/hubbub.v1.Gift/PullGifts", Scope("gift.read"), Itself),
     ("/hubbub.v1.Gift/SetRoomHost", Scope("gift.manage"), Itself),
+    ("/hubbub.v1.Gift/GetRoomTotals", role(Gateway), UserOrGuest),
+    ("/hubbub.v1.Gift/GetRoomTotals", Scope("gift.read"), Itself),
+    ("/hubbub.v1.Gift/GetRecipientTotals", role(Gateway), User),
+    ("/hubbub.v1.Gift/GetRecipientTotals", Scope("gift.read"), Itself),
 ];
 
 /// Paths anyone may call on an internal port.

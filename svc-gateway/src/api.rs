@@ -248,6 +248,28 @@ impl ClientApi for ClientApiService {
         Ok(Response::new(answer))
     }
 
+    async fn get_room_gift_totals(
+        &self,
+        request: Request<pb::GetRoomGiftTotalsRequest>,
+    ) -> Result<Response<pb::GetRoomGiftTotalsResponse>, Status> {
+        let identity = self.caller(&request)?;
+        let answer = self
+            .gateway
+            .gifts(&identity)?
+            .room_totals(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_my_gift_totals(
+        &self,
+        request: Request<pb::GetMyGiftTotalsRequest>,
+    ) -> Result<Response<pb::GetMyGiftTotalsResponse>, Status> {
+        let identity = self.user(&request, "GetMyGiftTotals")?;
+        let answer = self.gateway.gifts(&identity)?.my_totals(&identity).await?;
+        Ok(Response::new(answer))
+    }
+
     async fn create_group(
         &self,
         request: Request<pb::CreateGroupRequest>,

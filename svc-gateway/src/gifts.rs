@@ -80,4 +80,46 @@ impl GiftLink {
             last_seq: answer.last_seq,
         })
     }
+
+    /// ClientApi.GetRoomGiftTotals, for a user or a guest.
+    pub async fn room_totals(
+        &self,
+        caller: &Identity,
+        call: pb::GetRoomGiftTotalsRequest,
+    ) -> Result<pb::GetRoomGiftTotalsResponse, Status> {
+        let request = self.request(
+            caller,
+            pb::GiftGetRoomTotalsRequest {
+                room_id: call.room_id,
+                top: call.top,
+            },
+        );
+        let answer = deadline::answer(
+            self.timeout,
+            "the gift service",
+            self.client.clone().get_room_totals(request),
+        )
+        .await?;
+        Ok(pb::GetRoomGiftTotalsResponse {
+            items: answer.items,
+            top_senders: answer.top_senders,
+        })
+    }
+
+    /// ClientApi.GetMyGiftTotals, for a signed-in `user`.
+    pub async fn my_totals(&self, user: &Identity) -> Result<pb::GetMyGiftTotalsResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GiftGetRecipientTotalsRequest {
+                recipient_user_id: user.id().to_owned(),
+            },
+        );
+        let answer = deadline::answer(
+            self.timeout,
+            "the gift service",
+            self.client.clone().get_recipient_totals(request),
+        )
+        .await?;
+        Ok(pb::GetMyGiftTotalsResponse { items: answer.items })
+    }
 }

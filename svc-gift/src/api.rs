@@ -144,6 +144,41 @@ impl<S: GiftStore> Gift for GiftApi<S> {
         }))
     }
 
+    #[tracing::instrument(name = "gift.room_totals", skip_all)]
+    async fn get_room_totals(
+        &self,
+        request: Request<pb::GiftGetRoomTotalsRequest>,
+    ) -> Result<Response<pb::GiftGetRoomTotalsResponse>, Status> {
+        let call = request.into_inner();
+        let top = if call.top == 0 { 10 } else { call.top };
+        let totals = self.store.room_totals(&call.room_id, top).await?;
+        Ok(Response::new(pb::GiftGetRoomTotalsResponse {
+            items: totals.items.into_iter().map(convert::total).collect(),
+            top_senders: totals.top_senders.into_iter().map(convert::total).collect(),
+        }))
+    }
+
+    #[tracing::instrument(name = "gift.recipient_totals", skip_all)]
+    async fn get_recipient_totals(
+        &self,
+        request: Request<pb::GiftGetRecipientTotalsRequest>,
+    ) -> Result<Response<pb::GiftGetRecipientTotalsResponse>, Status> {
+        // A gateway asks for its user's own; a backend (gift.read) for anyone.
+        let caller = service_auth::caller(&request)?;
+        if let Some(identity) = &caller.acting_for {
+            if identity.user_id() != Some(request.get_ref().recipient_user_id.as_str()) {
+                return Err(Status::permission_denied(
+                    "a user reads only the gifts they received themself",
+                ));
+            }
+        }
+        let call = request.into_inner();
+        let items = self.store.recipient_totals(&call.recipient_user_id).await?;
+        Ok(Response::new(pb::GiftGetRecipientTotalsResponse {
+            items: items.into_iter().map(convert::total).collect(),
+        }))
+    }
+
     #[tracing::instrument(name = "gift.set_host", skip_all)]
     async fn set_room_host(
         &self,

@@ -1,6 +1,6 @@
 //! Store types to contract messages and back.
 
-use crate::store::{Kind, Record};
+use crate::store::{ItemTotal, Kind, Record};
 use hubbub_proto::v1 as pb;
 use tonic::Status;
 
@@ -48,5 +48,14 @@ pub fn kind(n: i32) -> Result<Kind, Status> {
         _ => Err(Status::invalid_argument(
             "kind must be GIFT_KIND_GIFT or GIFT_KIND_CO_STREAM_REQUEST",
         )),
+    }
+}
+
+/// A running total as the contract has it.
+pub fn total(t: ItemTotal) -> pb::GiftTotal {
+    pb::GiftTotal {
+        key: t.key,
+        count: t.count,
+        value: t.value,
     }
 }
