@@ -165,12 +165,12 @@ impl<S: GiftStore> Gift for GiftApi<S> {
     ) -> Result<Response<pb::GiftGetRecipientTotalsResponse>, Status> {
         // A gateway asks for its user's own; a backend (gift.read) for anyone.
         let caller = service_auth::caller(&request)?;
-        if let Some(identity) = &caller.acting_for {
-            if identity.user_id() != Some(request.get_ref().recipient_user_id.as_str()) {
-                return Err(Status::permission_denied(
-                    "a user reads only the gifts they received themself",
-                ));
-            }
+        if let Some(identity) = &caller.acting_for
+            && identity.user_id() != Some(request.get_ref().recipient_user_id.as_str())
+        {
+            return Err(Status::permission_denied(
+                "a user reads only the gifts they received themself",
+            ));
         }
         let call = request.into_inner();
         let items = self.store.recipient_totals(&call.recipient_user_id).await?;
