@@ -9,8 +9,9 @@ mod support;
 
 use hubbub_kit::service_auth::{Credentials, InternalKey, Role};
 use hubbub_proto::v1::{
-    GetMyGiftTotalsRequest, GetRoomGiftTotalsRequest, GiftKind, GiftRecord, GiftSetRoomHostRequest, GiftTotal,
-    PullGiftsRequest, RoomMessageKind, SendGiftRequest, gift_client::GiftClient,
+    CoStreamAnswer, GetMyGiftTotalsRequest, GetRoomGiftTotalsRequest, GiftKind, GiftRecord, GiftSetRoomHostRequest,
+    GiftTotal, ListPendingCoStreamsRequest, PullGiftsRequest, RoomMessageKind, SendGiftRequest,
+    gift_client::GiftClient,
 };
 use prost::Message;
 use support::{Sandbox, Viewer, authed};
@@ -426,6 +427,81 @@ async fn a_co_streaming_request_reaches_only_its_addressee() {
             .all(|r| r.sender_user_id == asker && r.payload.as_ref() == b"camera on")
     );
     assert_eq!(pending.gifts.last().unwrap(), &after);
+
+    // The host lists what waits for an answer, accepts one, and the asker
+    // (only the asker) is told.
+    let waiting = host_viewer
+        .client
+        .list_pending_co_streams(authed(
+            ListPendingCoStreamsRequest { room_id: room.clone() },
+            host_viewer.token.as_deref(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(waiting.requests.len(), key);
+    let accept = SendGiftRequest {
+        room_id: room.clone(),
+        kind: GiftKind::CoStreamAnswer as i32,
+        client_key: "yes".into(),
+        answers_seq: record.seq,
+        answer: CoStreamAnswer::Accept as i32,
+        ..Default::default()
+    };
+    let answer = host_viewer
+        .client
+        .send_gift(authed(accept.clone(), host_viewer.token.as_deref()))
+        .await
+        .unwrap()
+        .into_inner()
+        .gift
+        .unwrap();
+    assert_eq!(
+        (answer.recipient_user_id.as_str(), answer.answers_seq),
+        (asker.as_str(), record.seq)
+    );
+    assert_eq!(host_event(&mut asker_viewer).await, Some(answer.clone()));
+    assert_eq!(host_event(&mut other).await, None);
+    // The asker may not accept its own request; a second answer is refused.
+    let fresh = asker_viewer
+        .client
+        .send_gift(authed(
+            SendGiftRequest {
+                client_key: "ask-fresh".into(),
+                ..request.clone()
+            },
+            asker_viewer.token.as_deref(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .gift
+        .unwrap();
+    let status = asker_viewer
+        .client
+        .send_gift(authed(
+            SendGiftRequest {
+                client_key: "self".into(),
+                answers_seq: fresh.seq,
+                ..accept.clone()
+            },
+            asker_viewer.token.as_deref(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = host_viewer
+        .client
+        .send_gift(authed(
+            SendGiftRequest {
+                client_key: "again".into(),
+                ..accept
+            },
+            host_viewer.token.as_deref(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
 }
 
 /// The next gift notify on `viewer`'s stream within a short wait (room

@@ -108,6 +108,8 @@ pub const RULES: &[(&str, Who, Acting)] = &[
     ("/hubbub.v1.Gift/GetRoomTotals", Scope("gift.read"), Itself),
     ("/hubbub.v1.Gift/GetRecipientTotals", role(Gateway), User),
     ("/hubbub.v1.Gift/GetRecipientTotals", Scope("gift.read"), Itself),
+    ("/hubbub.v1.Gift/ListPendingCoStreams", role(Gateway), User),
+    ("/hubbub.v1.Gift/ListPendingCoStreams", Scope("gift.read"), Itself),
 ];
 
 /// Paths anyone may call on an internal port.

@@ -270,6 +270,19 @@ impl ClientApi for ClientApiService {
         Ok(Response::new(answer))
     }
 
+    async fn list_pending_co_streams(
+        &self,
+        request: Request<pb::ListPendingCoStreamsRequest>,
+    ) -> Result<Response<pb::ListPendingCoStreamsResponse>, Status> {
+        let identity = self.user(&request, "ListPendingCoStreams")?;
+        let answer = self
+            .gateway
+            .gifts(&identity)?
+            .pending(&identity, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
     async fn create_group(
         &self,
         request: Request<pb::CreateGroupRequest>,

@@ -48,6 +48,8 @@ impl GiftLink {
                 count: call.count,
                 client_key: call.client_key,
                 payload: call.payload,
+                answers_seq: call.answers_seq,
+                answer: call.answer,
             },
         );
         let answer = deadline::answer(self.timeout, "the gift service", self.client.clone().send_gift(request)).await?;
@@ -121,5 +123,29 @@ impl GiftLink {
         )
         .await?;
         Ok(pb::GetMyGiftTotalsResponse { items: answer.items })
+    }
+
+    /// ClientApi.ListPendingCoStreams, for a signed-in `user`.
+    pub async fn pending(
+        &self,
+        user: &Identity,
+        call: pb::ListPendingCoStreamsRequest,
+    ) -> Result<pb::ListPendingCoStreamsResponse, Status> {
+        let request = self.request(
+            user,
+            pb::GiftListPendingCoStreamsRequest {
+                room_id: call.room_id,
+                user_id: user.id().to_owned(),
+            },
+        );
+        let answer = deadline::answer(
+            self.timeout,
+            "the gift service",
+            self.client.clone().list_pending_co_streams(request),
+        )
+        .await?;
+        Ok(pb::ListPendingCoStreamsResponse {
+            requests: answer.requests,
+        })
     }
 }

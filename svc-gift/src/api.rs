@@ -91,6 +91,8 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                 unit_value,
                 client_key: call.client_key,
                 payload: call.payload.to_vec(),
+                answers_seq: call.answers_seq,
+                answer: call.answer,
             })
             .await?;
         // Durable now. The lane publishes it (a gift through the room, a
@@ -176,6 +178,26 @@ impl<S: GiftStore> Gift for GiftApi<S> {
         let items = self.store.recipient_totals(&call.recipient_user_id).await?;
         Ok(Response::new(pb::GiftGetRecipientTotalsResponse {
             items: items.into_iter().map(convert::total).collect(),
+        }))
+    }
+
+    #[tracing::instrument(name = "gift.pending", skip_all)]
+    async fn list_pending_co_streams(
+        &self,
+        request: Request<pb::GiftListPendingCoStreamsRequest>,
+    ) -> Result<Response<pb::GiftListPendingCoStreamsResponse>, Status> {
+        let caller = service_auth::caller(&request)?;
+        if let Some(identity) = &caller.acting_for
+            && identity.user_id() != Some(request.get_ref().user_id.as_str())
+        {
+            return Err(Status::permission_denied(
+                "a user lists only the requests waiting for them",
+            ));
+        }
+        let call = request.into_inner();
+        let requests = self.store.pending(&call.room_id, &call.user_id).await?;
+        Ok(Response::new(pb::GiftListPendingCoStreamsResponse {
+            requests: requests.into_iter().map(convert::record).collect(),
         }))
     }
 

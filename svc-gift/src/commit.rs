@@ -128,10 +128,11 @@ impl GiftCommit {
 /// Publishes a lane's records one after the other, in commit order.
 async fn publisher<S>(mut queue: mpsc::Receiver<Publish>, outlets: Arc<Outlets<S>>) {
     while let Some((record, done)) = queue.recv().await {
-        let published = if record.kind == Kind::CoStreamRequest.as_i32() {
-            outlets.addressees.deliver(&record).await
-        } else {
+        // Gifts go to the room; requests and answers to their addressee.
+        let published = if record.kind == Kind::Gift.as_i32() {
             outlets.rooms.publish(&record).await
+        } else {
+            outlets.addressees.deliver(&record).await
         };
         let _ = done.send(published);
     }
@@ -221,5 +222,7 @@ fn placeholder() -> NewRecord {
         unit_value: 0,
         client_key: String::new(),
         payload: Vec::new(),
+        answers_seq: 0,
+        answer: 0,
     }
 }

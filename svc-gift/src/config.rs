@@ -37,6 +37,9 @@ pub struct GiftConfig {
     /// Most items one gift may carry (a count above is refused): keeps
     /// every total far from overflowing.
     pub max_count: u32,
+    /// How long a co-streaming request waits for its answer; unanswered, it
+    /// expires and takes none.
+    pub co_stream_ttl_secs: u64,
     /// Rooms whose newest records are held in memory for pulls.
     pub recent_rooms: usize,
     /// Records held per room.
@@ -64,6 +67,7 @@ impl Default for GiftConfig {
             commit_queue: 8192,
             commit_max_batch: 512,
             max_count: 10_000,
+            co_stream_ttl_secs: 60,
             recent_rooms: 1024,
             recent_records: 256,
             recent_ttl_ms: 250,

@@ -19,6 +19,9 @@ pub fn record(r: Record) -> pb::GiftRecord {
         sent_at_ms: r.sent_at_ms,
         recipient_user_id: r.recipient_user_id,
         value: r.value,
+        answers_seq: r.answers_seq,
+        answer: r.answer,
+        expires_at_ms: r.expires_at_ms,
     }
 }
 
@@ -27,7 +30,7 @@ pub fn record(r: Record) -> pb::GiftRecord {
 /// seq is accounted for, so gap repair ends, and nothing of it is told).
 /// `None`: a backend with `gift.read`, which sees everything.
 pub fn for_viewer(r: Record, viewer: Option<&str>) -> pb::GiftRecord {
-    let private = r.kind == Kind::CoStreamRequest.as_i32();
+    let private = r.kind != Kind::Gift.as_i32();
     match viewer {
         Some(user) if private && user != r.sender_user_id && user != r.recipient_user_id => pb::GiftRecord {
             room_id: r.room_id,
@@ -45,8 +48,9 @@ pub fn kind(n: i32) -> Result<Kind, Status> {
     match pb::GiftKind::try_from(n) {
         Ok(pb::GiftKind::Gift) => Ok(Kind::Gift),
         Ok(pb::GiftKind::CoStreamRequest) => Ok(Kind::CoStreamRequest),
+        Ok(pb::GiftKind::CoStreamAnswer) => Ok(Kind::CoStreamAnswer),
         _ => Err(Status::invalid_argument(
-            "kind must be GIFT_KIND_GIFT or GIFT_KIND_CO_STREAM_REQUEST",
+            "kind must be GIFT_KIND_GIFT, GIFT_KIND_CO_STREAM_REQUEST or GIFT_KIND_CO_STREAM_ANSWER",
         )),
     }
 }

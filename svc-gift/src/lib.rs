@@ -74,6 +74,7 @@ pub async fn serve(
     let limits = Limits {
         max_payload_bytes: config.store.max_payload_bytes,
         max_count: config.max_count,
+        co_stream_ttl_ms: config.co_stream_ttl_secs.saturating_mul(1000).min(i64::MAX as u64) as i64,
     };
     match &config.store.database_url {
         Some(url) => {

@@ -60,6 +60,10 @@ pub trait GiftStore: Send + Sync + 'static {
     /// value (ties by user id).
     fn room_totals(&self, room_id: &str, top: u32) -> impl Future<Output = StoreResult<RoomTotals>> + Send;
 
+    /// The co-streaming requests waiting for `user_id`'s answer in the room
+    /// (sent to them, unanswered, unexpired), oldest first, at most 500.
+    fn pending(&self, room_id: &str, user_id: &str) -> impl Future<Output = StoreResult<Vec<Record>>> + Send;
+
     /// What `user_id` received, by gift item, over every room.
     fn recipient_totals(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<ItemTotal>>> + Send;
 }

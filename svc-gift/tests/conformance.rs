@@ -23,6 +23,8 @@ fn gift(room: &str, sender: &str, key: &str, gift_id: &str, count: u32, unit: u6
         unit_value: unit,
         client_key: key.into(),
         payload: Vec::new(),
+        answers_seq: 0,
+        answer: 0,
     }
 }
 
@@ -233,6 +235,120 @@ async fn co_streaming_requests_are_addressed_and_never_counted<S: GiftStore>(ope
     refused!(one(&store, with_count).await, InvalidArgument);
 }
 
+/// A co-streaming request from `from` to `to`.
+fn ask(room: &str, from: &str, to: &str, key: &str) -> NewRecord {
+    NewRecord {
+        kind: Kind::CoStreamRequest,
+        target_user_id: to.into(),
+        ..gift(room, from, key, "", 0, 0)
+    }
+}
+
+/// An answer by `by` to request `seq`: 1 accept, 2 decline, 3 cancel.
+fn reply(room: &str, by: &str, key: &str, seq: u64, answer: i32) -> NewRecord {
+    NewRecord {
+        kind: Kind::CoStreamAnswer,
+        answers_seq: seq,
+        answer,
+        ..gift(room, by, key, "", 0, 0)
+    }
+}
+
+async fn a_co_streaming_request_takes_one_answer_from_the_right_party<S: GiftStore>(open: impl AsyncFn() -> S) {
+    let store = open().await;
+    let (room, host, viewer, other) = (uid("room"), uid("host"), uid("viewer"), uid("other"));
+    let first = one(&store, ask(&room, &viewer, &host, "a1")).await.unwrap().record;
+    let second = one(&store, ask(&room, &viewer, &host, "a2")).await.unwrap().record;
+    let third = one(&store, ask(&room, &other, &host, "a3")).await.unwrap().record;
+    assert!(first.expires_at_ms > first.sent_at_ms);
+    let pending: Vec<u64> = store
+        .pending(&room, &host)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(pending, vec![first.seq, second.seq, third.seq]);
+    assert!(
+        store.pending(&room, &viewer).await.unwrap().is_empty(),
+        "pending for their addressee only"
+    );
+    // Only the addressee accepts or declines; only the sender cancels.
+    let message = refused!(
+        one(&store, reply(&room, &viewer, "r0", first.seq, 1)).await,
+        PermissionDenied
+    );
+    assert!(message.contains("addressee"), "{message}");
+    refused!(
+        one(&store, reply(&room, &host, "r1", first.seq, 3)).await,
+        PermissionDenied
+    );
+    let accepted = one(&store, reply(&room, &host, "r2", first.seq, 1))
+        .await
+        .unwrap()
+        .record;
+    assert_eq!(
+        (accepted.kind, accepted.answer, accepted.answers_seq),
+        (3, 1, first.seq)
+    );
+    assert_eq!(
+        accepted.recipient_user_id, viewer,
+        "an answer goes back to the requester"
+    );
+    // One answer per request, also inside one batch.
+    let message = refused!(
+        one(&store, reply(&room, &host, "r3", first.seq, 2)).await,
+        FailedPrecondition
+    );
+    assert!(message.contains("already answered"), "{message}");
+    let both = store
+        .commit(&[
+            reply(&room, &viewer, "r4", second.seq, 3),
+            reply(&room, &host, "r5", second.seq, 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        both[0].as_ref().unwrap().record.recipient_user_id,
+        host,
+        "a cancel goes to the addressee"
+    );
+    refused!(both[1].clone(), FailedPrecondition);
+    // A retry of an answer is its original.
+    let again = one(&store, reply(&room, &host, "r2", first.seq, 1)).await.unwrap();
+    assert!(again.duplicate);
+    // Unknown requests, and gifts, take no answer.
+    let g = one(&store, gift(&room, &viewer, "g", "rose", 1, 1)).await;
+    assert!(g.is_err(), "no host in this room");
+    refused!(one(&store, reply(&room, &host, "r6", 999, 1)).await, FailedPrecondition);
+    refused!(
+        one(&store, reply(&room, &host, "r7", third.seq, 0)).await,
+        InvalidArgument
+    );
+    let pending: Vec<u64> = store
+        .pending(&room, &host)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(pending, vec![third.seq]);
+}
+
+async fn an_unanswered_request_expires<S: GiftStore>(open: impl AsyncFn() -> S) {
+    let store = open().await;
+    let (room, host, viewer) = (uid("room"), uid("host"), uid("viewer"));
+    let request = one(&store, ask(&room, &viewer, &host, "a")).await.unwrap().record;
+    assert_eq!(store.pending(&room, &host).await.unwrap().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+    assert!(store.pending(&room, &host).await.unwrap().is_empty(), "expired");
+    let message = refused!(
+        one(&store, reply(&room, &host, "r", request.seq, 1)).await,
+        FailedPrecondition
+    );
+    assert!(message.contains("expired"), "{message}");
+}
+
 async fn every_refusal_has_its_precise_error<S: GiftStore>(open: impl AsyncFn() -> S) {
     let store = open().await;
     let (room, host, fan) = (uid("room"), uid("host"), uid("fan"));
@@ -359,7 +475,16 @@ async fn every_refusal_has_its_precise_error<S: GiftStore>(open: impl AsyncFn() 
 async fn postgres() -> PgGiftStore {
     let url = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must point at a PostgreSQL for the conformance suite: run scripts/test.sh");
-    PgGiftStore::connect(&url, 8, Limits::default()).await.unwrap()
+    PgGiftStore::connect(&url, 8, limits()).await.unwrap()
+}
+
+/// The default limits, with co-streaming requests that expire within a test
+/// (long enough for a loaded machine to answer them first).
+fn limits() -> Limits {
+    Limits {
+        co_stream_ttl_ms: 1_500,
+        ..Limits::default()
+    }
 }
 
 macro_rules! on_both_backends {
@@ -379,7 +504,7 @@ macro_rules! on_both_backends {
                     let dir = tempfile::tempdir().unwrap();
                     let path = dir.path().join("gift.sqlite3");
                     super::$scenario(async || {
-                        super::SqliteGiftStore::open(&path, super::Limits::default()).await.unwrap()
+                        super::SqliteGiftStore::open(&path, super::limits()).await.unwrap()
                     })
                     .await;
                 }
@@ -394,4 +519,6 @@ on_both_backends!(
     gifts_go_to_their_target_or_the_host_of_the_moment,
     co_streaming_requests_are_addressed_and_never_counted,
     every_refusal_has_its_precise_error,
+    a_co_streaming_request_takes_one_answer_from_the_right_party,
+    an_unanswered_request_expires,
 );

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use svc_gift::recent::{Recent, RecentSettings};
 use svc_gift::store::{
-    GiftStore, ItemTotal, Kind, NewRecord, Page, Room, RoomTotals, Sent, StoreResult, rules::Limits,
+    GiftStore, ItemTotal, Kind, NewRecord, Page, Record, Room, RoomTotals, Sent, StoreResult, rules::Limits,
     sqlite::SqliteGiftStore,
 };
 
@@ -35,6 +35,9 @@ impl GiftStore for Counted {
     async fn room_totals(&self, room_id: &str, top: u32) -> StoreResult<RoomTotals> {
         self.inner.room_totals(room_id, top).await
     }
+    async fn pending(&self, room_id: &str, user_id: &str) -> StoreResult<Vec<Record>> {
+        self.inner.pending(room_id, user_id).await
+    }
     async fn recipient_totals(&self, user_id: &str) -> StoreResult<Vec<ItemTotal>> {
         self.inner.recipient_totals(user_id).await
     }
@@ -51,6 +54,8 @@ fn gift(i: usize) -> NewRecord {
         unit_value: 1,
         client_key: format!("k{i}"),
         payload: Vec::new(),
+        answers_seq: 0,
+        answer: 0,
     }
 }
 

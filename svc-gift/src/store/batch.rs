@@ -4,7 +4,7 @@
 //! new ones move, so each total row is written once per commit.
 
 use super::rules::{self, Limits};
-use super::{NewRecord, Record, Room, Sent, StoreError, StoreResult};
+use super::{CoStream, Kind, NewRecord, Record, Room, Sent, StoreError, StoreResult};
 use std::collections::{BTreeMap, HashMap};
 
 /// (room, sender, client key): what a record is idempotent by.
@@ -13,6 +13,15 @@ pub type Key = (String, String, String);
 /// Each record's value, or why it was refused before anything was read.
 pub fn checked(records: &[NewRecord], limits: &Limits) -> Vec<StoreResult<u64>> {
     records.iter().map(|r| rules::check(r, limits)).collect()
+}
+
+/// The answers of a batch where every record was refused by the checks
+/// (called when no record names a room to commit into).
+pub fn refusals(checked: Vec<StoreResult<u64>>) -> Vec<StoreResult<Sent>> {
+    checked
+        .into_iter()
+        .map(|c| c.and_then(|_| Err(StoreError::Unavailable("a valid record was not committed".to_owned()))))
+        .collect()
 }
 
 /// The keys of the records that passed the checks.
@@ -39,6 +48,19 @@ pub fn rooms(records: &[NewRecord], checked: &[StoreResult<u64>]) -> Vec<String>
     rooms
 }
 
+/// The (room, request seq) pairs the batch's valid answers name.
+pub fn answered(records: &[NewRecord], checked: &[StoreResult<u64>]) -> Vec<(String, u64)> {
+    let mut keys: Vec<(String, u64)> = records
+        .iter()
+        .zip(checked)
+        .filter(|(r, c)| c.is_ok() && r.kind == Kind::CoStreamAnswer)
+        .map(|(r, _)| (r.room_id.clone(), r.answers_seq))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// A running total to add to: (scope, key) -> (count, value).
 pub type Sums = BTreeMap<(String, String), (i64, i64)>;
 
@@ -57,6 +79,10 @@ pub struct Plan {
     pub recipient_items: Sums,
     /// (room, sender) totals to add.
     pub room_senders: Sums,
+    /// New co-streaming requests (room, seq) -> their state.
+    pub co_streams: BTreeMap<(String, u64), CoStream>,
+    /// Requests answered: (room, seq) -> the answer.
+    pub answered: BTreeMap<(String, u64), i32>,
 }
 
 /// Decides the batch. `rooms` holds every room of the batch (locked, with
@@ -66,6 +92,8 @@ pub fn plan(
     checked: Vec<StoreResult<u64>>,
     rooms: &HashMap<String, Room>,
     originals: &HashMap<Key, Record>,
+    requests: &HashMap<(String, u64), CoStream>,
+    limits: &super::rules::Limits,
     now_ms: i64,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -93,7 +121,31 @@ pub fn plan(
             let room = rooms.get(&record.room_id).ok_or_else(|| {
                 StoreError::Unavailable(format!("room {:?} was not locked by its commit", record.room_id))
             })?;
-            let recipient = if record.target_user_id.is_empty() {
+            let recipient = if record.kind == Kind::CoStreamAnswer {
+                let key = (record.room_id.clone(), record.answers_seq);
+                let request = plan
+                    .co_streams
+                    .get(&key)
+                    .or_else(|| requests.get(&key))
+                    .ok_or_else(|| {
+                        StoreError::FailedPrecondition(format!(
+                            "room {:?} has no co-streaming request {}",
+                            record.room_id, record.answers_seq
+                        ))
+                    })?;
+                // An answer given earlier in this batch counts.
+                let mut request = request.clone();
+                if let Some(&given) = plan.answered.get(&key) {
+                    request.state = given;
+                }
+                rules::answer_to(
+                    &request,
+                    record.answers_seq,
+                    &record.sender_user_id,
+                    record.answer,
+                    now_ms,
+                )?
+            } else if record.target_user_id.is_empty() {
                 if room.host_user_id.is_empty() {
                     return Err(StoreError::FailedPrecondition(format!(
                         "room {:?} has no host to receive a gift without target_user_id; name a target, \
@@ -108,7 +160,7 @@ pub fn plan(
             // Totals are BIGINT: a record that would push one past it is
             // refused before it takes a seq.
             let add = (i64::from(record.count), value as i64);
-            if record.kind == super::Kind::Gift {
+            if record.kind == Kind::Gift {
                 let keys = [
                     (&plan.room_items, (&record.room_id, &record.gift_id)),
                     (&plan.recipient_items, (&recipient, &record.gift_id)),
@@ -142,8 +194,33 @@ pub fn plan(
                 client_key: record.client_key.clone(),
                 payload: record.payload.clone(),
                 sent_at_ms: now_ms,
+                answers_seq: record.answers_seq,
+                answer: record.answer,
+                expires_at_ms: if record.kind == Kind::CoStreamRequest {
+                    now_ms.saturating_add(limits.co_stream_ttl_ms)
+                } else {
+                    0
+                },
             };
-            if record.kind == super::Kind::Gift {
+            match record.kind {
+                Kind::CoStreamRequest => {
+                    plan.co_streams.insert(
+                        (stored.room_id.clone(), stored.seq),
+                        CoStream {
+                            requester_user_id: stored.sender_user_id.clone(),
+                            addressee_user_id: stored.recipient_user_id.clone(),
+                            state: 0,
+                            expires_at_ms: stored.expires_at_ms,
+                        },
+                    );
+                }
+                Kind::CoStreamAnswer => {
+                    plan.answered
+                        .insert((stored.room_id.clone(), stored.answers_seq), stored.answer);
+                }
+                Kind::Gift => {}
+            }
+            if record.kind == Kind::Gift {
                 for (sums, scope, key) in [
                     (&mut plan.room_items, &stored.room_id, &stored.gift_id),
                     (&mut plan.recipient_items, &stored.recipient_user_id, &stored.gift_id),

@@ -13,6 +13,9 @@ pub enum StoreError {
     /// Over a limit (payload size, a total's range).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The sender may not do this (answer a request not theirs to answer).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Not possible in the room's state (a gift to the host of a room
     /// without one).
     #[error("{0}")]
@@ -51,6 +54,7 @@ impl From<StoreError> for tonic::Status {
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             StoreError::ResourceExhausted(m) => Status::resource_exhausted(m),
             StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StoreError::PermissionDenied(m) => Status::permission_denied(m),
             StoreError::Rejected(m) => {
                 tracing::error!(error = %m, "the gift store refused a statement");
                 Status::internal("the gift ledger failed on this record; it has been logged")

@@ -4,7 +4,7 @@
 //! stores the records, moves the rooms' seqs and adds up every total.
 
 use super::batch::{self, Key};
-use super::rows::{RECORD_COLUMNS, RecordRow, RoomRow, TotalRow};
+use super::rows::{CoStreamRow, RECORD_COLUMNS, RecordRow, RoomRow, TotalRow};
 use super::rules::{self, Limits};
 use super::*;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -40,7 +40,7 @@ impl GiftStore for PgGiftStore {
         let checked = batch::checked(records, &self.limits);
         let room_ids = batch::rooms(records, &checked);
         if room_ids.is_empty() {
-            return Ok(batch::plan(records, checked, &HashMap::new(), &HashMap::new(), unix_ms()).answers);
+            return Ok(batch::refusals(checked));
         }
         let keys = batch::keys(records, &checked);
         let mut tx = self.pool.begin().await?;
@@ -61,7 +61,8 @@ impl GiftStore for PgGiftStore {
         })
         .collect();
         let originals = originals(&mut tx, &keys).await?;
-        let plan = batch::plan(records, checked, &rooms, &originals, unix_ms());
+        let requests = requests(&mut tx, &batch::answered(records, &checked)).await?;
+        let plan = batch::plan(records, checked, &rooms, &originals, &requests, &self.limits, unix_ms());
         if !plan.new.is_empty() {
             write(&mut tx, &plan).await?;
         }
@@ -116,6 +117,30 @@ async fn originals(conn: &mut sqlx::PgConnection, keys: &[Key]) -> StoreResult<H
         .collect())
 }
 
+/// The co-streaming requests `keys` (room, seq) name, locked: an answer
+/// moves its request's state in its own commit, one answer per request.
+async fn requests(
+    conn: &mut sqlx::PgConnection,
+    keys: &[(String, u64)],
+) -> StoreResult<HashMap<(String, u64), CoStream>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rooms: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let seqs: Vec<i64> = keys.iter().map(|k| k.1 as i64).collect();
+    let rows: Vec<CoStreamRow> = sqlx::query_as(
+        "SELECT c.room_id, c.request_seq, c.requester_user_id, c.addressee_user_id, c.state, c.expires_at_ms \
+         FROM gift_co_streams c JOIN unnest($1::text[], $2::bigint[]) AS k(room_id, seq) \
+           ON c.room_id = k.room_id AND c.request_seq = k.seq \
+         ORDER BY c.room_id, c.request_seq FOR UPDATE OF c",
+    )
+    .bind(&rooms)
+    .bind(&seqs)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(CoStreamRow::split).collect())
+}
+
 /// The plan's records, the rooms' seqs and the three totals, in one
 /// statement. Totals are upserted in key order, so commits of different
 /// rooms sharing a recipient lock its rows in the same order.
@@ -136,11 +161,16 @@ async fn write(conn: &mut sqlx::PgConnection, plan: &batch::Plan) -> StoreResult
     let room_items = batch::columns(&plan.room_items);
     let recipient_items = batch::columns(&plan.recipient_items);
     let room_senders = batch::columns(&plan.room_senders);
+    let answers_seqs: Vec<i64> = n.iter().map(|r| r.answers_seq as i64).collect();
+    let answers: Vec<i32> = n.iter().map(|r| r.answer).collect();
+    let expires: Vec<i64> = n.iter().map(|r| r.expires_at_ms).collect();
     sqlx::query(
         "WITH stored AS (INSERT INTO gift_records (room_id, seq, sender_user_id, kind, target_user_id, \
-           recipient_user_id, gift_id, count, value, client_key, payload, sent_at_ms) \
+           recipient_user_id, gift_id, count, value, client_key, payload, sent_at_ms, answers_seq, answer, \
+           expires_at_ms) \
            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::text[], $6::text[], \
-             $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bytea[], $12::bigint[])), \
+             $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bytea[], $12::bigint[], $27::bigint[], \
+             $28::int[], $29::bigint[])), \
          seqs AS (UPDATE gift_rooms r SET last_seq = v.last_seq \
            FROM unnest($13::text[], $14::bigint[]) AS v(room_id, last_seq) WHERE r.room_id = v.room_id), \
          items AS (INSERT INTO gift_room_totals AS t (room_id, gift_id, count, value) \
@@ -182,6 +212,42 @@ async fn write(conn: &mut sqlx::PgConnection, plan: &batch::Plan) -> StoreResult
     .bind(&room_senders.1)
     .bind(&room_senders.2)
     .bind(&room_senders.3)
+    .bind(&answers_seqs)
+    .bind(&answers)
+    .bind(&expires)
+    .execute(&mut *conn)
+    .await?;
+    if plan.co_streams.is_empty() && plan.answered.is_empty() {
+        return Ok(());
+    }
+    // Requests and answers are rare next to gifts: their own statement.
+    let new: Vec<(&(String, u64), &CoStream)> = plan.co_streams.iter().collect();
+    let answered: Vec<(&(String, u64), &i32)> = plan.answered.iter().collect();
+    sqlx::query(
+        "WITH new AS (INSERT INTO gift_co_streams (room_id, request_seq, requester_user_id, addressee_user_id, \
+           state, expires_at_ms) \
+           SELECT r, s, q, a, 0, e FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[]) \
+             AS v(r, s, q, a, e)) \
+         UPDATE gift_co_streams c SET state = v.state \
+           FROM unnest($6::text[], $7::bigint[], $8::int[]) AS v(room_id, seq, state) \
+           WHERE c.room_id = v.room_id AND c.request_seq = v.seq",
+    )
+    .bind(new.iter().map(|(k, _)| k.0.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|(k, _)| k.1 as i64).collect::<Vec<_>>())
+    .bind(
+        new.iter()
+            .map(|(_, c)| c.requester_user_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        new.iter()
+            .map(|(_, c)| c.addressee_user_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(new.iter().map(|(_, c)| c.expires_at_ms).collect::<Vec<_>>())
+    .bind(answered.iter().map(|(k, _)| k.0.as_str()).collect::<Vec<_>>())
+    .bind(answered.iter().map(|(k, _)| k.1 as i64).collect::<Vec<_>>())
+    .bind(answered.iter().map(|(_, a)| **a).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -58,6 +58,29 @@ macro_rules! shared_reads {
             })
         }
 
+        async fn pending(&self, room_id: &str, user_id: &str) -> StoreResult<Vec<Record>> {
+            rules::id("room_id", room_id)?;
+            rules::user("user_id", user_id)?;
+            let sql = format!(
+                "SELECT {} FROM gift_co_streams c JOIN gift_records r \
+                   ON r.room_id = c.room_id AND r.seq = c.request_seq \
+                 WHERE c.room_id = $1 AND c.addressee_user_id = $2 AND c.state = 0 AND c.expires_at_ms > $3 \
+                 ORDER BY c.request_seq LIMIT 500",
+                super::rows::RECORD_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("r.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let rows: Vec<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(room_id)
+                .bind(user_id)
+                .bind(unix_ms())
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.into_iter().map(Record::from).collect())
+        }
+
         async fn recipient_totals(&self, user_id: &str) -> StoreResult<Vec<ItemTotal>> {
             rules::user("user_id", user_id)?;
             let rows = sqlx::query_as::<_, TotalRow>(

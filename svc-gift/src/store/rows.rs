@@ -5,7 +5,7 @@ use super::{ItemTotal, Record, Room};
 
 /// Columns of `gift_records` that `RecordRow` reads.
 pub const RECORD_COLUMNS: &str = "room_id, seq, sender_user_id, kind, target_user_id, recipient_user_id, \
-     gift_id, count, value, client_key, payload, sent_at_ms";
+     gift_id, count, value, client_key, payload, sent_at_ms, answers_seq, answer, expires_at_ms";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct RecordRow {
@@ -21,6 +21,9 @@ pub struct RecordRow {
     client_key: String,
     payload: Vec<u8>,
     sent_at_ms: i64,
+    answers_seq: i64,
+    answer: i32,
+    expires_at_ms: i64,
 }
 
 impl From<RecordRow> for Record {
@@ -38,6 +41,9 @@ impl From<RecordRow> for Record {
             client_key: r.client_key,
             payload: r.payload,
             sent_at_ms: r.sent_at_ms,
+            answers_seq: r.answers_seq as u64,
+            answer: r.answer,
+            expires_at_ms: r.expires_at_ms,
         }
     }
 }
@@ -73,5 +79,30 @@ impl From<TotalRow> for ItemTotal {
             count: r.count as u64,
             value: r.value as u64,
         }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct CoStreamRow {
+    pub room_id: String,
+    pub request_seq: i64,
+    requester_user_id: String,
+    addressee_user_id: String,
+    state: i32,
+    expires_at_ms: i64,
+}
+
+impl CoStreamRow {
+    /// ((room, request seq), state).
+    pub fn split(self) -> ((String, u64), super::CoStream) {
+        (
+            (self.room_id, self.request_seq as u64),
+            super::CoStream {
+                requester_user_id: self.requester_user_id,
+                addressee_user_id: self.addressee_user_id,
+                state: self.state,
+                expires_at_ms: self.expires_at_ms,
+            },
+        )
     }
 }

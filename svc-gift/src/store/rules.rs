@@ -16,6 +16,8 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// Items per gift.
     pub max_count: u32,
+    /// How long a co-streaming request waits for its answer, milliseconds.
+    pub co_stream_ttl_ms: i64,
 }
 
 impl Default for Limits {
@@ -23,6 +25,7 @@ impl Default for Limits {
         Self {
             max_payload_bytes: 4 * 1024,
             max_count: 10_000,
+            co_stream_ttl_ms: 60_000,
         }
     }
 }
@@ -99,6 +102,23 @@ pub fn check(record: &NewRecord, limits: &Limits) -> Result<u64, StoreError> {
                 user("target_user_id", &record.target_user_id)?;
             }
         }
+        Kind::CoStreamAnswer => {
+            if record.answers_seq == 0 || record.answers_seq > i64::MAX as u64 {
+                return Err(invalid(
+                    "an answer names the request it answers in answers_seq".to_owned(),
+                ));
+            }
+            if !(1..=3).contains(&record.answer) {
+                return Err(invalid(
+                    "answer must be CO_STREAM_ANSWER_ACCEPT, _DECLINE or _CANCEL".to_owned(),
+                ));
+            }
+            if !record.target_user_id.is_empty() || !record.gift_id.is_empty() || record.count != 0 {
+                return Err(invalid(
+                    "an answer carries no target_user_id, gift_id or count: it goes to the other party".to_owned(),
+                ));
+            }
+        }
         Kind::CoStreamRequest => {
             if record.target_user_id.is_empty() {
                 return Err(invalid("a co-streaming request needs target_user_id".to_owned()));
@@ -124,6 +144,8 @@ pub fn check(record: &NewRecord, limits: &Limits) -> Result<u64, StoreError> {
 /// True when `retry` asks for what `original` stored.
 pub fn same_content(retry: &NewRecord, original: &Record) -> bool {
     retry.kind.as_i32() == original.kind
+        && retry.answers_seq == original.answers_seq
+        && retry.answer == original.answer
         && retry.target_user_id == original.target_user_id
         && retry.gift_id == original.gift_id
         && retry.count == original.count
@@ -136,4 +158,41 @@ pub fn reused(record: &NewRecord) -> StoreError {
         "client_key {:?} was already used by this sender in room {:?} for a different record",
         record.client_key, record.room_id
     ))
+}
+
+/// Who `answer` (1 accept, 2 decline, 3 cancel) by `sender` goes to, or why
+/// it may not be given to `request` at `now_ms`.
+pub fn answer_to(
+    request: &super::CoStream,
+    seq: u64,
+    sender: &str,
+    answer: i32,
+    now_ms: i64,
+) -> Result<String, StoreError> {
+    if request.state != 0 {
+        return Err(StoreError::FailedPrecondition(format!(
+            "co-streaming request {seq} was already answered"
+        )));
+    }
+    if now_ms >= request.expires_at_ms {
+        return Err(StoreError::FailedPrecondition(format!(
+            "co-streaming request {seq} expired"
+        )));
+    }
+    let (allowed, other) = match answer {
+        3 => (sender == request.requester_user_id, &request.addressee_user_id),
+        _ => (sender == request.addressee_user_id, &request.requester_user_id),
+    };
+    if !allowed {
+        return Err(StoreError::PermissionDenied(format!(
+            "only the {} of co-streaming request {seq} may {}",
+            if answer == 3 { "sender" } else { "addressee" },
+            if answer == 3 {
+                "cancel it"
+            } else {
+                "accept or decline it"
+            }
+        )));
+    }
+    Ok(other.clone())
 }

@@ -3,7 +3,7 @@
 //! are exclusive. The rules are `batch.rs`'s, as on PostgreSQL.
 
 use super::batch::{self, Key};
-use super::rows::{RECORD_COLUMNS, RecordRow, RoomRow, TotalRow};
+use super::rows::{CoStreamRow, RECORD_COLUMNS, RecordRow, RoomRow, TotalRow};
 use super::rules::{self, Limits};
 use super::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -59,7 +59,7 @@ impl GiftStore for SqliteGiftStore {
         let checked = batch::checked(records, &self.limits);
         let room_ids = batch::rooms(records, &checked);
         if room_ids.is_empty() {
-            return Ok(batch::plan(records, checked, &HashMap::new(), &HashMap::new(), unix_ms()).answers);
+            return Ok(batch::refusals(checked));
         }
         let keys: Vec<Key> = batch::keys(records, &checked);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -89,12 +89,27 @@ impl GiftStore for SqliteGiftStore {
                 originals.insert(key, Record::from(row));
             }
         }
-        let plan = batch::plan(records, checked, &rooms, &originals, unix_ms());
+        let mut requests = HashMap::new();
+        for (room_id, seq) in batch::answered(records, &checked) {
+            let row: Option<CoStreamRow> = sqlx::query_as(
+                "SELECT room_id, request_seq, requester_user_id, addressee_user_id, state, expires_at_ms \
+                 FROM gift_co_streams WHERE room_id = $1 AND request_seq = $2",
+            )
+            .bind(&room_id)
+            .bind(seq as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                let (key, state) = row.split();
+                requests.insert(key, state);
+            }
+        }
+        let plan = batch::plan(records, checked, &rooms, &originals, &requests, &self.limits, unix_ms());
         for r in &plan.new {
             sqlx::query(
                 "INSERT INTO gift_records (room_id, seq, sender_user_id, kind, target_user_id, recipient_user_id, \
-                 gift_id, count, value, client_key, payload, sent_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 gift_id, count, value, client_key, payload, sent_at_ms, answers_seq, answer, expires_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(&r.room_id)
             .bind(r.seq as i64)
@@ -108,8 +123,32 @@ impl GiftStore for SqliteGiftStore {
             .bind(&r.client_key)
             .bind(&r.payload)
             .bind(r.sent_at_ms)
+            .bind(r.answers_seq as i64)
+            .bind(r.answer)
+            .bind(r.expires_at_ms)
             .execute(&mut *tx)
             .await?;
+        }
+        for ((room_id, seq), c) in &plan.co_streams {
+            sqlx::query(
+                "INSERT INTO gift_co_streams (room_id, request_seq, requester_user_id, addressee_user_id, state, \
+                 expires_at_ms) VALUES ($1, $2, $3, $4, 0, $5)",
+            )
+            .bind(room_id)
+            .bind(*seq as i64)
+            .bind(&c.requester_user_id)
+            .bind(&c.addressee_user_id)
+            .bind(c.expires_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((room_id, seq), answer) in &plan.answered {
+            sqlx::query("UPDATE gift_co_streams SET state = $3 WHERE room_id = $1 AND request_seq = $2")
+                .bind(room_id)
+                .bind(*seq as i64)
+                .bind(answer)
+                .execute(&mut *tx)
+                .await?;
         }
         for (room_id, last) in &plan.last_seqs {
             sqlx::query("UPDATE gift_rooms SET last_seq = $2 WHERE room_id = $1")

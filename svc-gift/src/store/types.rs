@@ -7,6 +7,8 @@ pub enum Kind {
     Gift,
     /// A request to co-stream with one user.
     CoStreamRequest,
+    /// The answer to a request (accept, decline, cancel).
+    CoStreamAnswer,
 }
 
 impl Kind {
@@ -15,6 +17,7 @@ impl Kind {
         match self {
             Kind::Gift => 1,
             Kind::CoStreamRequest => 2,
+            Kind::CoStreamAnswer => 3,
         }
     }
 
@@ -23,6 +26,7 @@ impl Kind {
         match n {
             1 => Some(Kind::Gift),
             2 => Some(Kind::CoStreamRequest),
+            3 => Some(Kind::CoStreamAnswer),
             _ => None,
         }
     }
@@ -50,6 +54,11 @@ pub struct NewRecord {
     pub client_key: String,
     /// Opaque application data.
     pub payload: Vec<u8>,
+    /// For an answer: the request's seq.
+    pub answers_seq: u64,
+    /// For an answer: 1 accept, 2 decline, 3 cancel (the contract's
+    /// `CoStreamAnswer`).
+    pub answer: i32,
 }
 
 /// A stored record.
@@ -79,6 +88,25 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// When it was committed, unix milliseconds.
     pub sent_at_ms: i64,
+    /// For an answer: the request's seq.
+    pub answers_seq: u64,
+    /// For an answer: what it says.
+    pub answer: i32,
+    /// For a request: when it expires unanswered, unix milliseconds.
+    pub expires_at_ms: i64,
+}
+
+/// A co-streaming request's state, as a commit reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoStream {
+    /// Who asked.
+    pub requester_user_id: String,
+    /// Who was asked.
+    pub addressee_user_id: String,
+    /// 0 pending, else the answer it took.
+    pub state: i32,
+    /// When it expires unanswered.
+    pub expires_at_ms: i64,
 }
 
 /// One answer of a commit.
