@@ -110,6 +110,8 @@ pub const RULES: &[(&str, Who, Acting)] = &[
     ("/hubbub.v1.Gift/GetRecipientTotals", Scope("gift.read"), Itself),
     ("/hubbub.v1.Gift/ListPendingCoStreams", role(Gateway), User),
     ("/hubbub.v1.Gift/ListPendingCoStreams", Scope("gift.read"), Itself),
+    ("/hubbub.v1.Gift/GetRoomHead", role(Gateway), Itself),
+    ("/hubbub.v1.Gift/GetRoomHead", Scope("gift.read"), Itself),
 ];
 
 /// Paths anyone may call on an internal port.

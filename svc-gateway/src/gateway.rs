@@ -238,10 +238,15 @@ impl Gateway {
                 }
             }
         };
+        let gift_seq = match &self.gifts {
+            Some(gifts) => gifts.head(&request.room_id).await,
+            None => 0,
+        };
         Ok(JoinRoomResponse {
             recent: snapshot.recent,
             online: self.rooms.online(&request.room_id).max(snapshot.online),
             last_seq: snapshot.last_seq,
+            gift_seq,
         })
     }
 

@@ -6,8 +6,17 @@
 use crate::deadline;
 use hubbub_kit::{auth::Identity, channel::TracedChannel, service_auth::Credentials};
 use hubbub_proto::v1::{self as pb, gift_client::GiftClient};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tonic::{Request, Status};
+
+/// How long a room's gift head answers joins.
+const HEAD_TTL: Duration = Duration::from_secs(1);
+/// Rooms whose gift head is held at most (past it the map starts over).
+const MAX_HEADS: usize = 10_000;
+/// How long a join waits for a head it does not hold.
+const HEAD_WAIT: Duration = Duration::from_millis(300);
 
 /// A client of the gift service.
 #[derive(Debug, Clone)]
@@ -15,6 +24,9 @@ pub struct GiftLink {
     client: GiftClient<TracedChannel>,
     credentials: Credentials,
     timeout: Duration,
+    /// Rooms' last gift seqs as recently asked: a wave of joins into one
+    /// room costs one call per second per gateway.
+    heads: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
 }
 
 impl GiftLink {
@@ -26,7 +38,35 @@ impl GiftLink {
             client: GiftClient::new(channel).max_decoding_message_size(4 * 1024 * 1024),
             credentials,
             timeout,
+            heads: Arc::default(),
         }
+    }
+
+    /// The room's last gift seq for a joiner, at most a second old; 0 when
+    /// the gift service does not answer within a short wait (the joiner can
+    /// still pull).
+    pub async fn head(&self, room_id: &str) -> u64 {
+        if let Some((seq, at)) = self.heads.lock().unwrap_or_else(|p| p.into_inner()).get(room_id)
+            && at.elapsed() < HEAD_TTL
+        {
+            return *seq;
+        }
+        // The gateway asks for itself: a head is the room's, not a user's.
+        let mut request = Request::new(pb::GiftGetRoomHeadRequest {
+            room_id: room_id.to_owned(),
+        });
+        request.set_timeout(HEAD_WAIT);
+        let answer = tokio::time::timeout(HEAD_WAIT, self.client.clone().get_room_head(request)).await;
+        let Ok(Ok(answer)) = answer else {
+            return 0;
+        };
+        let seq = answer.get_ref().last_seq;
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        if heads.len() >= MAX_HEADS {
+            heads.clear();
+        }
+        heads.insert(room_id.to_owned(), (seq, Instant::now()));
+        seq
     }
 
     fn request<T>(&self, caller: &Identity, message: T) -> Request<T> {

@@ -201,6 +201,15 @@ impl<S: GiftStore> Gift for GiftApi<S> {
         }))
     }
 
+    #[tracing::instrument(name = "gift.head", skip_all)]
+    async fn get_room_head(
+        &self,
+        request: Request<pb::GiftGetRoomHeadRequest>,
+    ) -> Result<Response<pb::GiftGetRoomHeadResponse>, Status> {
+        let last_seq = self.recent.head(&request.get_ref().room_id).await?;
+        Ok(Response::new(pb::GiftGetRoomHeadResponse { last_seq }))
+    }
+
     #[tracing::instrument(name = "gift.set_host", skip_all)]
     async fn set_room_host(
         &self,

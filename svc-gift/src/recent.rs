@@ -108,36 +108,48 @@ impl<S: GiftStore> Recent<S> {
     pub async fn pull(&self, room_id: &str, after: u64, limit: u32) -> Result<Page, StoreError> {
         crate::store::rules::id("room_id", room_id)?;
         let limit = crate::store::rules::page(limit) as usize;
-        let window = self.window(room_id);
-        let mut held = window.lock().await;
-        if !held.fresh(self.settings.ttl) {
-            // One read per room and refresh; waiting callers find it fresh.
-            let room = self.store.room(room_id).await?;
-            let from = room.last_seq.saturating_sub(self.settings.records as u64);
-            let mut records = Vec::with_capacity(self.settings.records);
-            loop {
-                let after = records.last().map_or(from, |r: &Record| r.seq);
-                let page = self
-                    .store
-                    .pull(room_id, after, crate::store::rules::MAX_PAGE, None)
-                    .await?;
-                records.extend(page.records);
-                if !page.has_more || records.len() >= self.settings.records {
-                    break;
-                }
-            }
-            *held = Window {
-                start: from,
-                last: records.last().map_or(from, |r| r.seq).max(from),
-                records: records.into(),
-                read_at: Some(Instant::now()),
-            };
-        }
+        let held = self.held(room_id).await?;
         if held.covers(after) {
             return Ok(held.page(after, limit));
         }
         drop(held);
         self.store.pull(room_id, after, limit as u32, None).await
+    }
+
+    /// The room's last seq, as fresh as the window.
+    pub async fn head(&self, room_id: &str) -> Result<u64, StoreError> {
+        crate::store::rules::id("room_id", room_id)?;
+        Ok(self.held(room_id).await?.last)
+    }
+
+    /// The room's window, read again first when stale: one caller per room
+    /// reads, the others wait for that read.
+    async fn held(&self, room_id: &str) -> Result<tokio::sync::OwnedMutexGuard<Window>, StoreError> {
+        let mut held = self.window(room_id).lock_owned().await;
+        if held.fresh(self.settings.ttl) {
+            return Ok(held);
+        }
+        let room = self.store.room(room_id).await?;
+        let from = room.last_seq.saturating_sub(self.settings.records as u64);
+        let mut records = Vec::with_capacity(self.settings.records);
+        loop {
+            let after = records.last().map_or(from, |r: &Record| r.seq);
+            let page = self
+                .store
+                .pull(room_id, after, crate::store::rules::MAX_PAGE, None)
+                .await?;
+            records.extend(page.records);
+            if !page.has_more || records.len() >= self.settings.records {
+                break;
+            }
+        }
+        *held = Window {
+            start: from,
+            last: records.last().map_or(from, |r| r.seq).max(from),
+            records: records.into(),
+            read_at: Some(Instant::now()),
+        };
+        Ok(held)
     }
 
     /// Adds what this replica just committed to the room's window, if held.
