@@ -18,6 +18,7 @@ use support::{Sandbox, Viewer, authed};
 use svc_gift::GiftConfig;
 use svc_gift::config::GiftStoreConfig;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 fn database_url() -> String {
@@ -29,6 +30,13 @@ fn database_url() -> String {
 /// One gateway and a room (from the sandbox), and the gift role on
 /// PostgreSQL publishing through that room.
 async fn start() -> (Sandbox, std::net::SocketAddr) {
+    let (sandbox, gift, _, _) = start_restartable().await;
+    (sandbox, gift)
+}
+
+/// The sandbox, the gift role's address, presence's, and the token that
+/// stops the gift role alone.
+async fn start_restartable() -> (Sandbox, std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gift = listener.local_addr().unwrap();
     let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,30 +45,42 @@ async fn start() -> (Sandbox, std::net::SocketAddr) {
         config.gift_address = Some(format!("http://{gift}"));
         config.presence_address = Some(format!("http://{presence}"));
         config.presence_report_ms = 50;
+        // The bursts below are one user's.
+        config.gift_calls_per_sec = 1e6;
+        config.gift_calls_burst = 1e6;
     })
     .await;
     support::serve_presence(presence_listener, sandbox.shutdown.clone());
+    let stop = sandbox.shutdown.child_token();
+    serve_gift(listener, &format!("http://{}", sandbox.room), presence, stop.clone());
+    (sandbox, gift, presence, stop)
+}
+
+/// The gift role on `listener` on PostgreSQL, publishing through `room`,
+/// until `shutdown`.
+fn serve_gift(listener: TcpListener, room: &str, presence: std::net::SocketAddr, shutdown: CancellationToken) {
     let config = GiftConfig {
-        listen: gift,
+        listen: listener.local_addr().unwrap(),
         store: GiftStoreConfig {
             database_url: Some(database_url()),
             max_connections: 4,
             ..GiftStoreConfig::default()
         },
-        room_instances: vec![format!("http://{}", sandbox.room)],
+        room_instances: vec![room.to_owned()],
         presence_address: Some(format!("http://{presence}")),
         catalogue: [("rose".to_owned(), 10), ("rocket".to_owned(), 500)]
             .into_iter()
             .collect(),
+        // Pulls see every commit at once (the windows' lag is the
+        // recent-windows suite's business).
+        recent_ttl_ms: 0,
         ..GiftConfig::default()
     };
-    let shutdown = sandbox.shutdown.clone();
     tokio::spawn(async move {
         if let Err(err) = svc_gift::serve(config, support::options(), listener, shutdown).await {
             panic!("the gift role stopped: {err}");
         }
     });
-    (sandbox, gift)
 }
 
 fn unique(name: &str) -> String {
@@ -522,4 +542,160 @@ async fn host_event(viewer: &mut Viewer) -> Option<GiftRecord> {
             return notify.gift;
         }
     }
+}
+
+/// Sends `request` until the gift service answers (it may be restarting):
+/// the same client_key makes every retry safe.
+async fn send_until_accepted(viewer: &mut Viewer, request: SendGiftRequest) -> GiftRecord {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        match viewer
+            .client
+            .send_gift(authed(request.clone(), viewer.token.as_deref()))
+            .await
+        {
+            Ok(answer) => return answer.into_inner().gift.unwrap(),
+            Err(status) => {
+                assert_eq!(
+                    status.code(),
+                    Code::Unavailable,
+                    "only an outage may refuse: {status:?}"
+                );
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the gift service never came back"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Every gift `viewer` sees on its stream within `wait`.
+async fn gifts_within(viewer: &mut Viewer, wait: std::time::Duration) -> Vec<GiftRecord> {
+    let mut seen = Vec::new();
+    while let Some(batch) = viewer.room_batch_within(wait).await {
+        seen.extend(
+            batch
+                .iter()
+                .filter(|m| m.kind == RoomMessageKind::Gift as i32)
+                .map(|m| GiftRecord::decode(m.body.as_ref()).unwrap()),
+        );
+    }
+    seen
+}
+
+/// What `viewer` pulls after `after`, every page.
+async fn pull_after(viewer: &mut Viewer, room: &str, mut after: u64) -> Vec<GiftRecord> {
+    let mut all = Vec::new();
+    loop {
+        let page = viewer
+            .client
+            .pull_gifts(authed(
+                PullGiftsRequest {
+                    room_id: room.into(),
+                    after_seq: after,
+                    limit: 500,
+                    target_user_id: String::new(),
+                },
+                viewer.token.as_deref(),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        after = page.gifts.last().map_or(after, |g| g.seq);
+        all.extend(page.gifts);
+        if !page.has_more {
+            return all;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_a_restart_and_lost_notifies_loses_no_acknowledged_gift() {
+    let (sandbox, gift, presence, mut stop) = start_restartable().await;
+    let room_address = format!("http://{}", sandbox.room);
+    let (room, host, fan) = (unique("live"), unique("host"), unique("fan"));
+    backend(gift)
+        .set_room_host(GiftSetRoomHostRequest {
+            room_id: room.clone(),
+            host_user_id: host.clone(),
+        })
+        .await
+        .unwrap();
+    let mut sender = Viewer::connect(&sandbox, 0, Some(&fan)).await;
+    let mut watcher = Viewer::connect(&sandbox, 0, None).await;
+    watcher.join(&room).await;
+    let mut acknowledged = Vec::new();
+    let mut seen = Vec::new();
+    let restart = |listener: TcpListener, room_at: &str, stop: &mut CancellationToken| {
+        *stop = sandbox.shutdown.child_token();
+        serve_gift(listener, room_at, presence, stop.clone());
+    };
+    let rebind = || async {
+        loop {
+            if let Ok(listener) = TcpListener::bind(gift).await {
+                return listener;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    for i in 0..60 {
+        if i == 20 {
+            // The gift service stops mid-burst and comes back on the same
+            // port, publishing to nowhere: the next gifts are durable but
+            // never announced (notifies dropped on purpose).
+            stop.cancel();
+            let listener = rebind().await;
+            restart(listener, "http://127.0.0.1:9", &mut stop);
+        }
+        if i == 30 {
+            // Announced again.
+            stop.cancel();
+            let listener = rebind().await;
+            restart(listener, &room_address, &mut stop);
+        }
+        if i == 40 {
+            // The watcher's stream drops mid-burst; it comes back at 50.
+            seen.extend(gifts_within(&mut watcher, std::time::Duration::from_millis(300)).await);
+            drop(watcher);
+            watcher = Viewer::connect(&sandbox, 0, None).await;
+        }
+        if i == 50 {
+            watcher.join(&room).await;
+        }
+        let mut request = rose(&room, &format!("burst-{i}"));
+        request.count = 1;
+        acknowledged.push(send_until_accepted(&mut sender, request).await.seq);
+    }
+    assert_eq!(
+        acknowledged,
+        (1..=60).collect::<Vec<u64>>(),
+        "one gap-free sequence across restarts"
+    );
+    seen.extend(gifts_within(&mut watcher, std::time::Duration::from_millis(500)).await);
+    // The watcher saw holes (dropped notifies, its own absence) and
+    // repairs each by pulling exactly the range after the last seq it holds.
+    seen.sort_by_key(|g| g.seq);
+    seen.dedup_by_key(|g| g.seq);
+    let mut have: Vec<u64> = seen.iter().map(|g| g.seq).collect();
+    assert!(have.len() < 60, "the test drops notifies: {have:?}");
+    let mut repaired = Vec::new();
+    let mut last = 0;
+    for &seq in have.iter().chain(std::iter::once(&61)) {
+        if seq > last + 1 {
+            let gap: Vec<u64> = pull_after(&mut watcher, &room, last)
+                .await
+                .into_iter()
+                .map(|g| g.seq)
+                .take_while(|s| *s < seq)
+                .collect();
+            assert_eq!(gap, ((last + 1)..seq).collect::<Vec<u64>>(), "the range after {last}");
+            repaired.extend(gap);
+        }
+        last = seq;
+    }
+    have.extend(repaired);
+    have.sort_unstable();
+    assert_eq!(have, acknowledged, "every acknowledged gift, once");
 }
