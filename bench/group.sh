@@ -19,26 +19,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build --release --quiet -p hubbub -p hubbub-bench
-bin=${CARGO_TARGET_DIR:-target}/release
-# shellcheck source=scripts/lib/throwaway.sh
-. scripts/lib/throwaway.sh
-tmp=$(mktemp -d)
-chmod 755 "$tmp" # the postgres user must reach its own directory inside
-pid=""
-pg_data=""
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  wait 2>/dev/null || true
-  stop_postgres
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-if [ -z "${DATABASE_URL:-}" ] && [ "${GROUP_BENCH_STORE:-postgres}" != sqlite ]; then
-  start_postgres "$tmp/pg" hubbub_bench shared_buffers=2GB max_wal_size=8GB checkpoint_timeout=30min \
-    wal_compression=lz4
-  say "group store: throwaway PostgreSQL on 127.0.0.1:$pg_port"
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+[ "${GROUP_BENCH_STORE:-postgres}" = sqlite ] && BENCH_NO_POSTGRES=1
+bench_start "group store"
 
 # Raw rows/s of the store, for scale: a table shaped like mailbox_runs,
 # dropped afterwards.
@@ -59,28 +43,9 @@ SQL
   [ -n "$tps" ] && raw=(--raw-postgres-rows-per-s "$(awk -v t="$tps" 'BEGIN { printf "%.0f", t * 1000 }')")
 fi
 
-HUBBUB_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-HUBBUB_INTERNAL_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export HUBBUB_JWT_SECRET HUBBUB_INTERNAL_KEY
-store=(--set "group.store.data_dir=$tmp" --set "gift.store.data_dir=$tmp")
+store=()
 [ -n "${DATABASE_URL:-}" ] && store+=(--set "group.store.database_url=$DATABASE_URL")
 base=${GROUP_BENCH_PORT:-7900}
-HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" all "${store[@]}" \
-  --set "gateway.listen=127.0.0.1:$base" --set "gateway.internal_listen=127.0.0.1:$((base + 5))" \
-  --set "gateway.advertise=http://127.0.0.1:$((base + 5))" \
-  --set "room.listen=127.0.0.1:$((base + 1))" --set "room.advertise=http://127.0.0.1:$((base + 1))" \
-  --set "gateway.room_instances=[\"http://127.0.0.1:$((base + 1))\"]" \
-  --set "group.listen=127.0.0.1:$((base + 2))" --set "gateway.group_address=http://127.0.0.1:$((base + 2))" \
-  --set "gift.listen=127.0.0.1:$((base + 3))" --set "gateway.gift_address=http://127.0.0.1:$((base + 3))" \
-  --set "gift.room_instances=[\"http://127.0.0.1:$((base + 1))\"]" \
-  --set "presence.listen=127.0.0.1:$((base + 4))" \
-  --set "gateway.presence_address=http://127.0.0.1:$((base + 4))" \
-  --set "group.presence_address=http://127.0.0.1:$((base + 4))" \
-  --set gateway.presence_report_ms=100 \
-  --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
-  --set gateway.group_calls_per_sec=1e9 --set gateway.group_calls_burst=1e9 >&2 &
-pid=$!
-sleep 2
-kill -0 "$pid" 2>/dev/null || { echo "group.sh: hubbub all did not start (port in use?)" >&2; exit 1; }
+bench_hubbub_all "$base" "${store[@]}"
 
 "$bin/hubbub-bench" group --gateway "127.0.0.1:$base" "${raw[@]}" "$@"

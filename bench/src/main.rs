@@ -11,6 +11,7 @@
 
 mod churn;
 mod fanout;
+mod gift;
 mod group;
 mod grpc_conn;
 mod histogram;
@@ -37,6 +38,8 @@ enum BenchCommand {
     Churn(churn::ChurnArgs),
     /// Group chat: groups, members online, a send rate; prints JSON.
     Group(group::GroupArgs),
+    /// Gifts into one hot room watched by viewers and its streamer; prints JSON.
+    Gift(gift::GiftArgs),
     /// One process of viewers (started by `fanout`).
     Viewers(viewers::ViewersArgs),
 }
@@ -58,6 +61,11 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(group::run(args)),
+        BenchCommand::Gift(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(gift::run(args)),
         BenchCommand::Viewers(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let local = tokio::task::LocalSet::new();

@@ -13,8 +13,8 @@ pub struct ProcessSample {
     pub resident_bytes: f64,
 }
 
-/// Scrapes `address`'s `/metrics`.
-pub async fn sample(address: SocketAddr) -> anyhow::Result<ProcessSample> {
+/// `address`'s `/metrics` as text.
+async fn text(address: SocketAddr) -> anyhow::Result<String> {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .with_context(|| format!("scrape {address}"))?;
@@ -22,17 +22,30 @@ pub async fn sample(address: SocketAddr) -> anyhow::Result<ProcessSample> {
     stream.write_all(request.as_bytes()).await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
-    let value = |name: &str| -> anyhow::Result<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .with_context(|| format!("{address}/metrics has no {name}"))?
-            .trim()
-            .parse()
-            .with_context(|| format!("{name} is not a number"))
-    };
+    Ok(text)
+}
+
+/// The value of the metric line `name` in `text`.
+fn value(address: SocketAddr, text: &str, name: &str) -> anyhow::Result<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .with_context(|| format!("{address}/metrics has no {name}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{name} is not a number"))
+}
+
+/// One metric of `address`'s `/metrics`.
+pub async fn metric(address: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    value(address, &text(address).await?, name)
+}
+
+/// Scrapes `address`'s `/metrics`.
+pub async fn sample(address: SocketAddr) -> anyhow::Result<ProcessSample> {
+    let text = text(address).await?;
     Ok(ProcessSample {
-        cpu_seconds: value("process_cpu_seconds_total")?,
-        resident_bytes: value("process_resident_memory_bytes")?,
+        cpu_seconds: value(address, &text, "process_cpu_seconds_total")?,
+        resident_bytes: value(address, &text, "process_resident_memory_bytes")?,
     })
 }
 
