@@ -68,6 +68,8 @@ pub const RULES: &[(&str, Who, Acting)] = &[
     ("/hubbub.v1.Room/Publish", role(Gateway), User),
     ("/hubbub.v1.Room/Publish", role(Gift), User),
     ("/hubbub.v1.Room/Publish", Scope("room.publish"), Itself),
+    // The ledger names each gift's sender: it verified and recorded them.
+    ("/hubbub.v1.Room/PublishGifts", role(Gift), Itself),
     ("/hubbub.v1.Room/GetRecent", role(Gateway), Itself),
     ("/hubbub.v1.Room/GetRecent", role(Gift), Itself),
     ("/hubbub.v1.Room/GetRecent", Scope("room.read"), Itself),

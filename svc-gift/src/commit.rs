@@ -125,16 +125,34 @@ impl GiftCommit {
     }
 }
 
-/// Publishes a lane's records one after the other, in commit order.
+/// Gifts published in one call at most.
+const PUBLISH_BATCH: usize = 1000;
+
+/// Publishes a lane's records in commit order: each run of one room's
+/// gifts in one call, co-streaming records one by one to their addressee.
 async fn publisher<S>(mut queue: mpsc::Receiver<Publish>, outlets: Arc<Outlets<S>>) {
-    while let Some((record, done)) = queue.recv().await {
-        // Gifts go to the room; requests and answers to their addressee.
-        let published = if record.kind == Kind::Gift.as_i32() {
-            outlets.rooms.publish(&record).await
-        } else {
-            outlets.addressees.deliver(&record).await
-        };
-        let _ = done.send(published);
+    let mut batch: Vec<Publish> = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut rest = batch.drain(..).peekable();
+        while let Some((record, done)) = rest.next() {
+            if record.kind != Kind::Gift.as_i32() {
+                let _ = done.send(outlets.addressees.deliver(&record).await);
+                continue;
+            }
+            let room = record.room_id.clone();
+            let mut run = vec![(record, done)];
+            while let Some((next, _)) = rest.peek() {
+                if next.kind != Kind::Gift.as_i32() || next.room_id != room {
+                    break;
+                }
+                run.push(rest.next().expect("peeked"));
+            }
+            let records: Vec<Record> = run.iter().map(|(r, _)| r.clone()).collect();
+            let published = outlets.rooms.publish(&records).await;
+            for (_, done) in run {
+                let _ = done.send(published);
+            }
+        }
     }
 }
 

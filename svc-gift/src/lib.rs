@@ -105,11 +105,10 @@ pub async fn serve_with_store<S: GiftStore>(
     let mut registry = Registry::default();
     let metrics = metrics::GiftMetrics::register(&mut registry);
     let credentials = Credentials::new(options.internal_key.clone(), Role::Gift, "gift");
-    let dialer = Dialer::new(credentials.clone(), options.tls.clone());
+    let dialer = Dialer::new(credentials, options.tls.clone());
     let publisher = publish::RoomPublisher::new(
         instances,
         dialer.clone(),
-        credentials,
         Duration::from_millis(config.publish_timeout_ms.max(1)),
         metrics.clone(),
     );

@@ -1,18 +1,17 @@
-//! Publishing a committed gift through its room: `Room.Publish` on the
-//! room's owner (rendezvous over the room instances, as gateways pick it),
-//! as the sender, with the record as the body. The room gives gifts its
+//! Publishing committed gifts through their room: one `Room.PublishGifts`
+//! per run of a room's gifts, on the room's owner (rendezvous over the room
+//! instances, as gateways pick it), each gift with its recorded sender and
+//! the record as the body. The room gives gifts its
 //! high lane: never sampled, never dropped for a slow viewer. Publishing is
 //! bounded and may fail; the record is durable already, and viewers repair
 //! the hole by pulling.
 
 use crate::metrics::GiftMetrics;
 use crate::store::Record;
-use hubbub_kit::auth::Identity;
 use hubbub_kit::channel::{Dialer, TracedChannel};
 use hubbub_kit::discovery::Instances;
 use hubbub_kit::rendezvous;
-use hubbub_kit::service_auth::Credentials;
-use hubbub_proto::v1::{RoomMessageKind, RoomPublishRequest, room_client::RoomClient};
+use hubbub_proto::v1::{RoomGift, RoomPublishGiftsRequest, room_client::RoomClient};
 use prost::Message;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,7 +21,6 @@ use std::time::Duration;
 pub struct RoomPublisher {
     instances: Instances,
     dialer: Dialer,
-    credentials: Credentials,
     /// Clients by instance address; pruned to the current list.
     clients: Mutex<HashMap<String, RoomClient<TracedChannel>>>,
     timeout: Duration,
@@ -37,51 +35,49 @@ impl std::fmt::Debug for RoomPublisher {
 
 impl RoomPublisher {
     /// A publisher over `instances`, each call bounded by `timeout`.
-    pub fn new(
-        instances: Instances,
-        dialer: Dialer,
-        credentials: Credentials,
-        timeout: Duration,
-        metrics: GiftMetrics,
-    ) -> Self {
+    pub fn new(instances: Instances, dialer: Dialer, timeout: Duration, metrics: GiftMetrics) -> Self {
         Self {
             instances,
             dialer,
-            credentials,
             clients: Mutex::new(HashMap::new()),
             timeout,
             metrics,
         }
     }
 
-    /// Publishes the gift `record` in its room as its sender; true when the
-    /// room took it.
-    pub async fn publish(&self, record: &Record) -> bool {
-        let Some(mut client) = self.client_for(&record.room_id) else {
-            self.metrics.publish_failures.inc();
+    /// Publishes consecutive gifts of one room (`records`, in ledger order)
+    /// in one `Room.PublishGifts`; true when the room took them.
+    pub async fn publish(&self, records: &[Record]) -> bool {
+        let Some(first) = records.first() else {
+            return true;
+        };
+        let room_id = &first.room_id;
+        let Some(mut client) = self.client_for(room_id) else {
+            self.metrics.publish_failures.inc_by(records.len() as u64);
             return false;
         };
-        let mut request = tonic::Request::new(RoomPublishRequest {
-            room_id: record.room_id.clone(),
-            kind: RoomMessageKind::Gift as i32,
-            body: crate::convert::record(record.clone()).encode_to_vec().into(),
+        let mut request = tonic::Request::new(RoomPublishGiftsRequest {
+            room_id: room_id.clone(),
+            gifts: records
+                .iter()
+                .map(|r| RoomGift {
+                    sender_user_id: r.sender_user_id.clone(),
+                    body: crate::convert::record(r.clone()).encode_to_vec().into(),
+                })
+                .collect(),
         });
         request.set_timeout(self.timeout);
-        self.credentials
-            .act_for(&mut request, &Identity::User(record.sender_user_id.clone()));
-        match tokio::time::timeout(self.timeout, client.publish(request)).await {
-            Ok(Ok(_)) => true,
-            Ok(Err(status)) => {
-                self.metrics.publish_failures.inc();
-                tracing::warn!(room = %record.room_id, seq = record.seq, %status, "publishing a gift through its room failed");
-                false
-            }
-            Err(_) => {
-                self.metrics.publish_failures.inc();
-                tracing::warn!(room = %record.room_id, seq = record.seq, "publishing a gift through its room timed out");
-                false
-            }
-        }
+        let failure = match tokio::time::timeout(self.timeout, client.publish_gifts(request)).await {
+            Ok(Ok(_)) => return true,
+            Ok(Err(status)) => status.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        self.metrics.publish_failures.inc_by(records.len() as u64);
+        // One line per failed call, not per gift: a room instance that is
+        // down must not flood the log.
+        tracing::warn!(room = %room_id, gifts = records.len(), first_seq = first.seq, %failure,
+            "publishing gifts through their room failed; viewers will pull them");
+        false
     }
 
     fn client_for(&self, room_id: &str) -> Option<RoomClient<TracedChannel>> {

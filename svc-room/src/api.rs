@@ -17,8 +17,8 @@ use hubbub_kit::{
 };
 use hubbub_proto::v1::{
     AttachAccepted, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest, RoomGetRecentResponse,
-    RoomMessageKind, RoomPublishRequest, RoomPublishResponse, room_attach_request::Command,
-    room_attach_response::Event, room_server::Room,
+    RoomMessageKind, RoomPublishGiftsRequest, RoomPublishGiftsResponse, RoomPublishRequest, RoomPublishResponse,
+    room_attach_request::Command, room_attach_response::Event, room_server::Room,
 };
 use std::{collections::HashSet, sync::Arc};
 use tokio::sync::mpsc;
@@ -73,6 +73,9 @@ impl RoomApi {
         Ok(self.check_owner(room_id)?)
     }
 }
+
+/// Gifts per `PublishGifts` call, at most (a commit's worth).
+const MAX_GIFTS_PER_CALL: usize = 1000;
 
 #[tonic::async_trait]
 impl Room for RoomApi {
@@ -182,6 +185,62 @@ impl Room for RoomApi {
             Refused::TooManyRooms(max) => RoomError::TooManyRooms(max),
         })?;
         Ok(Response::new(RoomPublishResponse { seq }))
+    }
+
+    async fn publish_gifts(
+        &self,
+        request: Request<RoomPublishGiftsRequest>,
+    ) -> Result<Response<RoomPublishGiftsResponse>, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(RoomError::Draining.into());
+        }
+        let request = request.into_inner();
+        self.check_room(&request.room_id)?;
+        if request.gifts.is_empty() {
+            return Err(RoomError::Invalid("no gift to publish".into()).into());
+        }
+        if request.gifts.len() > MAX_GIFTS_PER_CALL {
+            return Err(Status::resource_exhausted(format!(
+                "{} gifts in one call; the limit is {MAX_GIFTS_PER_CALL}",
+                request.gifts.len()
+            )));
+        }
+        for gift in &request.gifts {
+            if gift.sender_user_id.is_empty() || gift.body.is_empty() {
+                return Err(RoomError::Invalid("every gift needs a sender and a body".into()).into());
+            }
+            if gift.body.len() > self.config.max_body_bytes {
+                return Err(RoomError::TooLarge {
+                    size: gift.body.len(),
+                    limit: self.config.max_body_bytes,
+                }
+                .into());
+            }
+        }
+        let trace = tracecontext::current_traceparent();
+        let mut seqs = Vec::with_capacity(request.gifts.len());
+        for gift in request.gifts {
+            let published = self.router.publish(Publish {
+                room_id: request.room_id.clone(),
+                message: Incoming {
+                    sender_user_id: gift.sender_user_id,
+                    kind: RoomMessageKind::Gift,
+                    body: gift.body,
+                    trace: trace.clone(),
+                },
+            });
+            // Gifts take the high lane, which no cap refuses; a room this
+            // instance cannot hold refuses them all alike.
+            seqs.push(published.map_err(|refused| match refused {
+                Refused::OverCap(over) => RoomError::OverCap {
+                    room_id: request.room_id.clone(),
+                    cap_per_sec: over.cap_per_sec,
+                    retry_after: over.retry_after,
+                },
+                Refused::TooManyRooms(max) => RoomError::TooManyRooms(max),
+            })?);
+        }
+        Ok(Response::new(RoomPublishGiftsResponse { seqs }))
     }
 
     async fn get_recent(
