@@ -74,6 +74,18 @@ impl RoomApi {
     }
 }
 
+/// Why the router refused a publish into `room_id`, for the caller.
+fn refusal(room_id: String, refused: Refused) -> RoomError {
+    match refused {
+        Refused::OverCap(over) => RoomError::OverCap {
+            room_id,
+            cap_per_sec: over.cap_per_sec,
+            retry_after: over.retry_after,
+        },
+        Refused::TooManyRooms(max) => RoomError::TooManyRooms(max),
+    }
+}
+
 /// Gifts per `PublishGifts` call, at most (a commit's worth).
 const MAX_GIFTS_PER_CALL: usize = 1000;
 
@@ -176,14 +188,7 @@ impl Room for RoomApi {
                 trace: tracecontext::current_traceparent(),
             },
         });
-        let seq = published.map_err(|refused| match refused {
-            Refused::OverCap(over) => RoomError::OverCap {
-                room_id,
-                cap_per_sec: over.cap_per_sec,
-                retry_after: over.retry_after,
-            },
-            Refused::TooManyRooms(max) => RoomError::TooManyRooms(max),
-        })?;
+        let seq = published.map_err(|refused| refusal(room_id, refused))?;
         Ok(Response::new(RoomPublishResponse { seq }))
     }
 
@@ -231,14 +236,7 @@ impl Room for RoomApi {
             });
             // Gifts take the high lane, which no cap refuses; a room this
             // instance cannot hold refuses them all alike.
-            seqs.push(published.map_err(|refused| match refused {
-                Refused::OverCap(over) => RoomError::OverCap {
-                    room_id: request.room_id.clone(),
-                    cap_per_sec: over.cap_per_sec,
-                    retry_after: over.retry_after,
-                },
-                Refused::TooManyRooms(max) => RoomError::TooManyRooms(max),
-            })?);
+            seqs.push(published.map_err(|refused| refusal(request.room_id.clone(), refused))?);
         }
         Ok(Response::new(RoomPublishGiftsResponse { seqs }))
     }
