@@ -19,7 +19,7 @@ bench_start "gift ledger"
 base=${GIFT_BENCH_PORT:-7920}
 # The viewers are guests from a few loopback addresses: the per-address caps
 # on guest streams and connections are lifted for them.
-bench_hubbub_all "$base" --set "gift.store.database_url=$DATABASE_URL" \
+bench_hubbub_all "$base" --set "gift.store.database_url=${DATABASE_URL:?the gift bench needs PostgreSQL}" \
   --set gateway.max_guest_streams_per_address=1000000 --set listener.max_connections_per_address=1000000
 
 HUBBUB_BENCH_GIFT_ADMIN=$("$bin/hubbub" token --service bench --scope gift.manage --ttl 2h)

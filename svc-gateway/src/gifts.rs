@@ -13,7 +13,7 @@ use tonic::{Request, Status};
 
 /// How long a room's gift head answers joins.
 const HEAD_TTL: Duration = Duration::from_secs(1);
-/// Rooms whose gift head is held at most (past it the map starts over).
+/// Rooms whose gift head is held at most.
 const MAX_HEADS: usize = 10_000;
 /// How long a join waits for a head it does not hold.
 const HEAD_WAIT: Duration = Duration::from_millis(300);
@@ -57,13 +57,21 @@ impl GiftLink {
         });
         request.set_timeout(HEAD_WAIT);
         let answer = tokio::time::timeout(HEAD_WAIT, self.client.clone().get_room_head(request)).await;
-        let Ok(Ok(answer)) = answer else {
-            return 0;
+        // A failure is kept as 0 for the same second: a gift service that
+        // does not answer slows one join per room per second, not every one.
+        let seq = match answer {
+            Ok(Ok(answer)) => answer.get_ref().last_seq,
+            _ => 0,
         };
-        let seq = answer.get_ref().last_seq;
         let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
         if heads.len() >= MAX_HEADS {
-            heads.clear();
+            // Stale ones first; else any one: never all at once.
+            heads.retain(|_, (_, at)| at.elapsed() < HEAD_TTL);
+            if heads.len() >= MAX_HEADS
+                && let Some(any) = heads.keys().next().cloned()
+            {
+                heads.remove(&any);
+            }
         }
         heads.insert(room_id.to_owned(), (seq, Instant::now()));
         seq

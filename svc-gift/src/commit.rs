@@ -127,6 +127,12 @@ impl GiftCommit {
 
 /// Gifts published in one call at most.
 const PUBLISH_BATCH: usize = 1000;
+/// Bytes of encoded gifts per call at most: the room decodes a
+/// `PublishGifts` of 1 MiB of bodies (svc-room's `PUBLISH_GIFTS_BYTES`).
+const RUN_BYTES: usize = 1024 * 1024;
+/// A record's encoded size beyond its payload, at most (ids are 1 to 128
+/// bytes, keys 64, plus numbers and tags).
+const RECORD_OVERHEAD: usize = 5 * 128 + 2 * 64 + 128;
 
 /// Publishes a lane's records in commit order: each run of one room's
 /// gifts in one call, co-streaming records one by one to their addressee.
@@ -140,11 +146,16 @@ async fn publisher<S>(mut queue: mpsc::Receiver<Publish>, outlets: Arc<Outlets<S
                 continue;
             }
             let room = record.room_id.clone();
+            let mut bytes = record.payload.len() + RECORD_OVERHEAD;
             let mut run = vec![(record, done)];
+            // One room's consecutive gifts, below what the room decodes in
+            // one call.
             while let Some((next, _)) = rest.peek() {
-                if next.kind != Kind::Gift.as_i32() || next.room_id != room {
+                let size = next.payload.len() + RECORD_OVERHEAD;
+                if next.kind != Kind::Gift.as_i32() || next.room_id != room || bytes + size > RUN_BYTES {
                     break;
                 }
+                bytes += size;
                 run.push(rest.next().expect("peeked"));
             }
             let records: Vec<Record> = run.iter().map(|(r, _)| r.clone()).collect();

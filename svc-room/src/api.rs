@@ -89,6 +89,10 @@ fn refusal(room_id: String, refused: Refused) -> RoomError {
 /// Gifts per `PublishGifts` call, at most (a commit's worth).
 const MAX_GIFTS_PER_CALL: usize = 1000;
 
+/// Body bytes per `PublishGifts` call the room decodes: callers cut their
+/// runs below it (the gift service at the same figure).
+pub const PUBLISH_GIFTS_BYTES: usize = 1024 * 1024;
+
 #[tonic::async_trait]
 impl Room for RoomApi {
     type AttachStream = CloseableStream<RoomAttachResponse>;

@@ -65,8 +65,10 @@ pub async fn serve(
         }
         None => hubbub_kit::discovery::fixed(&config.instances).1,
     };
-    // A publish is a body plus a few ids; attach commands list room ids.
-    let max_request = config.max_body_bytes + 64 * 1024;
+    // A publish is a body plus a few ids; attach commands list room ids; a
+    // PublishGifts call carries up to a run of gifts, which the gift
+    // service cuts at PUBLISH_GIFTS_BYTES of bodies.
+    let max_request = (config.max_body_bytes + 64 * 1024).max(api::PUBLISH_GIFTS_BYTES + 256 * 1024);
     let api = api::RoomApi::new(router, config, instances, shutdown.clone());
     let routes = Routes::new(RoomServer::new(api).max_decoding_message_size(max_request));
     let server = options.internal("room", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
