@@ -147,20 +147,20 @@ async fn publisher<S>(mut queue: mpsc::Receiver<Publish>, outlets: Arc<Outlets<S
             }
             let room = record.room_id.clone();
             let mut bytes = record.payload.len() + RECORD_OVERHEAD;
-            let mut run = vec![(record, done)];
+            let (mut records, mut dones) = (vec![record], vec![done]);
             // One room's consecutive gifts, below what the room decodes in
             // one call.
-            while let Some((next, _)) = rest.peek() {
-                let size = next.payload.len() + RECORD_OVERHEAD;
-                if next.kind != Kind::Gift.as_i32() || next.room_id != room || bytes + size > RUN_BYTES {
-                    break;
-                }
-                bytes += size;
-                run.push(rest.next().expect("peeked"));
+            while let Some((next, done)) = rest.next_if(|(next, _)| {
+                next.kind == Kind::Gift.as_i32()
+                    && next.room_id == room
+                    && bytes + next.payload.len() + RECORD_OVERHEAD <= RUN_BYTES
+            }) {
+                bytes += next.payload.len() + RECORD_OVERHEAD;
+                records.push(next);
+                dones.push(done);
             }
-            let records: Vec<Record> = run.iter().map(|(r, _)| r.clone()).collect();
             let published = outlets.rooms.publish(&records).await;
-            for (_, done) in run {
+            for done in dones {
                 let _ = done.send(published);
             }
         }
@@ -204,7 +204,7 @@ async fn run<S: GiftStore>(
                         continue;
                     }
                     one_by_one.push(match store.commit(std::slice::from_ref(record)).await {
-                        Ok(mut answers) => answers.remove(0).map_err(Status::from),
+                        Ok(answers) => one_answer(answers),
                         Err(e) => Err(Status::from(e)),
                     });
                 }
@@ -236,6 +236,20 @@ async fn run<S: GiftStore>(
             let _ = pending.answer.send(answer);
         }
         metrics.records.inc_by(new);
+    }
+}
+
+/// The answer of a commit of one record. A store that answered none broke
+/// its contract: the caller is told so, and the lane goes on.
+fn one_answer(answers: Vec<Result<Sent, StoreError>>) -> Result<Sent, Status> {
+    match answers.into_iter().next() {
+        Some(answer) => answer.map_err(Status::from),
+        None => {
+            tracing::error!("the gift store answered a commit of one record with no answer");
+            Err(Status::internal(
+                "the gift ledger gave no answer for this record; it has been logged",
+            ))
+        }
     }
 }
 

@@ -150,11 +150,17 @@ async fn run<S: GroupStore>(
                         Ok(mut sent) => {
                             let answers = std::mem::take(&mut sent.answers);
                             finished(sent, answers.iter(), &notifier, &metrics);
-                            answers
-                                .into_iter()
-                                .next()
-                                .expect("one answer per send")
-                                .map_err(Status::from)
+                            // A store that answers none broke its contract:
+                            // the caller is told, and the lane goes on.
+                            answers.into_iter().next().map_or_else(
+                                || {
+                                    tracing::error!("the group store answered a send of one with no answer");
+                                    Err(Status::internal(
+                                        "the group store gave no answer for this send; it has been logged",
+                                    ))
+                                },
+                                |answer| answer.map_err(Status::from),
+                            )
                         }
                         Err(e) => Err(Status::from(e)),
                     };

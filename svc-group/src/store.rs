@@ -127,7 +127,9 @@ pub trait GroupStore: Send + Sync + 'static {
     fn send(&self, message: &NewMessage) -> impl Future<Output = StoreResult<Sent>> + Send {
         async move {
             let batch = self.send_batch(std::slice::from_ref(message)).await?;
-            let mut sent = batch.answers.into_iter().next().expect("one answer per send")?;
+            let mut sent = batch.answers.into_iter().next().ok_or_else(|| {
+                StoreError::Unavailable(sqlx::Error::Protocol("a batch of one send gave no answer".into()))
+            })??;
             sent.deliveries = batch
                 .dispatched
                 .into_iter()

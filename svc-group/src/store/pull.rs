@@ -82,13 +82,11 @@ pub(crate) fn fill_expired(
             if out.len() >= want {
                 break 'runs;
             }
-            while found.peek().is_some_and(|i| i.mailbox_seq < position) {
-                found.next();
-            }
-            match found.peek() {
-                Some(item) if item.mailbox_seq == position => out.push(found.next().expect("peeked")),
-                _ if position > head => break 'runs,
-                _ => out.push(expired(position, &run.group_id, last - (end - position))),
+            while found.next_if(|i| i.mailbox_seq < position).is_some() {}
+            match found.next_if(|i| i.mailbox_seq == position) {
+                Some(item) => out.push(item),
+                None if position > head => break 'runs,
+                None => out.push(expired(position, &run.group_id, last - (end - position))),
             }
         }
     }
