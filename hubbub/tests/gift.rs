@@ -37,6 +37,11 @@ async fn start() -> (Sandbox, std::net::SocketAddr) {
 /// The sandbox, the gift role's address, presence's, and the token that
 /// stops the gift role alone.
 async fn start_restartable() -> (Sandbox, std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
+    start_with_window(GiftConfig::default().public_window_records).await
+}
+
+/// [`start_restartable`] with a public window of `window` records.
+async fn start_with_window(window: u64) -> (Sandbox, std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gift = listener.local_addr().unwrap();
     let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -52,13 +57,25 @@ async fn start_restartable() -> (Sandbox, std::net::SocketAddr, std::net::Socket
     .await;
     support::serve_presence(presence_listener, sandbox.shutdown.clone());
     let stop = sandbox.shutdown.child_token();
-    serve_gift(listener, &format!("http://{}", sandbox.room), presence, stop.clone());
+    serve_gift(
+        listener,
+        &format!("http://{}", sandbox.room),
+        presence,
+        stop.clone(),
+        window,
+    );
     (sandbox, gift, presence, stop)
 }
 
 /// The gift role on `listener` on PostgreSQL, publishing through `room`,
 /// until `shutdown`.
-fn serve_gift(listener: TcpListener, room: &str, presence: std::net::SocketAddr, shutdown: CancellationToken) {
+fn serve_gift(
+    listener: TcpListener,
+    room: &str,
+    presence: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    public_window_records: u64,
+) {
     let config = GiftConfig {
         listen: listener.local_addr().unwrap(),
         store: GiftStoreConfig {
@@ -74,6 +91,7 @@ fn serve_gift(listener: TcpListener, room: &str, presence: std::net::SocketAddr,
         // Pulls see every commit at once (the windows' lag is the
         // recent-windows suite's business).
         recent_ttl_ms: 0,
+        public_window_records,
         ..GiftConfig::default()
     };
     tokio::spawn(async move {
@@ -630,7 +648,7 @@ async fn a_burst_across_a_restart_and_lost_notifies_loses_no_acknowledged_gift()
     let mut seen = Vec::new();
     let restart = |listener: TcpListener, room_at: &str, stop: &mut CancellationToken| {
         *stop = sandbox.shutdown.child_token();
-        serve_gift(listener, room_at, presence, stop.clone());
+        serve_gift(listener, room_at, presence, stop.clone(), 100_000);
     };
     let rebind = || async {
         loop {
@@ -698,4 +716,213 @@ async fn a_burst_across_a_restart_and_lost_notifies_loses_no_acknowledged_gift()
     have.extend(repaired);
     have.sort_unstable();
     assert_eq!(have, acknowledged, "every acknowledged gift, once");
+}
+
+/// The role credential (no `Bearer`) `credentials` present to the gift service.
+fn role_token(credentials: &Credentials) -> String {
+    let header = credentials.header_for("hubbub.v1.Gift");
+    header.to_str().unwrap().trim_start_matches("Bearer ").to_owned()
+}
+
+/// A batch item from `gateway` for `user`, with the credential `credential`.
+fn item(room: &str, key: &str, user: &str, credential: String) -> hubbub_proto::v1::GiftSendGiftsItem {
+    let send = rose(room, key);
+    hubbub_proto::v1::GiftSendGiftsItem {
+        gift: Some(hubbub_proto::v1::GiftSendGiftRequest {
+            room_id: send.room_id,
+            sender_user_id: user.into(),
+            kind: send.kind,
+            gift_id: send.gift_id,
+            count: send.count,
+            client_key: send.client_key,
+            payload: send.payload,
+            ..Default::default()
+        }),
+        credential,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_sends_takes_each_sender_from_its_own_credential() {
+    use hubbub_kit::auth::Identity;
+    use hubbub_proto::v1::GiftSendGiftsRequest;
+    let (_sandbox, gift) = start().await;
+    let (room, host, fan, other) = (unique("live"), unique("host"), unique("fan"), unique("other"));
+    backend(gift)
+        .set_room_host(GiftSetRoomHostRequest {
+            room_id: room.clone(),
+            host_user_id: host.clone(),
+        })
+        .await
+        .unwrap();
+    let gateway = support::credentials(Role::Gateway, "gateway-0");
+    let elsewhere = support::credentials(Role::Gateway, "gateway-1");
+    let group = support::credentials(Role::Group, "group");
+    let send = "/hubbub.v1.Gift/SendGift";
+    let fan_id = Identity::User(fan.clone());
+    let items = vec![
+        item(&room, "b1", &fan, gateway.token_acting(send, &fan_id)),
+        // Names another sender than its credential.
+        item(&room, "b2", &other, gateway.token_acting(send, &fan_id)),
+        // Minted by another gateway than the one sending the batch.
+        item(&room, "b3", &fan, elsewhere.token_acting(send, &fan_id)),
+        // For another method.
+        item(
+            &room,
+            "b4",
+            &fan,
+            gateway.token_acting("/hubbub.v1.Gift/PullGifts", &fan_id),
+        ),
+        // Another role's, and a guest's.
+        item(&room, "b5", &fan, group.token_acting(send, &fan_id)),
+        item(
+            &room,
+            "b6",
+            &fan,
+            gateway.token_acting(send, &Identity::Guest(fan.clone())),
+        ),
+        // The gateway's own role credential acts for nobody; a tampered one; none.
+        item(&room, "b7", &fan, role_token(&gateway)),
+        item(
+            &room,
+            "b7",
+            &fan,
+            gateway.token_acting(send, &fan_id).replacen('.', "", 1),
+        ),
+        item(&room, "b8", &fan, String::new()),
+        // The same key again in the same batch: the original.
+        item(&room, "b1", &fan, gateway.token_acting(send, &fan_id)),
+    ];
+    let mut client = GiftClient::new(support::internal_channel(gift, &gateway));
+    let outcomes = client
+        .send_gifts(GiftSendGiftsRequest { items })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    assert_eq!(outcomes.len(), 10);
+    let first = outcomes[0]
+        .sent
+        .as_ref()
+        .expect("the first item is sent")
+        .gift
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (first.sender_user_id.as_str(), first.recipient_user_id.as_str()),
+        (fan.as_str(), host.as_str())
+    );
+    for (index, outcome) in outcomes.iter().enumerate().take(9).skip(1) {
+        assert_eq!(outcome.code, Code::PermissionDenied as i32, "item {index}: {outcome:?}");
+        assert!(outcome.sent.is_none(), "item {index}");
+    }
+    assert!(outcomes[1].message.contains("sender_user_id"), "{:?}", outcomes[1]);
+    assert!(outcomes[2].message.contains("gateway that sent"), "{:?}", outcomes[2]);
+    let again = outcomes[9].sent.as_ref().expect("the repeat is answered");
+    assert!(
+        again.duplicate && again.gift.as_ref().unwrap().seq == first.seq,
+        "{again:?}"
+    );
+    // Only the one gift was recorded.
+    let page = backend(gift)
+        .pull_gifts(hubbub_proto::v1::GiftPullGiftsRequest {
+            room_id: room.clone(),
+            ..Default::default()
+        })
+        .await;
+    // The platform's gift.manage backend may not read; a batch needs items, and only gateways batch.
+    assert_eq!(page.unwrap_err().code(), Code::PermissionDenied);
+    let status = client
+        .send_gifts(GiftSendGiftsRequest { items: Vec::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let status = GiftClient::new(support::internal_channel(gift, &group))
+        .send_gifts(GiftSendGiftsRequest {
+            items: vec![item(&room, "b9", &fan, gateway.token_acting(send, &fan_id))],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let totals = client
+        .get_room_head(hubbub_proto::v1::GiftGetRoomHeadRequest { room_id: room })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(totals.last_seq, first.seq, "one record in the room");
+}
+
+/// One page of `viewer`'s pull of `room` after `after`, of `target` when set.
+async fn pull_page(viewer: &mut Viewer, room: &str, after: u64, target: &str) -> hubbub_proto::v1::PullGiftsResponse {
+    viewer
+        .client
+        .pull_gifts(authed(
+            PullGiftsRequest {
+                room_id: room.into(),
+                after_seq: after,
+                limit: 500,
+                target_user_id: target.into(),
+            },
+            viewer.token.as_deref(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_pull_within_the_public_window_and_the_streamer_keeps_every_gift() {
+    let (sandbox, gift, _, _) = start_with_window(3).await;
+    let (room, host, fan) = (unique("live"), unique("host"), unique("fan"));
+    backend(gift)
+        .set_room_host(GiftSetRoomHostRequest {
+            room_id: room.clone(),
+            host_user_id: host.clone(),
+        })
+        .await
+        .unwrap();
+    let mut sender = Viewer::connect(&sandbox, 0, Some(&fan)).await;
+    for i in 0..5 {
+        send_until_accepted(&mut sender, rose(&room, &format!("w{i}"))).await;
+    }
+    let seqs = |page: &hubbub_proto::v1::PullGiftsResponse| page.gifts.iter().map(|g| g.seq).collect::<Vec<_>>();
+    // A guest below the window gets its last 3 records and is told where it starts.
+    let mut guest = Viewer::connect(&sandbox, 0, None).await;
+    let page = pull_page(&mut guest, &room, 0, "").await;
+    assert_eq!(
+        (seqs(&page), page.window_start_seq, page.last_seq),
+        (vec![3, 4, 5], 2, 5)
+    );
+    // Within the window nothing is said.
+    let page = pull_page(&mut guest, &room, 3, "").await;
+    assert_eq!((seqs(&page), page.window_start_seq), (vec![4, 5], 0));
+    // Someone else's gifts received: the window too.
+    let page = pull_page(&mut sender, &room, 0, &host).await;
+    assert_eq!((seqs(&page), page.window_start_seq), (vec![3, 4, 5], 2));
+    // The streamer's own history is whole, and so is the backend's ledger.
+    let mut streamer = Viewer::connect(&sandbox, 0, Some(&host)).await;
+    let page = pull_page(&mut streamer, &room, 0, &host).await;
+    assert_eq!((seqs(&page), page.window_start_seq), (vec![1, 2, 3, 4, 5], 0));
+    let reader = Credentials::with_scopes(
+        InternalKey::new(support::INTERNAL_KEY),
+        Role::Service,
+        "ledger-reader",
+        vec!["gift.read".to_owned()],
+    );
+    let page = GiftClient::new(support::internal_channel(gift, &reader))
+        .pull_gifts(hubbub_proto::v1::GiftPullGiftsRequest {
+            room_id: room.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            page.gifts.iter().map(|g| g.seq).collect::<Vec<_>>(),
+            page.window_start_seq
+        ),
+        (vec![1, 2, 3, 4, 5], 0)
+    );
 }

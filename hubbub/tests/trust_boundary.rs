@@ -99,7 +99,7 @@ fn internal_methods() -> Vec<(String, String, bool)> {
             }
         }
     }
-    assert_eq!(methods.len(), 33, "every internal method: {methods:?}");
+    assert_eq!(methods.len(), 34, "every internal method: {methods:?}");
     methods
 }
 

@@ -10,6 +10,9 @@
 //!   backend service itself (`service:<name>`), never the request field.
 //! - `Room.Attach`: `hello.gateway_id` must be the caller's instance.
 //! - `Presence.ReportGateway`: `gateway_id` must be the caller's instance.
+//! - `Gift.SendGifts`: each item's credential must be a per-call one for
+//!   `Gift.SendGift`, minted by the calling gateway instance, naming the
+//!   item's `sender_user_id`.
 //! - `Group.*`: for a gateway, `actor_user_id` must be the user the
 //!   credential names; a backend with `group.post`/`group.manage` acts for
 //!   the `actor_user_id` it gives.
@@ -103,6 +106,9 @@ pub const RULES: &[(&str, Who, Acting)] = &[
     ("/hubbub.v1.Group/UploadDeviceKeys", role(Gateway), User),
     ("/hubbub.v1.Group/ClaimGroupKeys", role(Gateway), User),
     ("/hubbub.v1.Gift/SendGift", role(Gateway), User),
+    // Each item carries its own per-call SendGift credential naming its
+    // sender, verified by the handler.
+    ("/hubbub.v1.Gift/SendGifts", role(Gateway), Itself),
     ("/hubbub.v1.Gift/PullGifts", role(Gateway), UserOrGuest),
     ("/hubbub.v1.Gift/PullGifts", Scope("gift.read"), Itself),
     ("/hubbub.v1.Gift/SetRoomHost", Scope("gift.manage"), Itself),

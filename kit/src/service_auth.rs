@@ -357,8 +357,14 @@ impl Credentials {
     /// The `authorization` value of one call to `method` (`/pkg.Service/M`)
     /// made for `identity`.
     pub fn header_acting(&self, method: &str, identity: &Identity) -> Header {
+        bearer_header(&self.token_acting(method, identity))
+    }
+
+    /// The per-call credential itself (no `Bearer`), for a call carried
+    /// inside a batch rather than in its own request's metadata.
+    pub fn token_acting(&self, method: &str, identity: &Identity) -> String {
         let service = method.trim_start_matches('/').split('/').next().unwrap_or_default();
-        bearer_header(&self.key.sign(&Grant {
+        self.key.sign(&Grant {
             role: self.role,
             instance: &self.instance,
             scopes: &self.scopes,
@@ -366,7 +372,7 @@ impl Credentials {
             audience: Some(service),
             method: Some(method),
             ttl: ACTING_CREDENTIAL_TTL,
-        }))
+        })
     }
 
     /// Makes `request` a call for `identity`: the channel's interceptor

@@ -74,6 +74,12 @@ pub struct GatewayConfig {
     pub gift_calls_per_sec: f64,
     /// ...and in a burst above that rate.
     pub gift_calls_burst: f64,
+    /// Clients' gift sends waiting to go to the gift service, at most; above
+    /// it a send is answered UNAVAILABLE at once.
+    pub gift_send_queue: usize,
+    /// SendGifts batches in flight to the gift service at once: while they
+    /// run, the sends that arrive meanwhile gather into the next batch.
+    pub gift_batches_in_flight: usize,
     /// Validity of the guest token a guest stream gets in Welcome; a guest
     /// stream ends when its token expires.
     pub guest_token_ttl_secs: u64,
@@ -136,6 +142,8 @@ impl Default for GatewayConfig {
             group_calls_burst: 200.0,
             gift_calls_per_sec: 20.0,
             gift_calls_burst: 100.0,
+            gift_send_queue: 8192,
+            gift_batches_in_flight: 4,
             guest_token_ttl_secs: 24 * 3600,
             max_guest_streams_per_address: 256,
             trusted_proxies: Vec::new(),

@@ -1,9 +1,11 @@
 //! `GiftLink`: the gateway's calls to the gift service for its clients,
 //! each made for the user (or, for pulls, the guest) the gateway verified,
 //! who travels in a per-call credential; a send's `sender_user_id` says the
-//! same, so the gift service can check that the two agree.
+//! same, so the gift service can check that the two agree. Sends go in
+//! batches ([`GiftBatcher`]), each with its own credential.
 
 use crate::deadline;
+use crate::gift_batch::GiftBatcher;
 use hubbub_kit::{auth::Identity, channel::TracedChannel, service_auth::Credentials};
 use hubbub_proto::v1::{self as pb, gift_client::GiftClient};
 use std::collections::HashMap;
@@ -11,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::{Request, Status};
 
+/// The method a batched send's credential is for.
+const SEND_GIFT: &str = "/hubbub.v1.Gift/SendGift";
 /// How long a room's gift head answers joins.
 const HEAD_TTL: Duration = Duration::from_secs(1);
 /// Rooms whose gift head is held at most.
@@ -24,6 +28,7 @@ pub struct GiftLink {
     client: GiftClient<TracedChannel>,
     credentials: Credentials,
     timeout: Duration,
+    sends: GiftBatcher,
     /// Rooms' last gift seqs as recently asked: a wave of joins into one
     /// room costs one call per second per gateway.
     heads: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
@@ -31,11 +36,22 @@ pub struct GiftLink {
 
 impl GiftLink {
     /// Calls the gift service on `channel` as `credentials`, each call
-    /// bounded by `timeout`.
-    pub fn new(channel: TracedChannel, credentials: Credentials, timeout: Duration) -> Self {
+    /// bounded by `timeout`; sends wait in a queue of `send_queue`, with at
+    /// most `batches_in_flight` batches running. Starts the batching task
+    /// on the current runtime.
+    pub fn new(
+        channel: TracedChannel,
+        credentials: Credentials,
+        timeout: Duration,
+        send_queue: usize,
+        batches_in_flight: usize,
+    ) -> Self {
+        // A page is at most 500 records of a 4 KiB payload each; a batch's
+        // answer holds at most its items' records (about 1 MiB).
+        let client = GiftClient::new(channel).max_decoding_message_size(4 * 1024 * 1024);
         Self {
-            // A page is at most 500 records of a 4 KiB payload each.
-            client: GiftClient::new(channel).max_decoding_message_size(4 * 1024 * 1024),
+            sends: GiftBatcher::start(client.clone(), send_queue, batches_in_flight, timeout),
+            client,
             credentials,
             timeout,
             heads: Arc::default(),
@@ -85,22 +101,27 @@ impl GiftLink {
 
     /// ClientApi.SendGift, for a signed-in `user`.
     pub async fn send(&self, user: &Identity, call: pb::SendGiftRequest) -> Result<pb::SendGiftResponse, Status> {
-        let request = self.request(
-            user,
-            pb::GiftSendGiftRequest {
-                room_id: call.room_id,
-                sender_user_id: user.id().to_owned(),
-                kind: call.kind,
-                target_user_id: call.target_user_id,
-                gift_id: call.gift_id,
-                count: call.count,
-                client_key: call.client_key,
-                payload: call.payload,
-                answers_seq: call.answers_seq,
-                answer: call.answer,
-            },
-        );
-        let answer = deadline::answer(self.timeout, "the gift service", self.client.clone().send_gift(request)).await?;
+        let gift = pb::GiftSendGiftRequest {
+            room_id: call.room_id,
+            sender_user_id: user.id().to_owned(),
+            kind: call.kind,
+            target_user_id: call.target_user_id,
+            gift_id: call.gift_id,
+            count: call.count,
+            client_key: call.client_key,
+            payload: call.payload,
+            answers_seq: call.answers_seq,
+            answer: call.answer,
+        };
+        let credential = self.credentials.token_acting(SEND_GIFT, user);
+        let answer = tokio::time::timeout(self.timeout, self.sends.send(gift, credential))
+            .await
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "the gift service did not answer within {} ms: retry with the same client_key",
+                    self.timeout.as_millis()
+                ))
+            })??;
         Ok(pb::SendGiftResponse {
             gift: answer.gift,
             duplicate: answer.duplicate,
@@ -128,6 +149,7 @@ impl GiftLink {
             gifts: answer.gifts,
             has_more: answer.has_more,
             last_seq: answer.last_seq,
+            window_start_seq: answer.window_start_seq,
         })
     }
 

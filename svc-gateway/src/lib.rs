@@ -28,7 +28,8 @@ pub mod control;
 pub mod deadline;
 pub mod delivery;
 pub mod gateway;
-pub mod gifts;
+mod gift_batch;
+mod gifts;
 pub mod groups;
 pub mod limits;
 pub mod metrics;
@@ -162,7 +163,13 @@ pub async fn serve_with(
                 .dial(address)
                 .map_err(|err| GatewayError::Config(err.to_string()))?;
             let timeout = Duration::from_millis(config.call_timeout_ms);
-            Some(gifts::GiftLink::new(channel, credentials.clone(), timeout))
+            Some(gifts::GiftLink::new(
+                channel,
+                credentials.clone(),
+                timeout,
+                config.gift_send_queue,
+                config.gift_batches_in_flight,
+            ))
         }
         None => None,
     };

@@ -5,11 +5,19 @@ use crate::commit::GiftCommit;
 use crate::convert;
 use crate::recent::Recent;
 use crate::store::{GiftStore, Kind, NewRecord};
-use hubbub_kit::service_auth::{self, Role};
+use futures_util::future::join_all;
+use hubbub_kit::service_auth::{self, Caller, InternalKey, Role};
+use hubbub_kit::tracecontext;
 use hubbub_proto::v1::{self as pb, gift_server::Gift};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+/// Items in one SendGifts at most.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+/// The method a batch item's credential must be for.
+const SEND_GIFT: &str = "/hubbub.v1.Gift/SendGift";
 
 /// Serves `hubbub.v1.Gift`.
 pub struct GiftApi<S> {
@@ -18,6 +26,10 @@ pub struct GiftApi<S> {
     recent: Arc<Recent<S>>,
     catalogue: Arc<BTreeMap<String, u64>>,
     publish_timeout: std::time::Duration,
+    /// Verifies the per-item credentials of SendGifts.
+    key: InternalKey,
+    /// `public_window_records` (0: no window).
+    public_window: u64,
 }
 
 impl<S> GiftApi<S> {
@@ -28,6 +40,8 @@ impl<S> GiftApi<S> {
         recent: Arc<Recent<S>>,
         catalogue: BTreeMap<String, u64>,
         publish_timeout: std::time::Duration,
+        key: InternalKey,
+        public_window: u64,
     ) -> Self {
         Self {
             store,
@@ -35,48 +49,17 @@ impl<S> GiftApi<S> {
             recent,
             catalogue: Arc::new(catalogue),
             publish_timeout,
+            key,
+            public_window,
         }
     }
 
-    /// The value of one `gift_id`: the catalogue's, or 0 without one.
-    fn unit_value(&self, kind: Kind, gift_id: &str) -> Result<u64, Status> {
-        if kind != Kind::Gift || self.catalogue.is_empty() {
-            return Ok(0);
-        }
-        self.catalogue
-            .get(gift_id)
-            .copied()
-            .ok_or_else(|| Status::invalid_argument(format!("gift_id {gift_id:?} is not in the gift catalogue")))
-    }
-}
-
-/// The sender: the user the gateway's credential acts for, which the
-/// request's field must name.
-fn sender<T>(request: &Request<T>, claimed: &str) -> Result<String, Status> {
-    let caller = service_auth::caller(request)?;
-    let user = caller
-        .acting_for
-        .as_ref()
-        .and_then(|identity| identity.user_id())
-        .filter(|_| caller.role == Role::Gateway)
-        .ok_or_else(|| Status::permission_denied("gifts are sent by a signed-in user, through a gateway"))?;
-    if claimed != user {
-        return Err(Status::permission_denied(format!(
-            "sender_user_id {claimed:?} is not the user the credential acts for ({user:?})"
-        )));
-    }
-    Ok(user.to_owned())
-}
-
-#[tonic::async_trait]
-impl<S: GiftStore> Gift for GiftApi<S> {
-    #[tracing::instrument(name = "gift.send", skip_all)]
-    async fn send_gift(
-        &self,
-        request: Request<pb::GiftSendGiftRequest>,
-    ) -> Result<Response<pb::GiftSendGiftResponse>, Status> {
-        let sender = sender(&request, &request.get_ref().sender_user_id)?;
-        let call = request.into_inner();
+    /// Records one send for `sender` (verified): durable before it
+    /// answers, then its notify awaited a short while.
+    async fn send_for(&self, sender: String, call: pb::GiftSendGiftRequest) -> Result<pb::GiftSendGiftResponse, Status>
+    where
+        S: GiftStore,
+    {
         let kind = convert::kind(call.kind)?;
         let unit_value = self.unit_value(kind, &call.gift_id)?;
         let (sent, outcome) = self
@@ -105,11 +88,117 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                 .is_ok_and(|done| done.unwrap_or(false)),
             None => false,
         };
-        Ok(Response::new(pb::GiftSendGiftResponse {
+        Ok(pb::GiftSendGiftResponse {
             gift: Some(convert::record(sent.record)),
             duplicate: sent.duplicate,
             published,
-        }))
+        })
+    }
+
+    /// The value of one `gift_id`: the catalogue's, or 0 without one.
+    fn unit_value(&self, kind: Kind, gift_id: &str) -> Result<u64, Status> {
+        if kind != Kind::Gift || self.catalogue.is_empty() {
+            return Ok(0);
+        }
+        self.catalogue
+            .get(gift_id)
+            .copied()
+            .ok_or_else(|| Status::invalid_argument(format!("gift_id {gift_id:?} is not in the gift catalogue")))
+    }
+}
+
+/// The sender: the user the gateway's credential acts for, which the
+/// request's field must name.
+fn sender(caller: &Caller, claimed: &str) -> Result<String, Status> {
+    let user = caller
+        .acting_for
+        .as_ref()
+        .and_then(|identity| identity.user_id())
+        .filter(|_| caller.role == Role::Gateway)
+        .ok_or_else(|| Status::permission_denied("gifts are sent by a signed-in user, through a gateway"))?;
+    if claimed != user {
+        return Err(Status::permission_denied(format!(
+            "sender_user_id {claimed:?} is not the user the credential acts for ({user:?})"
+        )));
+    }
+    Ok(user.to_owned())
+}
+
+/// The caller a batch item's own credential names: valid, a per-call
+/// SendGift credential, and minted by the gateway instance that sent the
+/// batch (a batch carries only its own gateway's clients).
+fn item_caller(key: &InternalKey, batch: &Caller, credential: &str) -> Result<Caller, Status> {
+    let denied = |why: String| Status::permission_denied(format!("a SendGifts item's credential {why}"));
+    let caller = key
+        .verify(credential)
+        .map_err(|e| denied(format!("is not valid: {e}")))?;
+    if caller.role != batch.role || caller.instance != batch.instance {
+        return Err(denied("was not minted by the gateway that sent the batch".into()));
+    }
+    caller.check_bound_to(SEND_GIFT).map_err(|e| denied(e.to_string()))?;
+    if caller.acting_for.is_none() {
+        return Err(denied(format!("is not a per-call credential for {SEND_GIFT}")));
+    }
+    Ok(caller)
+}
+
+#[tonic::async_trait]
+impl<S: GiftStore> Gift for GiftApi<S> {
+    #[tracing::instrument(name = "gift.send", skip_all)]
+    async fn send_gift(
+        &self,
+        request: Request<pb::GiftSendGiftRequest>,
+    ) -> Result<Response<pb::GiftSendGiftResponse>, Status> {
+        let sender = sender(service_auth::caller(&request)?, &request.get_ref().sender_user_id)?;
+        Ok(Response::new(self.send_for(sender, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(name = "gift.send_batch", skip_all, fields(items))]
+    async fn send_gifts(
+        &self,
+        request: Request<pb::GiftSendGiftsRequest>,
+    ) -> Result<Response<pb::GiftSendGiftsResponse>, Status> {
+        let batch = service_auth::caller(&request)?.clone();
+        let items = request.into_inner().items;
+        if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+            return Err(Status::invalid_argument(format!(
+                "{} items in one SendGifts; send 1 to {MAX_BATCH_ITEMS}",
+                items.len()
+            )));
+        }
+        tracing::Span::current().record("items", items.len());
+        // Every item is decided on its own, as if it came alone; they enter
+        // their lanes in the batch's order (join_all polls them in order).
+        let sends = items.into_iter().map(|item| {
+            let span = tracing::info_span!("gift.send");
+            tracecontext::set_parent_from(&span, &item.traceparent, &item.tracestate);
+            let batch = &batch;
+            async move {
+                let gift = item
+                    .gift
+                    .ok_or_else(|| Status::invalid_argument("a SendGifts item without its gift"))?;
+                let caller = item_caller(&self.key, batch, &item.credential)?;
+                let sender = sender(&caller, &gift.sender_user_id)?;
+                self.send_for(sender, gift).await
+            }
+            .instrument(span)
+        });
+        let outcomes = join_all(sends)
+            .await
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(sent) => pb::GiftSendGiftsOutcome {
+                    sent: Some(sent),
+                    ..Default::default()
+                },
+                Err(status) => pb::GiftSendGiftsOutcome {
+                    sent: None,
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::GiftSendGiftsResponse { outcomes }))
     }
 
     #[tracing::instrument(name = "gift.pull", skip_all)]
@@ -125,15 +214,30 @@ impl<S: GiftStore> Gift for GiftApi<S> {
             .map(|identity| identity.user_id().unwrap_or_default().to_owned());
         let call = request.into_inner();
         let recipient = (!call.target_user_id.is_empty()).then_some(call.target_user_id.as_str());
+        // A viewer reaches the room's public window; a recipient their own
+        // whole history, a backend the whole ledger.
+        let windowed = self.public_window > 0
+            && viewer
+                .as_deref()
+                .is_some_and(|viewer| viewer.is_empty() || recipient != Some(viewer));
+        let mut after = call.after_seq;
+        let mut window_start_seq = 0;
+        if windowed {
+            let floor = self
+                .recent
+                .head(&call.room_id)
+                .await?
+                .saturating_sub(self.public_window);
+            if floor > after {
+                after = floor;
+                window_start_seq = floor;
+            }
+        }
         // The public ledger from the hot rooms' windows; one user's records
         // from the store.
         let page = match recipient {
-            None => self.recent.pull(&call.room_id, call.after_seq, call.limit).await?,
-            Some(_) => {
-                self.store
-                    .pull(&call.room_id, call.after_seq, call.limit, recipient)
-                    .await?
-            }
+            None => self.recent.pull(&call.room_id, after, call.limit).await?,
+            Some(_) => self.store.pull(&call.room_id, after, call.limit, recipient).await?,
         };
         Ok(Response::new(pb::GiftPullGiftsResponse {
             gifts: page
@@ -143,6 +247,7 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                 .collect(),
             has_more: page.has_more,
             last_seq: page.last_seq,
+            window_start_seq,
         }))
     }
 

@@ -40,6 +40,12 @@ pub struct GiftConfig {
     /// How long a co-streaming request waits for its answer; unanswered, it
     /// expires and takes none.
     pub co_stream_ttl_secs: u64,
+    /// The public window of a room's ledger: its last this many records.
+    /// Viewers pull only within it (a pull from below starts at its first
+    /// record and says so); a recipient's own records (a streamer's gift
+    /// history) and the platform's backends reach the whole ledger, which
+    /// is kept. 0: the whole ledger is public.
+    pub public_window_records: u64,
     /// Rooms whose newest records are held in memory for pulls.
     pub recent_rooms: usize,
     /// Records held per room.
@@ -68,6 +74,7 @@ impl Default for GiftConfig {
             commit_max_batch: 512,
             max_count: 10_000,
             co_stream_ttl_secs: 60,
+            public_window_records: 100_000,
             recent_rooms: 1024,
             recent_records: 256,
             recent_ttl_ms: 250,

@@ -56,6 +56,10 @@ pub enum GiftError {
 /// Serves the gift role on `listener` until `shutdown` is cancelled: on
 /// PostgreSQL when `store.database_url` is set (migrations applied first),
 /// else on SQLite in `store.data_dir`.
+/// Bytes of items a gateway puts in one SendGifts at most (svc-gateway's
+/// `gift_batch::MAX_BATCH_BYTES`).
+const SEND_GIFTS_BYTES: usize = 1024 * 1024;
+
 pub async fn serve(
     config: GiftConfig,
     options: ServeOptions,
@@ -150,11 +154,15 @@ pub async fn serve_with_store<S: GiftStore>(
         recent,
         config.catalogue.clone(),
         Duration::from_millis(config.publish_timeout_ms.max(1)),
+        options.internal_key.clone(),
+        config.public_window_records,
     );
     // A record is a payload plus a few ids; anything a gateway lets through
     // (64 KiB by default) decodes, so an oversized payload is refused by
     // the ledger's own limit, with its words.
-    let max_request = config.store.max_payload_bytes + 64 * 1024;
+    // A SendGifts batch is cut at 1 MiB by the gateway, plus the one item
+    // that did not fit.
+    let max_request = config.store.max_payload_bytes + 64 * 1024 + SEND_GIFTS_BYTES;
     let routes = Routes::new(GiftServer::new(api).max_decoding_message_size(max_request));
     let server = options.internal("gift", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
     Ok(serve_role(server, listener, shutdown).await?)
