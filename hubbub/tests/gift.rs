@@ -37,11 +37,13 @@ async fn start() -> (Sandbox, std::net::SocketAddr) {
 /// The sandbox, the gift role's address, presence's, and the token that
 /// stops the gift role alone.
 async fn start_restartable() -> (Sandbox, std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
-    start_with_window(GiftConfig::default().public_window_records).await
+    start_with(|_| {}).await
 }
 
-/// [`start_restartable`] with a public window of `window` records.
-async fn start_with_window(window: u64) -> (Sandbox, std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
+/// [`start_restartable`] with the gift role's settings changed by `tweak`.
+async fn start_with(
+    tweak: fn(&mut GiftConfig),
+) -> (Sandbox, std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gift = listener.local_addr().unwrap();
     let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -62,7 +64,7 @@ async fn start_with_window(window: u64) -> (Sandbox, std::net::SocketAddr, std::
         &format!("http://{}", sandbox.room),
         presence,
         stop.clone(),
-        window,
+        tweak,
     );
     (sandbox, gift, presence, stop)
 }
@@ -74,9 +76,9 @@ fn serve_gift(
     room: &str,
     presence: std::net::SocketAddr,
     shutdown: CancellationToken,
-    public_window_records: u64,
+    tweak: fn(&mut GiftConfig),
 ) {
-    let config = GiftConfig {
+    let mut config = GiftConfig {
         listen: listener.local_addr().unwrap(),
         store: GiftStoreConfig {
             database_url: Some(database_url()),
@@ -91,9 +93,9 @@ fn serve_gift(
         // Pulls see every commit at once (the windows' lag is the
         // recent-windows suite's business).
         recent_ttl_ms: 0,
-        public_window_records,
         ..GiftConfig::default()
     };
+    tweak(&mut config);
     tokio::spawn(async move {
         if let Err(err) = svc_gift::serve(config, support::options(), listener, shutdown).await {
             panic!("the gift role stopped: {err}");
@@ -648,7 +650,7 @@ async fn a_burst_across_a_restart_and_lost_notifies_loses_no_acknowledged_gift()
     let mut seen = Vec::new();
     let restart = |listener: TcpListener, room_at: &str, stop: &mut CancellationToken| {
         *stop = sandbox.shutdown.child_token();
-        serve_gift(listener, room_at, presence, stop.clone(), 100_000);
+        serve_gift(listener, room_at, presence, stop.clone(), |_| {});
     };
     let rebind = || async {
         loop {
@@ -873,7 +875,7 @@ async fn pull_page(viewer: &mut Viewer, room: &str, after: u64, target: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_pull_within_the_public_window_and_the_streamer_keeps_every_gift() {
-    let (sandbox, gift, _, _) = start_with_window(3).await;
+    let (sandbox, gift, _, _) = start_with(|config| config.public_window_records = 3).await;
     let (room, host, fan) = (unique("live"), unique("host"), unique("fan"));
     backend(gift)
         .set_room_host(GiftSetRoomHostRequest {
@@ -925,4 +927,118 @@ async fn viewers_pull_within_the_public_window_and_the_streamer_keeps_every_gift
         ),
         (vec![1, 2, 3, 4, 5], 0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_expires_and_its_requester_is_told() {
+    let (sandbox, gift, _, _) = start_with(|config| {
+        config.co_stream_ttl_secs = 1;
+        config.co_stream_sweep_ms = 100;
+    })
+    .await;
+    let (room, host, asker) = (unique("live"), unique("host"), unique("asker"));
+    backend(gift)
+        .set_room_host(GiftSetRoomHostRequest {
+            room_id: room.clone(),
+            host_user_id: host.clone(),
+        })
+        .await
+        .unwrap();
+    let mut asker_viewer = Viewer::connect(&sandbox, 0, Some(&asker)).await;
+    let mut host_viewer = Viewer::connect(&sandbox, 0, Some(&host)).await;
+    let ask = SendGiftRequest {
+        room_id: room.clone(),
+        kind: GiftKind::CoStreamRequest as i32,
+        target_user_id: host.clone(),
+        client_key: "ask".into(),
+        ..Default::default()
+    };
+    let request = send_until_accepted(&mut asker_viewer, ask).await;
+    // Only the ledger writes expiries, and its keys are its own.
+    let mut forged = SendGiftRequest {
+        room_id: room.clone(),
+        kind: GiftKind::CoStreamAnswer as i32,
+        client_key: "forged".into(),
+        answers_seq: request.seq,
+        answer: CoStreamAnswer::Expired as i32,
+        ..Default::default()
+    };
+    let mut reserved = forged.clone();
+    reserved.answer = CoStreamAnswer::Decline as i32;
+    reserved.client_key = "ledger:expired:1".into();
+    for attempt in [forged.clone(), reserved] {
+        let status = host_viewer
+            .client
+            .send_gift(authed(attempt, host_viewer.token.as_deref()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    // Past its time, the requester gets the ledger's expiry, in the host's name.
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    let expiry = loop {
+        if let Some(record) = host_event(&mut asker_viewer).await
+            && record.answers_seq == request.seq
+        {
+            break record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no expiry reached the requester"
+        );
+    };
+    assert_eq!(
+        (
+            expiry.kind,
+            expiry.answer,
+            expiry.sender_user_id.as_str(),
+            expiry.recipient_user_id.as_str()
+        ),
+        (
+            GiftKind::CoStreamAnswer as i32,
+            CoStreamAnswer::Expired as i32,
+            host.as_str(),
+            asker.as_str()
+        )
+    );
+    // It is the request's one answer: nothing pends, a late accept is refused.
+    let pending = host_viewer
+        .client
+        .list_pending_co_streams(authed(
+            ListPendingCoStreamsRequest { room_id: room.clone() },
+            host_viewer.token.as_deref(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pending.requests.is_empty(), "{pending:?}");
+    forged.answer = CoStreamAnswer::Accept as i32;
+    forged.client_key = "late".into();
+    let status = host_viewer
+        .client
+        .send_gift(authed(forged, host_viewer.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("already answered"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gift_service_that_refuses_the_batch_is_the_servers_fault_not_the_clients() {
+    // The gateway's gift address points at a role that does not serve Gift
+    // (as an older gift role would not serve SendGifts): UNIMPLEMENTED there.
+    let other = support::start(1, |_| {}).await;
+    let not_gift = other.room;
+    let sandbox = support::start(1, |config| {
+        config.gift_address = Some(format!("http://{not_gift}"));
+    })
+    .await;
+    let mut fan = Viewer::connect(&sandbox, 0, Some(&unique("fan"))).await;
+    let status = fan
+        .client
+        .send_gift(authed(rose(&unique("live"), "k"), fan.token.as_deref()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("could not take"), "{status:?}");
 }

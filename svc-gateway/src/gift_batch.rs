@@ -101,10 +101,17 @@ async fn run(
                 None => return,
             },
         };
+        if first.answer.is_closed() {
+            // Its client gave up (and was told to retry): never sent.
+            continue;
+        }
         let mut bytes = first.item.encoded_len();
         let mut batch = vec![first];
         while batch.len() < MAX_ITEMS {
             let Ok(next) = queue.try_recv() else { break };
+            if next.answer.is_closed() {
+                continue;
+            }
             let size = next.item.encoded_len();
             if bytes + size > MAX_BATCH_BYTES {
                 carried = Some(next);
@@ -147,7 +154,16 @@ async fn call(
             "the gift service went away during the call ({}): retry with the same client_key",
             status.message()
         ))),
-        Ok(Err(status)) => Err(status),
+        Ok(Err(status)) if status.code() == Code::Unavailable => Err(status),
+        // UNIMPLEMENTED: a gift service older than this gateway (upgrade the
+        // gift roles first); anything else is this gateway's or the
+        // service's fault, never the client's.
+        Ok(Err(status)) => {
+            tracing::error!(%status, "the gift service refused a SendGifts batch");
+            Err(Status::unavailable(
+                "the gift service could not take this gateway's gifts; retry with the same client_key",
+            ))
+        }
         Ok(Ok(response)) => {
             let outcomes = response.into_inner().outcomes;
             if outcomes.len() == expected {
@@ -171,9 +187,6 @@ async fn call(
             }
         }
         Err(status) => {
-            if status.code() != Code::Unavailable {
-                tracing::warn!(%status, "a SendGifts batch failed");
-            }
             for answer in answers {
                 let _ = answer.send(Err(status.clone()));
             }

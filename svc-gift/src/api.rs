@@ -5,6 +5,7 @@ use crate::commit::GiftCommit;
 use crate::convert;
 use crate::recent::Recent;
 use crate::store::{GiftStore, Kind, NewRecord};
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use hubbub_kit::service_auth::{self, Caller, InternalKey, Role};
 use hubbub_kit::tracecontext;
@@ -56,11 +57,27 @@ impl<S> GiftApi<S> {
 
     /// Records one send for `sender` (verified): durable before it
     /// answers, then its notify awaited a short while.
-    async fn send_for(&self, sender: String, call: pb::GiftSendGiftRequest) -> Result<pb::GiftSendGiftResponse, Status>
+    async fn send_for(
+        &self,
+        sender: String,
+        call: pb::GiftSendGiftRequest,
+        publish_wait: std::time::Duration,
+    ) -> Result<pb::GiftSendGiftResponse, Status>
     where
         S: GiftStore,
     {
         let kind = convert::kind(call.kind)?;
+        if kind == Kind::CoStreamAnswer && call.answer == crate::store::rules::EXPIRED {
+            return Err(Status::invalid_argument(
+                "CO_STREAM_ANSWER_EXPIRED is written by the ledger itself once a request's time is up",
+            ));
+        }
+        if call.client_key.starts_with(crate::expiry::KEY_PREFIX) {
+            return Err(Status::invalid_argument(format!(
+                "client_key may not start with {:?}: the ledger's own records use it",
+                crate::expiry::KEY_PREFIX
+            )));
+        }
         let unit_value = self.unit_value(kind, &call.gift_id)?;
         let (sent, outcome) = self
             .commits
@@ -83,7 +100,8 @@ impl<S> GiftApi<S> {
         // or not; a duplicate publishes nothing again (its viewers had the
         // original, or pull it).
         let published = match outcome {
-            Some(outcome) => tokio::time::timeout(self.publish_timeout, outcome)
+            Some(mut outcome) if publish_wait.is_zero() => outcome.try_recv().unwrap_or(false),
+            Some(outcome) => tokio::time::timeout(publish_wait, outcome)
                 .await
                 .is_ok_and(|done| done.unwrap_or(false)),
             None => false,
@@ -128,7 +146,11 @@ fn sender(caller: &Caller, claimed: &str) -> Result<String, Status> {
 /// SendGift credential, and minted by the gateway instance that sent the
 /// batch (a batch carries only its own gateway's clients).
 fn item_caller(key: &InternalKey, batch: &Caller, credential: &str) -> Result<Caller, Status> {
-    let denied = |why: String| Status::permission_denied(format!("a SendGifts item's credential {why}"));
+    // A gateway that works never sends these: loud here, refused there.
+    let denied = |why: String| {
+        tracing::error!(gateway = %batch.instance, "refused a SendGifts item: its credential {why}");
+        Status::permission_denied(format!("a SendGifts item's credential {why}"))
+    };
     let caller = key
         .verify(credential)
         .map_err(|e| denied(format!("is not valid: {e}")))?;
@@ -150,7 +172,10 @@ impl<S: GiftStore> Gift for GiftApi<S> {
         request: Request<pb::GiftSendGiftRequest>,
     ) -> Result<Response<pb::GiftSendGiftResponse>, Status> {
         let sender = sender(service_auth::caller(&request)?, &request.get_ref().sender_user_id)?;
-        Ok(Response::new(self.send_for(sender, request.into_inner()).await?))
+        Ok(Response::new(
+            self.send_for(sender, request.into_inner(), self.publish_timeout)
+                .await?,
+        ))
     }
 
     #[tracing::instrument(name = "gift.send_batch", skip_all, fields(items))]
@@ -169,8 +194,15 @@ impl<S: GiftStore> Gift for GiftApi<S> {
         tracing::Span::current().record("items", items.len());
         // Every item is decided on its own, as if it came alone; they enter
         // their lanes in the batch's order (join_all polls them in order).
+        // An item is answered once durable, without waiting for its publish:
+        // one slow room must not hold the batch's other gifts (the lane
+        // publishes them all the same).
         let sends = items.into_iter().map(|item| {
-            let span = tracing::info_span!("gift.send");
+            let span = tracing::info_span!(
+                "gift.send",
+                otel.status_code = tracing::field::Empty,
+                otel.status_message = tracing::field::Empty
+            );
             tracecontext::set_parent_from(&span, &item.traceparent, &item.tracestate);
             let batch = &batch;
             async move {
@@ -179,9 +211,16 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                     .ok_or_else(|| Status::invalid_argument("a SendGifts item without its gift"))?;
                 let caller = item_caller(&self.key, batch, &item.credential)?;
                 let sender = sender(&caller, &gift.sender_user_id)?;
-                self.send_for(sender, gift).await
+                self.send_for(sender, gift, std::time::Duration::ZERO).await
             }
-            .instrument(span)
+            .instrument(span.clone())
+            .map(move |answer| {
+                if let Err(status) = &answer {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", status.message());
+                }
+                answer
+            })
         });
         let outcomes = join_all(sends)
             .await
@@ -222,22 +261,33 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                 .is_some_and(|viewer| viewer.is_empty() || recipient != Some(viewer));
         let mut after = call.after_seq;
         let mut window_start_seq = 0;
-        if windowed {
-            let floor = self
-                .recent
-                .head(&call.room_id)
-                .await?
-                .saturating_sub(self.public_window);
-            if floor > after {
-                after = floor;
-                window_start_seq = floor;
-            }
-        }
-        // The public ledger from the hot rooms' windows; one user's records
-        // from the store.
+        // The public ledger from the hot rooms' windows (which know the
+        // head); one user's records from the store, pulled again from the
+        // window's start only when the first page began below it.
         let page = match recipient {
-            None => self.recent.pull(&call.room_id, after, call.limit).await?,
-            Some(_) => self.store.pull(&call.room_id, after, call.limit, recipient).await?,
+            None => {
+                if windowed {
+                    let floor = self
+                        .recent
+                        .head(&call.room_id)
+                        .await?
+                        .saturating_sub(self.public_window);
+                    if floor > after {
+                        (after, window_start_seq) = (floor, floor);
+                    }
+                }
+                self.recent.pull(&call.room_id, after, call.limit).await?
+            }
+            Some(_) => {
+                let page = self.store.pull(&call.room_id, after, call.limit, recipient).await?;
+                let floor = page.last_seq.saturating_sub(self.public_window);
+                if windowed && floor > after {
+                    (after, window_start_seq) = (floor, floor);
+                    self.store.pull(&call.room_id, after, call.limit, recipient).await?
+                } else {
+                    page
+                }
+            }
         };
         Ok(Response::new(pb::GiftPullGiftsResponse {
             gifts: page

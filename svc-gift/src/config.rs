@@ -40,6 +40,9 @@ pub struct GiftConfig {
     /// How long a co-streaming request waits for its answer; unanswered, it
     /// expires and takes none.
     pub co_stream_ttl_secs: u64,
+    /// How often each replica looks for requests whose time is up, to write
+    /// their expiry record (to the requester).
+    pub co_stream_sweep_ms: u64,
     /// The public window of a room's ledger: its last this many records.
     /// Viewers pull only within it (a pull from below starts at its first
     /// record and says so); a recipient's own records (a streamer's gift
@@ -74,6 +77,7 @@ impl Default for GiftConfig {
             commit_max_batch: 512,
             max_count: 10_000,
             co_stream_ttl_secs: 60,
+            co_stream_sweep_ms: 1_000,
             public_window_records: 100_000,
             recent_rooms: 1024,
             recent_records: 256,

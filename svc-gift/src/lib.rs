@@ -19,6 +19,7 @@ pub mod api;
 pub mod commit;
 pub mod config;
 pub mod convert;
+pub mod expiry;
 pub mod metrics;
 pub mod publish;
 pub mod recent;
@@ -148,6 +149,12 @@ pub async fn serve_with_store<S: GiftStore>(
         recent: recent.clone(),
     };
     let commits = commit::GiftCommit::start(store.clone(), settings, outlets, metrics);
+    tokio::spawn(expiry::run(
+        store.clone(),
+        commits.clone(),
+        Duration::from_millis(config.co_stream_sweep_ms),
+        shutdown.child_token(),
+    ));
     let api = api::GiftApi::new(
         store,
         commits,

@@ -64,6 +64,11 @@ pub trait GiftStore: Send + Sync + 'static {
     /// (sent to them, unanswered, unexpired), oldest first, at most 500.
     fn pending(&self, room_id: &str, user_id: &str) -> impl Future<Output = StoreResult<Vec<Record>>> + Send;
 
+    /// Co-streaming requests still waiting whose time was up at `now_ms`,
+    /// soonest first, at most `limit`: the expiry sweep writes their
+    /// expiry records.
+    fn due_co_streams(&self, now_ms: i64, limit: u32) -> impl Future<Output = StoreResult<Vec<DueCoStream>>> + Send;
+
     /// What `user_id` received, by gift item, over every room.
     fn recipient_totals(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<ItemTotal>>> + Send;
 }

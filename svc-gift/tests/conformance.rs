@@ -339,7 +339,23 @@ async fn an_unanswered_request_expires<S: GiftStore>(open: impl AsyncFn() -> S) 
     let store = open().await;
     let (room, host, viewer) = (uid("room"), uid("host"), uid("viewer"));
     let request = one(&store, ask(&room, &viewer, &host, "a")).await.unwrap().record;
+    let answered = one(&store, ask(&room, &viewer, &host, "b")).await.unwrap().record;
+    one(&store, reply(&room, &host, "r0", answered.seq, 2)).await.unwrap();
     assert_eq!(store.pending(&room, &host).await.unwrap().len(), 1);
+    let due_here = |due: Vec<svc_gift::store::DueCoStream>| {
+        due.into_iter()
+            .filter(|d| d.room_id == room)
+            .map(|d| (d.request_seq, d.addressee_user_id))
+            .collect::<Vec<_>>()
+    };
+    let now = svc_gift::store::unix_ms();
+    assert!(due_here(store.due_co_streams(now, 1_000_000).await.unwrap()).is_empty());
+    // The ledger's expiry may not come early.
+    let message = refused!(
+        one(&store, reply(&room, &host, "ledger:early", request.seq, 4)).await,
+        FailedPrecondition
+    );
+    assert!(message.contains("not expired yet"), "{message}");
     tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
     assert!(store.pending(&room, &host).await.unwrap().is_empty(), "expired");
     let message = refused!(
@@ -347,6 +363,44 @@ async fn an_unanswered_request_expires<S: GiftStore>(open: impl AsyncFn() -> S) 
         FailedPrecondition
     );
     assert!(message.contains("expired"), "{message}");
+    // Due: the unanswered one only, in its addressee's name.
+    let due = due_here(
+        store
+            .due_co_streams(svc_gift::store::unix_ms(), 1_000_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(due, vec![(request.seq, host.clone())]);
+    // Its expiry is given in the addressee's name, to the requester, once.
+    refused!(
+        one(&store, reply(&room, &viewer, "ledger:x", request.seq, 4)).await,
+        PermissionDenied
+    );
+    let expiry = one(&store, reply(&room, &host, "ledger:expired", request.seq, 4))
+        .await
+        .unwrap()
+        .record;
+    assert_eq!((expiry.recipient_user_id.as_str(), expiry.answer), (viewer.as_str(), 4));
+    assert!(
+        one(&store, reply(&room, &host, "ledger:expired", request.seq, 4))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    let message = refused!(
+        one(&store, reply(&room, &viewer, "c", request.seq, 3)).await,
+        FailedPrecondition
+    );
+    assert!(message.contains("already answered"), "{message}");
+    assert!(
+        due_here(
+            store
+                .due_co_streams(svc_gift::store::unix_ms(), 1_000_000)
+                .await
+                .unwrap()
+        )
+        .is_empty()
+    );
 }
 
 async fn every_refusal_has_its_precise_error<S: GiftStore>(open: impl AsyncFn() -> S) {

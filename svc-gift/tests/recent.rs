@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use svc_gift::recent::{Recent, RecentSettings};
 use svc_gift::store::{
-    GiftStore, ItemTotal, Kind, NewRecord, Page, Record, Room, RoomTotals, Sent, StoreResult, rules::Limits,
-    sqlite::SqliteGiftStore,
+    DueCoStream, GiftStore, ItemTotal, Kind, NewRecord, Page, Record, Room, RoomTotals, Sent, StoreResult,
+    rules::Limits, sqlite::SqliteGiftStore,
 };
 
 /// The real store, counting the reads that reach it.
@@ -37,6 +37,9 @@ impl GiftStore for Counted {
     }
     async fn pending(&self, room_id: &str, user_id: &str) -> StoreResult<Vec<Record>> {
         self.inner.pending(room_id, user_id).await
+    }
+    async fn due_co_streams(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<DueCoStream>> {
+        self.inner.due_co_streams(now_ms, limit).await
     }
     async fn recipient_totals(&self, user_id: &str) -> StoreResult<Vec<ItemTotal>> {
         self.inner.recipient_totals(user_id).await

@@ -58,6 +58,25 @@ macro_rules! shared_reads {
             })
         }
 
+        async fn due_co_streams(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<DueCoStream>> {
+            let rows: Vec<(String, i64, String)> = sqlx::query_as(
+                "SELECT room_id, request_seq, addressee_user_id FROM gift_co_streams \
+                 WHERE state = 0 AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2",
+            )
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(room_id, seq, addressee_user_id)| DueCoStream {
+                    room_id,
+                    request_seq: seq as u64,
+                    addressee_user_id,
+                })
+                .collect())
+        }
+
         async fn pending(&self, room_id: &str, user_id: &str) -> StoreResult<Vec<Record>> {
             rules::id("room_id", room_id)?;
             rules::user("user_id", user_id)?;

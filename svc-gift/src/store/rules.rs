@@ -108,7 +108,8 @@ pub fn check(record: &NewRecord, limits: &Limits) -> Result<u64, StoreError> {
                     "an answer names the request it answers in answers_seq".to_owned(),
                 ));
             }
-            if !(1..=3).contains(&record.answer) {
+            // 4 (expired) is the ledger's own; the service refuses it from clients.
+            if !(1..=EXPIRED).contains(&record.answer) {
                 return Err(invalid(
                     "answer must be CO_STREAM_ANSWER_ACCEPT, _DECLINE or _CANCEL".to_owned(),
                 ));
@@ -160,8 +161,13 @@ pub fn reused(record: &NewRecord) -> StoreError {
     ))
 }
 
-/// Who `answer` (1 accept, 2 decline, 3 cancel) by `sender` goes to, or why
-/// it may not be given to `request` at `now_ms`.
+/// The answer the ledger writes itself for a request whose time is up.
+pub const EXPIRED: i32 = 4;
+
+/// Who `answer` (1 accept, 2 decline, 3 cancel, 4 expired) by `sender` goes
+/// to, or why it may not be given to `request` at `now_ms`. An expiry is
+/// given in the addressee's name (who did not answer), to the requester,
+/// once the request's time is up and never before.
 pub fn answer_to(
     request: &super::CoStream,
     seq: u64,
@@ -173,6 +179,19 @@ pub fn answer_to(
         return Err(StoreError::FailedPrecondition(format!(
             "co-streaming request {seq} was already answered"
         )));
+    }
+    if answer == EXPIRED {
+        if now_ms < request.expires_at_ms {
+            return Err(StoreError::FailedPrecondition(format!(
+                "co-streaming request {seq} has not expired yet"
+            )));
+        }
+        if sender != request.addressee_user_id {
+            return Err(StoreError::PermissionDenied(format!(
+                "the expiry of co-streaming request {seq} is given in its addressee's name"
+            )));
+        }
+        return Ok(request.requester_user_id.clone());
     }
     if now_ms >= request.expires_at_ms {
         return Err(StoreError::FailedPrecondition(format!(

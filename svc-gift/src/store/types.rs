@@ -109,6 +109,17 @@ pub struct CoStream {
     pub expires_at_ms: i64,
 }
 
+/// A co-streaming request whose time is up, still waiting for an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCoStream {
+    /// Its room.
+    pub room_id: String,
+    /// Its seq.
+    pub request_seq: u64,
+    /// Who was asked (and did not answer).
+    pub addressee_user_id: String,
+}
+
 /// One answer of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
