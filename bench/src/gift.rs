@@ -7,7 +7,9 @@
 //! accepted per second, p50/p99 send -> the streamer has it and send -> a
 //! viewer has it (over every delivery), ledger transactions per gift (from
 //! the gift service's `/metrics`), and gifts lost or duplicated (both must
-//! be 0).
+//! be 0). Then a reconnect storm: every viewer reconnects at once and pulls
+//! the room's last `--storm-missing` gifts; the JSON says how many got them
+//! all and how many store reads the gift service made to answer them.
 
 use crate::{grpc_conn::GrpcConn, histogram::Histogram, scrape, token};
 use anyhow::Context;
@@ -66,6 +68,10 @@ pub struct GiftArgs {
     /// Source addresses 127.0.0.1 .. 127.0.0.N for the connections.
     #[arg(long, default_value_t = 8)]
     pub sources: usize,
+    /// After the run, every viewer reconnects at once and pulls the room's
+    /// last this many gifts, as clients do after a blip (0: no storm).
+    #[arg(long, default_value_t = 200)]
+    pub storm_missing: u64,
 }
 
 /// What one watcher saw: the gift seqs, and each delivery's latency.
@@ -381,6 +387,7 @@ pub async fn run(args: GiftArgs) -> anyhow::Result<()> {
             Err(_) => viewers_failed += 1,
         }
     }
+    let storm = reconnect_storm(&args, &room, accepted).await?;
     println!(
         "{}",
         json!({
@@ -405,7 +412,57 @@ pub async fn run(args: GiftArgs) -> anyhow::Result<()> {
             "duplicated": duplicated + streamer_dup,
             "repaired_by_pull": repaired + streamer_repaired,
             "viewers_failed": viewers_failed,
+            "reconnect_storm": storm,
         })
     );
     Ok(())
+}
+
+/// Every viewer reconnects at once (a new connection, Connect, JoinRoom)
+/// and pulls the room's last `--storm-missing` gifts; what it cost the
+/// ledger's database is read from the gift service's `/metrics`.
+async fn reconnect_storm(args: &GiftArgs, room: &str, last: u64) -> anyhow::Result<serde_json::Value> {
+    let missing = args.storm_missing.min(last);
+    if missing == 0 {
+        return Ok(serde_json::Value::Null);
+    }
+    let reads = "hubbub_gift_pull_store_reads_total";
+    let reads_before = scrape::metric(args.gift, reads).await.unwrap_or(0.0);
+    let began = Instant::now();
+    let storm: Vec<_> = (1..=args.viewers)
+        .map(|index| {
+            let (args, room) = (args.clone(), room.to_owned());
+            tokio::spawn(async move {
+                let mut conn = connect(&args, index).await?;
+                let (session_id, _events) = conn.open_session(format!("storm-{index}")).await?;
+                conn.unary(
+                    "/hubbub.v1.ClientApi/JoinRoom",
+                    &JoinRoomRequest {
+                        session_id,
+                        room_id: room.clone(),
+                    },
+                )
+                .await?;
+                let got = pull_after(&mut conn, &room, last - missing).await?;
+                anyhow::Ok(got.len() as u64 == missing)
+            })
+        })
+        .collect();
+    let (mut whole, mut failed) = (0u64, 0u64);
+    for viewer in storm {
+        match viewer.await? {
+            Ok(true) => whole += 1,
+            _ => failed += 1,
+        }
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let store_reads = scrape::metric(args.gift, reads).await.unwrap_or(0.0) - reads_before;
+    Ok(json!({
+        "viewers": args.viewers,
+        "missing_per_viewer": missing,
+        "viewers_repaired": whole,
+        "viewers_failed": failed,
+        "store_reads": store_reads,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+    }))
 }

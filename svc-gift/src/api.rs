@@ -279,10 +279,12 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                 self.recent.pull(&call.room_id, after, call.limit).await?
             }
             Some(_) => {
+                self.recent.reads().inc();
                 let page = self.store.pull(&call.room_id, after, call.limit, recipient).await?;
                 let floor = page.last_seq.saturating_sub(self.public_window);
                 if windowed && floor > after {
                     (after, window_start_seq) = (floor, floor);
+                    self.recent.reads().inc();
                     self.store.pull(&call.room_id, after, call.limit, recipient).await?
                 } else {
                     page

@@ -143,6 +143,11 @@ pub async fn serve_with_store<S: GiftStore>(
             ttl: Duration::from_millis(config.recent_ttl_ms),
         },
     ));
+    registry.register(
+        "hubbub_gift_pull_store_reads",
+        "Store reads made to answer pulls (window refreshes, and pulls no window covers)",
+        recent.reads(),
+    );
     let outlets = commit::Outlets {
         rooms: Arc::new(publisher),
         addressees: Arc::new(addressee),

@@ -85,6 +85,8 @@ pub struct Recent<S> {
     store: Arc<S>,
     settings: RecentSettings,
     slots: Mutex<HashMap<String, Slot>>,
+    /// Store reads made to answer pulls (exported as a metric).
+    reads: prometheus_client::metrics::counter::Counter,
 }
 
 impl<S> std::fmt::Debug for Recent<S> {
@@ -100,6 +102,7 @@ impl<S: GiftStore> Recent<S> {
             store,
             settings,
             slots: Mutex::new(HashMap::new()),
+            reads: Default::default(),
         }
     }
 
@@ -113,7 +116,14 @@ impl<S: GiftStore> Recent<S> {
             return Ok(held.page(after, limit));
         }
         drop(held);
+        self.reads.inc();
         self.store.pull(room_id, after, limit as u32, None).await
+    }
+
+    /// The counter of store reads made to answer pulls: the window's and,
+    /// through it, the ones callers make for pulls it does not serve.
+    pub fn reads(&self) -> prometheus_client::metrics::counter::Counter {
+        self.reads.clone()
     }
 
     /// The room's last seq, as fresh as the window.
@@ -129,11 +139,13 @@ impl<S: GiftStore> Recent<S> {
         if held.fresh(self.settings.ttl) {
             return Ok(held);
         }
+        self.reads.inc();
         let room = self.store.room(room_id).await?;
         let from = room.last_seq.saturating_sub(self.settings.records as u64);
         let mut records = Vec::with_capacity(self.settings.records);
         loop {
             let after = records.last().map_or(from, |r: &Record| r.seq);
+            self.reads.inc();
             let page = self
                 .store
                 .pull(room_id, after, crate::store::rules::MAX_PAGE, None)
