@@ -14,6 +14,11 @@ pub struct Cli {
     /// `--set gateway.listen=0.0.0.0:9000`.
     #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
     pub sets: Vec<String>,
+    /// Loads and validates the configuration of the role(s), prints what
+    /// they would listen on and call (one JSON line each), and exits: 0
+    /// when it would start, 2 with the reason when not.
+    #[arg(long, global = true)]
+    pub check_config: bool,
     /// What to run (default: all).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -34,6 +39,10 @@ pub enum Command {
     Gift,
     /// Who is where.
     Presence,
+    /// Brings the PostgreSQL schemas of the group and gift stores (those
+    /// with a `database_url`) to this binary's version, then exits: run it
+    /// before the roles when they have `migrate_on_start = false`.
+    Migrate,
     /// Prints a client token signed with the client secret (`--user`), or a
     /// service credential for a backend signed with the internal key
     /// (`--service NAME --scope SCOPE...`).

@@ -1,8 +1,10 @@
 //! The hubbub binary: a thin main that reads the command line and the
 //! configuration, starts telemetry, and runs one role or all of them.
 
+mod check;
 mod cli;
 mod config;
+mod migrate;
 mod roles;
 mod token;
 
@@ -59,6 +61,35 @@ fn main() -> ExitCode {
             }
         };
     }
+    let roles = match &command {
+        Command::All => Role::ALL.to_vec(),
+        Command::Gateway => vec![Role::Gateway],
+        Command::Room => vec![Role::Room],
+        Command::Group => vec![Role::Group],
+        Command::Gift => vec![Role::Gift],
+        Command::Presence => vec![Role::Presence],
+        Command::Migrate | Command::Token { .. } => Vec::new(),
+    };
+    if cli.check_config {
+        // `all` makes up its secrets at start; a check does the same.
+        let mut config = config;
+        if matches!(command, Command::All) {
+            config.auth.jwt_secret.get_or_insert_with(|| "x".repeat(32));
+            config.auth.internal_key.get_or_insert_with(|| "y".repeat(32));
+        }
+        return match check::check(&roles, &config) {
+            Ok(described) => {
+                for role in described {
+                    println!("{role}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("hubbub: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
     hubbub_kit::rlimit::raise_open_files();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -67,6 +98,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(command, Command::Migrate) {
+        return match runtime.block_on(migrate::run(&config)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("hubbub migrate: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -84,7 +124,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Group => (vec![Role::Group], "group"),
         Command::Gift => (vec![Role::Gift], "gift"),
         Command::Presence => (vec![Role::Presence], "presence"),
-        Command::Token { .. } => unreachable!("handled before the runtime starts"),
+        Command::Token { .. } | Command::Migrate => unreachable!("handled before the roles start"),
     };
     let telemetry = hubbub_kit::telemetry::init(&config.telemetry, label)?;
     if label == "all" {

@@ -96,6 +96,17 @@ pub fn traced(address: &str, credentials: &Credentials) -> Result<TracedChannel,
     connect(address, credentials, None)
 }
 
+/// Checks that `address` is one a role can dial (`http://host:port`),
+/// without dialling it: for `--check-config`.
+pub fn check_address(address: &str) -> Result<(), AddressError> {
+    Endpoint::from_shared(address.to_owned())
+        .map(drop)
+        .map_err(|source| AddressError {
+            address: address.to_owned(),
+            source,
+        })
+}
+
 /// How long a connection (TCP, then the TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

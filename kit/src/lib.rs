@@ -48,6 +48,7 @@ pub mod process_metrics;
 pub mod rate;
 pub mod rendezvous;
 pub mod rlimit;
+pub mod schema;
 pub mod serve;
 pub mod served;
 pub mod service_auth;

@@ -54,7 +54,6 @@ impl ClientApiService {
                 .gateway
                 .peers
                 .get(id)
-                .cloned()
                 .map(|peer| Route::Peer(Box::new(peer)))
                 .ok_or_else(|| {
                     Status::not_found(format!(

@@ -46,6 +46,12 @@ pub struct GatewayConfig {
     /// Other gateway replicas' internal addresses by id, for forwarding calls
     /// whose session lives there (`{ "gateway-1" = "http://gateway-1:7705" }`).
     pub peers: BTreeMap<String, String>,
+    /// The internal address of a replica not in `peers`, `{id}` standing
+    /// for its id (`http://{id}.hubbub-gateway-peers:7705`): gateways as a
+    /// Deployment whose pods are named by their ids (`id` from the pod
+    /// name) behind a headless Service. Only ids that are DNS labels are
+    /// put in. Unset: only `peers` are reached.
+    pub peer_address_template: Option<String>,
     /// Interval of heartbeat events on client streams.
     pub heartbeat_interval_ms: u32,
     /// Largest room message body a client may send, in bytes.
@@ -130,6 +136,7 @@ impl Default for GatewayConfig {
             presence_ttl_ms: 3_500,
             room_presence_push_ms: 2_000,
             peers: BTreeMap::new(),
+            peer_address_template: None,
             heartbeat_interval_ms: 25_000,
             max_room_message_bytes: 4096,
             outbox_capacity: 1024,

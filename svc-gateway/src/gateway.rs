@@ -13,18 +13,18 @@ use crate::{
     rooms::{Joined, LocalRooms},
     sessions::{Session, Sessions, StreamLimits, new_session_id},
 };
-use hubbub_kit::{auth::Identity, channel::TracedChannel, ids, rate::exhausted_retry_after, service_auth::Credentials};
+use hubbub_kit::{auth::Identity, ids, rate::exhausted_retry_after, service_auth::Credentials};
 use hubbub_proto::{
     v1::{
         AckRequest, AckResponse, ClaimGroupKeysRequest, ClaimGroupKeysResponse, GroupNotify, JoinRoomRequest,
         JoinRoomResponse, LeaveRoomRequest, LeaveRoomResponse, MarkReadRequest, MarkReadResponse, PresenceSession,
         PullMailboxRequest, PullMailboxResponse, Reconnect, RoomMessageKind, RoomPublishRequest,
         SendRoomMessageRequest, SendRoomMessageResponse, ServerEvent, UploadDeviceKeysRequest,
-        UploadDeviceKeysResponse, Welcome, gateway_control_client::GatewayControlClient, server_event::Event,
+        UploadDeviceKeysResponse, Welcome, server_event::Event,
     },
     wire::EncodedEvent,
 };
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tonic::Status;
 
 /// One gateway replica.
@@ -39,7 +39,7 @@ pub struct Gateway {
     /// Attach streams to the room instances.
     pub links: Arc<RoomLinks>,
     /// Other replicas, for forwarding.
-    pub peers: HashMap<String, GatewayControlClient<TracedChannel>>,
+    pub peers: crate::peers::Peers,
     /// Per-user publish allowance.
     pub limiter: RateLimiter,
     /// Per-caller allowance of Connect, JoinRoom and LeaveRoom.

@@ -34,6 +34,7 @@ pub mod groups;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod peers;
 pub mod presence_link;
 pub mod room_link;
 pub mod rooms;
@@ -48,10 +49,7 @@ use hubbub_kit::{
     service_auth::{Credentials, Role},
 };
 use hubbub_proto::{
-    v1::{
-        Heartbeat, ServerEvent, gateway_control_client::GatewayControlClient,
-        gateway_control_server::GatewayControlServer, server_event::Event,
-    },
+    v1::{Heartbeat, ServerEvent, gateway_control_server::GatewayControlServer, server_event::Event},
     wire::{EncodedEvent, server::client_api_server::ClientApiServer},
 };
 use prometheus_client::registry::Registry;
@@ -135,13 +133,8 @@ pub async fn serve_with(
         shutdown.clone(),
     )
     .map_err(|err| GatewayError::Config(err.to_string()))?;
-    let mut peers = std::collections::HashMap::new();
-    for (id, address) in &config.peers {
-        let channel = dialer
-            .dial(address)
-            .map_err(|err| GatewayError::Config(err.to_string()))?;
-        peers.insert(id.clone(), GatewayControlClient::new(channel));
-    }
+    let peers = peers::Peers::new(&config.peers, config.peer_address_template.as_deref(), &dialer)
+        .map_err(|err| GatewayError::Config(err.to_string()))?;
     let limiter = limits::RateLimiter::new(config.user_publish_per_sec, config.user_publish_burst);
     let session_limiter = limits::RateLimiter::new(config.session_calls_per_sec, config.session_calls_burst);
     let group_limiter = limits::RateLimiter::new(config.group_calls_per_sec, config.group_calls_burst);

@@ -97,6 +97,11 @@ pub struct GiftStoreConfig {
     pub data_dir: PathBuf,
     /// Connections to PostgreSQL per replica.
     pub max_connections: u32,
+    /// Applies the schema's migrations at start (under an advisory lock).
+    /// False where `hubbub migrate` runs them first (the chart's hook Job):
+    /// a replica then only checks the schema is current, and refuses to
+    /// start otherwise.
+    pub migrate_on_start: bool,
     /// Bytes of a record's payload, at most.
     pub max_payload_bytes: usize,
 }
@@ -107,6 +112,7 @@ impl Default for GiftStoreConfig {
             database_url: None,
             data_dir: PathBuf::from("data"),
             max_connections: 16,
+            migrate_on_start: true,
             max_payload_bytes: 4 * 1024,
         }
     }

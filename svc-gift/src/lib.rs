@@ -83,7 +83,8 @@ pub async fn serve(
     };
     match &config.store.database_url {
         Some(url) => {
-            let store = PgGiftStore::connect(url, config.store.max_connections, limits).await?;
+            let store =
+                PgGiftStore::open(url, config.store.max_connections, limits, config.store.migrate_on_start).await?;
             tracing::info!("gift store: PostgreSQL, schema up to date");
             serve_with_store(Arc::new(store), instances, config, options, listener, shutdown).await
         }

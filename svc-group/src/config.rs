@@ -104,6 +104,11 @@ pub struct GroupStoreConfig {
     pub data_dir: PathBuf,
     /// Connections to PostgreSQL per replica.
     pub max_connections: u32,
+    /// Applies the schema's migrations at start (under an advisory lock).
+    /// False where `hubbub migrate` runs them first (the chart's hook Job):
+    /// a replica then only checks the schema is current, and refuses to
+    /// start otherwise.
+    pub migrate_on_start: bool,
     /// Members per group, owner included.
     pub max_members: u32,
     /// Bytes per message body.
@@ -119,6 +124,7 @@ impl Default for GroupStoreConfig {
     fn default() -> Self {
         Self {
             database_url: None,
+            migrate_on_start: true,
             data_dir: PathBuf::from("data"),
             max_connections: 16,
             max_members: 1000,

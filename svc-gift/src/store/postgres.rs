@@ -18,10 +18,19 @@ pub struct PgGiftStore {
     limits: Limits,
 }
 
+/// The gift schema's migration history.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations_gift";
+
 impl PgGiftStore {
     /// Connects to `url` and brings the schema up to date (sqlx's migrator
     /// holds an advisory lock, so replicas starting at once do not race).
     pub async fn connect(url: &str, max_connections: u32, limits: Limits) -> Result<Self, StoreError> {
+        Self::open(url, max_connections, limits, true).await
+    }
+
+    /// Connects to `url`; applies the migrations when `migrate`, else only
+    /// checks that they were (`hubbub migrate` ran them).
+    pub async fn open(url: &str, max_connections: u32, limits: Limits, migrate: bool) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
@@ -29,8 +38,8 @@ impl PgGiftStore {
             .await?;
         let mut migrator = sqlx::migrate!("../migrations/gift/postgres");
         // Own table, so the group store's migrations may share the database.
-        migrator.dangerous_set_table_name("_sqlx_migrations_gift");
-        migrator.run(&pool).await?;
+        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        hubbub_kit::schema::bring_up(&pool, &migrator, MIGRATIONS_TABLE, migrate).await?;
         Ok(Self { pool, limits })
     }
 }

@@ -24,6 +24,9 @@ pub struct PgGroupStore {
     pub(super) limits: Limits,
 }
 
+/// The group schema's migration history.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations_group";
+
 impl PgGroupStore {
     /// Connects to `url` and brings the schema up to date. Replicas starting
     /// at once do not race: sqlx's migrator holds a PostgreSQL advisory lock
@@ -36,8 +39,9 @@ impl PgGroupStore {
             .await?;
         let mut migrator = sqlx::migrate!("../migrations/group/postgres");
         // Own table, so gift's migrations may share the database.
-        migrator.dangerous_set_table_name("_sqlx_migrations_group");
-        migrator.run(&pool).await?;
+        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        // Applied here, or only checked where `hubbub migrate` runs them.
+        hubbub_kit::schema::bring_up(&pool, &migrator, MIGRATIONS_TABLE, config.migrate_on_start).await?;
         Ok(Self {
             pool,
             limits: config.into(),
