@@ -11,6 +11,8 @@
 # 3. Runs every Rust test: `cargo nextest run` when cargo-nextest is
 #    installed, else `cargo test`. HUBBUB_TEST_RUNNER replaces the runner
 #    command (e.g. HUBBUB_TEST_RUNNER=env to see the environment the tests get).
+# 4. Tests the Helm chart (helm/test/run.sh), unless only some Rust tests
+#    were asked for.
 #
 # Missing system packages (PostgreSQL, Redis, Node) are installed with apt-get,
 # which needs root. Exits with the test runner's status.
@@ -111,4 +113,12 @@ fi
 
 status=0
 "${runner[@]}" "$@" || status=$?
+
+# ---- 4. the Helm chart --------------------------------------------------------
+
+# Rendered, validated and checked against the binary's --check-config; not
+# when only some Rust tests were asked for.
+if [ -z "${HUBBUB_TEST_RUNNER:-}" ] && [ $# -eq 0 ]; then
+  helm/test/run.sh || status=$?
+fi
 exit "$status"

@@ -56,6 +56,8 @@ fn describe(role: Role, config: &Config) -> Result<Value, String> {
                 "migrate_on_start": g.store.migrate_on_start,
                 "calls": {
                     "presence": optional("group.presence_address", &g.presence_address)?,
+                    // GatewayControl.Deliver, at the addresses presence reports.
+                    "gateways": if g.presence_address.is_some() { "advertised" } else { "none" },
                     "push": g.push.url.is_some(),
                 },
             })
@@ -74,6 +76,8 @@ fn describe(role: Role, config: &Config) -> Result<Value, String> {
                     "room": addresses("gift.room_instances", &g.room_instances)?,
                     "room_dns": g.room_instances_dns,
                     "presence": optional("gift.presence_address", &g.presence_address)?,
+                    // GatewayControl.Deliver, at the addresses presence reports.
+                    "gateways": if g.presence_address.is_some() { "advertised" } else { "none" },
                 },
             })
         }

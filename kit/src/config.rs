@@ -182,6 +182,14 @@ fn merge(into: &mut Table, from: Table) {
     }
 }
 
+/// For optional peer addresses whose default is set (`presence_address`,
+/// `group_address`...): an empty string means none, so a deployment
+/// without that role can say so in TOML, which has no null.
+pub fn empty_is_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,3 +280,4 @@ mod tests {
         ));
     }
 }
+

@@ -27,14 +27,17 @@ pub struct GatewayConfig {
     /// This replica's internal address as other services reach it
     /// (GatewayControl), reported to presence with its sessions.
     pub advertise: String,
-    /// The presence service (`http://presence:7704`); without it, online
+    /// The presence service (`http://presence:7704`; "" for none); without it, online
     /// counts are this replica's own and nobody can locate its sessions.
+    #[serde(deserialize_with = "hubbub_kit::config::empty_is_none")]
     pub presence_address: Option<String>,
-    /// The group service (`http://group:7702`); without it, group calls
+    /// The group service (`http://group:7702`; "" for none); without it, group calls
     /// answer UNAVAILABLE.
+    #[serde(deserialize_with = "hubbub_kit::config::empty_is_none")]
     pub group_address: Option<String>,
-    /// The gift service (`http://gift:7703`); without it, gift calls answer
+    /// The gift service (`http://gift:7703`; "" for none); without it, gift calls answer
     /// UNAVAILABLE.
+    #[serde(deserialize_with = "hubbub_kit::config::empty_is_none")]
     pub gift_address: Option<String>,
     /// Interval of the aggregated presence report.
     pub presence_report_ms: u64,

@@ -22,7 +22,8 @@ pub struct GiftConfig {
     /// How often `room_instances_dns` is resolved again.
     pub room_instances_refresh_ms: u64,
     /// Presence (`http://host:port`), asked where a co-streaming record's
-    /// addressee is connected. Unset: such records are only pulled.
+    /// addressee is connected. Unset (or ""): such records are only pulled.
+    #[serde(deserialize_with = "hubbub_kit::config::empty_is_none")]
     pub presence_address: Option<String>,
     /// Bound of each publish through the room (the send has answered
     /// durable by then; a publish past it is reported as not published).

@@ -14,7 +14,8 @@ pub struct GroupConfig {
     pub store: GroupStoreConfig,
     /// Presence (`http://host:port`), asked where members' devices are after
     /// each commit. Unset: no notifies are sent; devices still get every
-    /// message on their next pull.
+    /// message on their next pull ("" also unsets it).
+    #[serde(deserialize_with = "hubbub_kit::config::empty_is_none")]
     pub presence_address: Option<String>,
     /// Commits whose notifies may wait for the notifier; beyond it a commit's
     /// notify is dropped and counted (the send never waits for it).
