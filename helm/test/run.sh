@@ -12,6 +12,7 @@ target=${CARGO_TARGET_DIR:-target}
 venv=$target/helm-venv
 requirements=helm/test/requirements.txt
 if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  command -v python3 >/dev/null || apt_install python3
   if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then apt_install python3-venv; fi
   rm -rf "$venv"
   python3 -m venv "$venv"

@@ -280,6 +280,26 @@ class RenderedChart(unittest.TestCase):
         self.assertTrue(check_config("gift", scaled)["migrate_on_start"])
 
 
+class Documented(unittest.TestCase):
+    def test_the_chart_readme_lists_every_value(self):
+        readme = (CHART / "README.md").read_text()
+        values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+        def leaves(tree, path=()):
+            for key, value in tree.items():
+                if isinstance(value, dict) and value and key not in ("resources", "podSecurityContext", "securityContext"):
+                    yield from leaves(value, (*path, key))
+                else:
+                    yield (*path, key)
+
+        for path in leaves(values):
+            shown = ".".join(path)
+            generic = ".".join(("<role>", *path[1:])) if path[0] in ROLES else shown
+            self.assertTrue(
+                shown in readme or generic in readme or path[-1] in readme, f"{shown} is not in the chart's README"
+            )
+
+
 class RefusedValues(unittest.TestCase):
     def refused(self, values, words):
         with self.assertRaises(helm.HelmError) as caught:
