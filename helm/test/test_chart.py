@@ -27,7 +27,7 @@ CHART = Path(__file__).resolve().parent.parent / "hubbub"
 HUBBUB = os.environ.get("HUBBUB_BIN", "target/debug/hubbub")
 KUBE_VERSIONS = ["1.29.0", "1.33.0"]
 # Kinds of CRDs the chart may render: no schema to validate them against.
-CUSTOM_KINDS = {"ServiceMonitor", "DestinationRule"}
+CUSTOM_KINDS = {"ServiceMonitor"}
 ROLES = ["gateway", "room", "group", "gift", "presence"]
 
 SECRETS = {
@@ -153,8 +153,12 @@ class RenderedChart(unittest.TestCase):
                     pod = workload["spec"]["template"]["spec"]
                     container = pod["containers"][0]
                     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-                    for probe in ("readinessProbe", "livenessProbe"):
-                        port = container[probe]["grpc"]["port"]
+                    tls = values.get("internalTls", {}).get("enabled", False)
+                    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                        # Kubelet's gRPC probes are plaintext: with TLS, the port is probed open.
+                        kind = "tcpSocket" if tls else "grpc"
+                        self.assertEqual(list(set(container[probe]) & {"grpc", "tcpSocket", "httpGet"}), [kind])
+                        port = container[probe][kind]["port"]
                         self.assertIn(port, listening, f"{probe} of {role}")
                         self.assertEqual(port, ports["internal"])
                     self.assertEqual(set(ports.values()), listening, f"{role} declares the ports it listens on")
@@ -177,7 +181,7 @@ class RenderedChart(unittest.TestCase):
     def test_the_room_ring_is_the_same_everywhere(self):
         for name, values in VALUE_SETS.items():
             docs = render(values)
-            rooms = by_kind(docs, "StatefulSet")
+            rooms = [d for d in by_kind(docs, "StatefulSet") if component(d) == "room"]
             with self.subTest(name):
                 self.assertEqual(len(rooms), 1)
                 room = rooms[0]
@@ -191,8 +195,36 @@ class RenderedChart(unittest.TestCase):
                 headless = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == room["spec"]["serviceName"])
                 self.assertEqual(headless["spec"]["clusterIP"], "None")
                 for caller in ("gateway", "gift"):
-                    if any(component(w) == caller for w in by_kind(docs, "Deployment")):
+                    if any(component(w) == caller for w in by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet")):
                         self.assertEqual(check_config(caller, docs)["calls"]["room"], expected, caller)
+
+    def test_gateways_reach_each_other_by_stable_pod_names(self):
+        for name, values in VALUE_SETS.items():
+            docs = render(values)
+            with self.subTest(name):
+                gateway = next(d for d in by_kind(docs, "StatefulSet") if component(d) == "gateway")
+                peers = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == gateway["spec"]["serviceName"])
+                self.assertEqual(peers["spec"]["clusterIP"], "None")
+                described = check_config("gateway", docs)
+                # A StatefulSet's pod <name>-<i> resolves as <name>-<i>.<serviceName>.
+                pod = f"{gateway['metadata']['name']}-0"
+                self.assertEqual(described["id"], pod)
+                peer_host = host_port(described["calls"]["peer_template"].replace("{id}", pod))[0]
+                self.assertEqual(peer_host, f"{pod}.{peers['metadata']['name']}")
+                (advertised,) = described["advertise"]
+                self.assertEqual(host_port(advertised), (peer_host, 7705))
+
+    def test_long_release_names_still_make_valid_names(self):
+        files = helm.Chart.load(str(CHART)).render(
+            VALUE_SETS["defaults"], name="a-rather-long-release-name-for-a-chat", namespace="chat", is_install=True
+        )
+        for text in files.values():
+            for doc in yaml.safe_load_all(text):
+                if doc:
+                    self.assertLessEqual(len(doc["metadata"]["name"]), 63, doc["metadata"]["name"])
+                    if doc["kind"] == "StatefulSet":
+                        # Pods carry controller-revision-hash=<name>-<10 chars>, a 63-byte label.
+                        self.assertLessEqual(len(doc["metadata"]["name"]), 52)
 
     def test_network_policies_admit_exactly_the_calls_the_roles_make(self):
         for name, values in VALUE_SETS.items():
@@ -248,14 +280,13 @@ class RenderedChart(unittest.TestCase):
 
     def test_mesh_values_keep_long_streams_working(self):
         linkerd = render(VALUE_SETS["linkerd"])
-        gateway = next(d for d in by_kind(linkerd, "Deployment") if component(d) == "gateway")
+        gateway = next(d for d in by_kind(linkerd, "StatefulSet") if component(d) == "gateway")
         annotations = gateway["spec"]["template"]["metadata"]["annotations"]
         self.assertEqual(annotations["linkerd.io/inject"], "enabled")
         self.assertEqual(annotations["config.linkerd.io/opaque-ports"], "7700")
         istio = render(VALUE_SETS["istio"])
         for workload in by_kind(istio, "Deployment") + by_kind(istio, "StatefulSet"):
             self.assertEqual(workload["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"], "true")
-        self.assertEqual(len(by_kind(istio, "DestinationRule")), 5)
         self.assertEqual(len(by_kind(istio, "ServiceMonitor")), 5)
         public = next(s for s in by_kind(istio, "Service") if s["metadata"]["name"] == "prod-hubbub-gateway")
         self.assertEqual(public["spec"]["ports"][0]["appProtocol"], "tcp")
@@ -295,8 +326,10 @@ class Documented(unittest.TestCase):
         for path in leaves(values):
             shown = ".".join(path)
             generic = ".".join(("<role>", *path[1:])) if path[0] in ROLES else shown
+            short = f"`.{path[-1]}`"  # a row naming siblings as `parent.a`, `.b`
             self.assertTrue(
-                shown in readme or generic in readme or path[-1] in readme, f"{shown} is not in the chart's README"
+                f"`{shown}`" in readme or f"`{generic}`" in readme or (len(path) > 1 and short in readme),
+                f"{shown} is not in the chart's README",
             )
 
 
@@ -317,6 +350,8 @@ class RefusedValues(unittest.TestCase):
         self.refused({"secrets": {**SECRETS, "databaseUrl": ""}}, "databaseUrl")
         self.refused({"secrets": SECRETS, "presence": {"replicas": 2}}, "presence.replicas")
         self.refused({"secrets": SECRETS, "internalTls": {"enabled": True}}, "internalTls.existingSecret")
+        self.refused({"secrets": SECRETS, "room": {"enabled": False}}, "room.enabled")
+        self.refused({"secrets": SECRETS, "gateway": {"config": {"room_instances_dns": "x:1"}}}, "room ring")
 
     def test_a_broken_template_fails(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -90,10 +90,21 @@ async fn migrate_brings_the_schemas_up_and_replicas_that_do_not_migrate_check_th
         panic!("a replica started on an empty schema");
     };
     assert!(refused.to_string().contains("hubbub migrate"), "{refused}");
-    let Err(refused) = PgGiftStore::open(&fresh, 1, Default::default(), false).await else {
+    let check = hubbub_kit::schema::Schema::Check(std::time::Duration::ZERO);
+    let Err(refused) = PgGiftStore::open(&fresh, 1, Default::default(), check).await else {
         panic!("a replica started on an empty schema");
     };
     assert!(refused.to_string().contains("hubbub migrate"), "{refused}");
+    // A replica that waits for the schema starts once the migration ran.
+    let waiting = {
+        let fresh = fresh.clone();
+        tokio::spawn(async move {
+            let wait = hubbub_kit::schema::Schema::Check(std::time::Duration::from_secs(60));
+            PgGiftStore::open(&fresh, 1, Default::default(), wait).await.map(drop)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "it waits for the migration");
     let (code, out, err) = hubbub(
         &[
             "migrate",
@@ -106,8 +117,9 @@ async fn migrate_brings_the_schemas_up_and_replicas_that_do_not_migrate_check_th
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("group store") && out.contains("gift store"), "{out}");
+    waiting.await.unwrap().expect("the waiting replica starts");
     PgGroupStore::connect(&fresh, &no_migrate).await.unwrap();
-    PgGiftStore::open(&fresh, 1, Default::default(), false).await.unwrap();
+    PgGiftStore::open(&fresh, 1, Default::default(), check).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
         .execute(&mut admin)
         .await

@@ -232,6 +232,9 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
             for name in service_names {
                 health.set_service_status(name, ServingStatus::NotServing).await;
             }
+            // The server as a whole too: what a probe without a service
+            // name (Kubernetes' gRPC probes) asks.
+            health.set_service_status("", ServingStatus::NotServing).await;
         });
     }
 

@@ -103,6 +103,9 @@ pub struct GiftStoreConfig {
     /// a replica then only checks the schema is current, and refuses to
     /// start otherwise.
     pub migrate_on_start: bool,
+    /// Without `migrate_on_start`: how long a starting replica waits for
+    /// the schema to be brought up (0: refuse at once).
+    pub schema_wait_secs: u64,
     /// Bytes of a record's payload, at most.
     pub max_payload_bytes: usize,
 }
@@ -114,6 +117,7 @@ impl Default for GiftStoreConfig {
             data_dir: PathBuf::from("data"),
             max_connections: 16,
             migrate_on_start: true,
+            schema_wait_secs: 0,
             max_payload_bytes: 4 * 1024,
         }
     }

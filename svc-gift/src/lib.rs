@@ -83,8 +83,13 @@ pub async fn serve(
     };
     match &config.store.database_url {
         Some(url) => {
-            let store =
-                PgGiftStore::open(url, config.store.max_connections, limits, config.store.migrate_on_start).await?;
+            let store = PgGiftStore::open(
+                url,
+                config.store.max_connections,
+                limits,
+                hubbub_kit::schema::Schema::from_settings(config.store.migrate_on_start, config.store.schema_wait_secs),
+            )
+            .await?;
             tracing::info!("gift store: PostgreSQL, schema up to date");
             serve_with_store(Arc::new(store), instances, config, options, listener, shutdown).await
         }

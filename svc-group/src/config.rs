@@ -110,6 +110,9 @@ pub struct GroupStoreConfig {
     /// a replica then only checks the schema is current, and refuses to
     /// start otherwise.
     pub migrate_on_start: bool,
+    /// Without `migrate_on_start`: how long a starting replica waits for
+    /// the schema to be brought up (0: refuse at once).
+    pub schema_wait_secs: u64,
     /// Members per group, owner included.
     pub max_members: u32,
     /// Bytes per message body.
@@ -126,6 +129,7 @@ impl Default for GroupStoreConfig {
         Self {
             database_url: None,
             migrate_on_start: true,
+            schema_wait_secs: 0,
             data_dir: PathBuf::from("data"),
             max_connections: 16,
             max_members: 1000,

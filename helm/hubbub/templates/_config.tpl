@@ -22,12 +22,15 @@
 {{- $_ := set $computed "instances" (include "hubbub.roomInstances" $root | fromJsonArray) -}}
 {{- else if eq .role "group" -}}
 {{- $_ := set $computed "presence_address" (ternary (include "hubbub.address" (dict "root" $root "role" "presence")) "" $v.presence.enabled) -}}
-{{- $_ := set $computed "store" (dict "migrate_on_start" $migrateOnStart) -}}
+{{- $_ := set $computed "store" (dict "migrate_on_start" $migrateOnStart "schema_wait_secs" 600) -}}
 {{- else if eq .role "gift" -}}
 {{- $_ := set $computed "room_instances" (include "hubbub.roomInstances" $root | fromJsonArray) -}}
 {{- $_ := set $computed "presence_address" (ternary (include "hubbub.address" (dict "root" $root "role" "presence")) "" $v.presence.enabled) -}}
-{{- $_ := set $computed "store" (dict "migrate_on_start" $migrateOnStart) -}}
+{{- $_ := set $computed "store" (dict "migrate_on_start" $migrateOnStart "schema_wait_secs" 600) -}}
 {{- end -}}
+{{- range $key := list "room_instances_dns" "instances_dns" "peers" }}
+{{- if hasKey (get $v $.role).config $key }}{{ fail (printf "%s.config.%s: the chart sets the room ring and the gateway peers itself" $.role $key) }}{{ end }}
+{{- end }}
 {{- $section := mergeOverwrite (deepCopy (get $v .role).config) $computed -}}
 {{- $file := include "hubbub.commonConfig" $root | fromJson -}}
 {{- $_ := set $file .role $section -}}

@@ -1,9 +1,10 @@
 {{/* Names. */}}
 {{- define "hubbub.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- /* 38: "-gateway-peers" must fit a 63-byte name, and a StatefulSet's pods a 63-byte revision label. */ -}}
+{{- .Release.Name | trunc 38 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 38 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
@@ -52,7 +53,7 @@ app.kubernetes.io/component: {{ .role }}
 {{- $kind := kindOf . -}}
 {{- if eq $kind "string" -}}{{ toJson . }}
 {{- else if eq $kind "bool" -}}{{ . }}
-{{- else if has $kind (list "float64" "float32") -}}{{ if eq (floor .) (float64 .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- else if has $kind (list "float64" "float32") -}}{{ if and (eq (floor .) (float64 .)) (lt (float64 .) 9007199254740992.0) (gt (float64 .) -9007199254740992.0) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- else if has $kind (list "int" "int64" "int32" "uint64") -}}{{ . }}
 {{- else if eq $kind "slice" -}}[{{ range $i, $e := . }}{{ if $i }}, {{ end }}{{ include "hubbub.tomlValue" $e }}{{ end }}]
 {{- else if eq $kind "map" -}}{ {{- $map := . -}}{{ range $i, $k := keys $map | sortAlpha }}{{ if $i }},{{ end }} {{ toJson $k }} = {{ include "hubbub.tomlValue" (get $map $k) }}{{ end }} }
@@ -136,7 +137,7 @@ proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": true}'
     - name: HUBBUB_GATEWAY__ID
       value: $(POD_NAME)
     - name: HUBBUB_GATEWAY__ADVERTISE
-      value: http://$(POD_IP):7705
+      value: http://$(POD_NAME).{{ include "hubbub.fullname" $root }}-gateway-peers:7705
     {{- end }}
     {{- if eq .role "room" }}
     - name: HUBBUB_ROOM__ADVERTISE
@@ -153,13 +154,21 @@ proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": true}'
     {{- with $values.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- /* Kubernetes' gRPC probes speak plaintext: with TLS between roles,
+       the port is probed open instead (a draining role still leaves its
+       Service at once: its endpoints go on termination). */}}
+  {{- $probe := ternary (dict "tcpSocket" (dict "port" (int $port))) (dict "grpc" (dict "port" (int $port))) $root.Values.internalTls.enabled }}
+  startupProbe:
+    {{- toYaml $probe | nindent 4 }}
+    # A replica without `migrate_on_start` waits here for `hubbub migrate`.
+    periodSeconds: 5
+    failureThreshold: 120
   readinessProbe:
-    grpc: {port: {{ $port }}}
+    {{- toYaml $probe | nindent 4 }}
     periodSeconds: 5
     failureThreshold: 2
   livenessProbe:
-    grpc: {port: {{ $port }}}
-    initialDelaySeconds: 10
+    {{- toYaml $probe | nindent 4 }}
     periodSeconds: 10
     failureThreshold: 6
   resources:

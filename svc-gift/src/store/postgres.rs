@@ -7,6 +7,7 @@ use super::batch::{self, Key};
 use super::rows::{CoStreamRow, RECORD_COLUMNS, RecordRow, RoomRow, TotalRow};
 use super::rules::{self, Limits};
 use super::*;
+use hubbub_kit::schema::Schema;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,12 +26,12 @@ impl PgGiftStore {
     /// Connects to `url` and brings the schema up to date (sqlx's migrator
     /// holds an advisory lock, so replicas starting at once do not race).
     pub async fn connect(url: &str, max_connections: u32, limits: Limits) -> Result<Self, StoreError> {
-        Self::open(url, max_connections, limits, true).await
+        Self::open(url, max_connections, limits, Schema::Migrate).await
     }
 
-    /// Connects to `url`; applies the migrations when `migrate`, else only
-    /// checks that they were (`hubbub migrate` ran them).
-    pub async fn open(url: &str, max_connections: u32, limits: Limits, migrate: bool) -> Result<Self, StoreError> {
+    /// Connects to `url`; applies the migrations, or only checks that
+    /// `hubbub migrate` did, as `schema` says.
+    pub async fn open(url: &str, max_connections: u32, limits: Limits, schema: Schema) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
@@ -39,7 +40,7 @@ impl PgGiftStore {
         let mut migrator = sqlx::migrate!("../migrations/gift/postgres");
         // Own table, so the group store's migrations may share the database.
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-        hubbub_kit::schema::bring_up(&pool, &migrator, MIGRATIONS_TABLE, migrate).await?;
+        hubbub_kit::schema::bring_up(&pool, &migrator, MIGRATIONS_TABLE, schema).await?;
         Ok(Self { pool, limits })
     }
 }

@@ -41,7 +41,8 @@ impl PgGroupStore {
         // Own table, so gift's migrations may share the database.
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
         // Applied here, or only checked where `hubbub migrate` runs them.
-        hubbub_kit::schema::bring_up(&pool, &migrator, MIGRATIONS_TABLE, config.migrate_on_start).await?;
+        let schema = hubbub_kit::schema::Schema::from_settings(config.migrate_on_start, config.schema_wait_secs);
+        hubbub_kit::schema::bring_up(&pool, &migrator, MIGRATIONS_TABLE, schema).await?;
         Ok(Self {
             pool,
             limits: config.into(),
