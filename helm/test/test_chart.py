@@ -25,7 +25,7 @@ import yaml
 
 CHART = Path(__file__).resolve().parent.parent / "hubbub"
 HUBBUB = os.environ.get("HUBBUB_BIN", "target/debug/hubbub")
-KUBE_VERSIONS = ["1.29.0", "1.33.0"]
+KUBE_VERSIONS = ["1.30.0", "1.33.0"]
 # Kinds of CRDs the chart may render: no schema to validate them against.
 CUSTOM_KINDS = {"ServiceMonitor"}
 ROLES = ["gateway", "room", "group", "gift", "presence"]
@@ -171,7 +171,8 @@ class RenderedChart(unittest.TestCase):
                     self.assertIn("requests", container["resources"])
                     self.assertTrue(pod["topologySpreadConstraints"])
                     if role == "gateway":
-                        self.assertGreaterEqual(pod["terminationGracePeriodSeconds"], 30)
+                        wait = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+                        self.assertGreaterEqual(pod["terminationGracePeriodSeconds"], wait + 20)
             self.assertEqual(
                 {component(p) for p in by_kind(docs, "PodDisruptionBudget")},
                 {component(w) for w in by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet")},
@@ -269,6 +270,10 @@ class RenderedChart(unittest.TestCase):
                                 if "app.kubernetes.io/component" in labels and "namespaceSelector" not in peer:
                                     admitted.add((labels["app.kubernetes.io/component"], callee, port["port"]))
                 self.assertEqual(admitted, calls, "NetworkPolicies against the calls the roles make")
+                extra = values.get("networkPolicy", {}).get("internalFrom", [])
+                for policy in by_kind(docs, "NetworkPolicy"):
+                    granted = [r.get("from") for r in policy["spec"]["ingress"] if r.get("from") == extra]
+                    self.assertEqual(len(granted), 1 if extra else 0, f"internalFrom on {component(policy)}")
                 # Only the gateway's public port takes outside traffic.
                 public = [
                     rule for p in by_kind(docs, "NetworkPolicy") for rule in p["spec"]["ingress"] if "from" not in rule
@@ -351,6 +356,7 @@ class RefusedValues(unittest.TestCase):
         self.refused({"secrets": SECRETS, "presence": {"replicas": 2}}, "presence.replicas")
         self.refused({"secrets": SECRETS, "internalTls": {"enabled": True}}, "internalTls.existingSecret")
         self.refused({"secrets": SECRETS, "room": {"enabled": False}}, "room.enabled")
+        self.refused({"secrets": SECRETS, "gateway": {"preStopSleepSeconds": 50}}, "terminationGracePeriodSeconds")
         self.refused({"secrets": SECRETS, "gateway": {"config": {"room_instances_dns": "x:1"}}}, "room ring")
 
     def test_a_broken_template_fails(self):

@@ -291,7 +291,7 @@ impl Attacher {
         match event {
             Some(Event::Batch(batch)) => self.deliveries.send(Delivery::Batch(batch)).await,
             Some(Event::Subscribed(subscribed)) => self.deliveries.send(Delivery::Subscribed(subscribed)).await,
-            Some(Event::Accepted(_)) | None => {}
+            Some(Event::Accepted(_)) | Some(Event::Heartbeat(_)) | None => {}
         }
     }
 }

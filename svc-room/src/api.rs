@@ -16,11 +16,11 @@ use hubbub_kit::{
     tracecontext,
 };
 use hubbub_proto::v1::{
-    AttachAccepted, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest, RoomGetRecentResponse,
-    RoomMessageKind, RoomPublishGiftsRequest, RoomPublishGiftsResponse, RoomPublishRequest, RoomPublishResponse,
-    room_attach_request::Command, room_attach_response::Event, room_server::Room,
+    AttachAccepted, AttachHeartbeat, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest,
+    RoomGetRecentResponse, RoomMessageKind, RoomPublishGiftsRequest, RoomPublishGiftsResponse, RoomPublishRequest,
+    RoomPublishResponse, room_attach_request::Command, room_attach_response::Event, room_server::Room,
 };
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -133,6 +133,11 @@ impl Room for RoomApi {
         sender
             .try_send(Ok(accepted))
             .expect("a fresh queue has room for one event");
+        // Weak: the heartbeat never keeps a stream open that the router let go.
+        tokio::spawn(heartbeat(
+            sender.downgrade(),
+            Duration::from_millis(self.config.attach_heartbeat_ms.max(1000)),
+        ));
         let link = self.router.attach(gateway_id.clone(), sender);
         let closer = Closer::new();
         tracing::info!(gateway = %gateway_id, attach = link.attach_id, "gateway attached");
@@ -324,5 +329,22 @@ impl RoomApi {
         self.router.detach(&link, rooms);
         closer.close();
         tracing::info!(gateway = %link.gateway_id, attach = link.attach_id, "gateway detached");
+    }
+}
+
+/// Sends a heartbeat on an attach stream every `every` while it lives (a
+/// full queue skips one: traffic is flowing anyway).
+async fn heartbeat(stream: mpsc::WeakSender<Result<RoomAttachResponse, Status>>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(sender) = stream.upgrade() else { return };
+        if sender.is_closed() {
+            return;
+        }
+        let _ = sender.try_send(Ok(RoomAttachResponse {
+            event: Some(Event::Heartbeat(AttachHeartbeat {})),
+        }));
     }
 }

@@ -28,6 +28,10 @@ pub struct RoomConfig {
     /// Events queued per attached gateway before it counts as too slow and
     /// its stream is ended (it re-attaches).
     pub gateway_queue: usize,
+    /// Interval of heartbeats on each attach stream, so that proxies on the
+    /// way (a mesh's sidecars, whose stream idle timeout is minutes) never
+    /// cut a quiet one.
+    pub attach_heartbeat_ms: u64,
     /// How long normal and low messages are gathered into one batch per
     /// room. High-priority messages never wait: they flush the batch at once.
     pub batch_window_ms: u64,
@@ -86,6 +90,7 @@ impl Default for RoomConfig {
             recent_messages: 20,
             max_body_bytes: 16 * 1024,
             gateway_queue: 16 * 1024,
+            attach_heartbeat_ms: 30_000,
             batch_window_ms: 50,
             high_window_ms: 20,
             max_batch_messages: 256,

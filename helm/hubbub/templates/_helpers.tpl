@@ -171,6 +171,11 @@ proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": true}'
     {{- toYaml $probe | nindent 4 }}
     periodSeconds: 10
     failureThreshold: 6
+  {{- if and (eq .role "gateway") (gt (int $values.preStopSleepSeconds) 0) }}
+  lifecycle:
+    preStop:
+      sleep: {seconds: {{ $values.preStopSleepSeconds }}}
+  {{- end }}
   resources:
     {{- toYaml $values.resources | nindent 4 }}
   securityContext:
