@@ -162,10 +162,9 @@ async fn grpc_web_responses_let_a_browser_read_the_status() {
         .lines()
         .find(|l| l.starts_with("access-control-expose-headers:"))
         .unwrap_or_default();
-    assert!(
-        expose.contains("grpc-status") && expose.contains("grpc-message"),
-        "{text}"
-    );
+    for header in ["grpc-status", "grpc-message", "retry-after-ms"] {
+        assert!(expose.contains(header), "{header} exposed: {text}");
+    }
     // The missing token is reported first, as UNAUTHENTICATED (16), with a
     // message that says what to send.
     assert!(text.contains("grpc-status: 16"), "{text}");

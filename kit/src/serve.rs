@@ -326,10 +326,16 @@ fn cors() -> CorsLayer {
             header("tracestate"),
             header("connect-protocol-version"),
         ])
+        // Every header a client reads: the status, and the retry hint of a
+        // refusal (RESOURCE_EXHAUSTED), which a browser could not read unless
+        // exposed; grpc-encoding for compressed answers.
         .expose_headers([
             header("grpc-status"),
             header("grpc-message"),
             header("grpc-status-details-bin"),
+            header("retry-after-ms"),
+            header("grpc-encoding"),
+            header("grpc-accept-encoding"),
         ])
         .max_age(Duration::from_secs(600))
 }
