@@ -1,5 +1,6 @@
 //! `[internal_tls]`: internal listeners speak only (m)TLS, channels between
 //! roles present their certificate, and a whole room path works over it.
+//! `gateway.public_tls`: clients reach the public port over TLS (HTTP/2).
 //! The certificates are made for each run with the `openssl` command line.
 
 mod support;
@@ -418,4 +419,58 @@ async fn a_gateway_and_a_room_over_mtls_carry_a_room_message_to_its_viewers() {
         health.into_inner().status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_serves_clients_over_tls_with_http2() {
+    use hubbub_proto::v1::{ConnectRequest, client_api_client::ClientApiClient, server_event::Event};
+    let pki = pki("public-tls");
+    let sandbox = support::start(1, |config| {
+        config.public_tls = Some(hubbub_kit::tls::PublicTlsConfig {
+            cert_file: pki.path("gateway.pem"),
+            key_file: pki.path("gateway.key"),
+        });
+    })
+    .await;
+    let address = sandbox.gateways[0];
+    let ca = std::fs::read(pki.path("ca.pem")).unwrap();
+    // A client trusting the CA gets its Welcome over TLS (HTTP/2: ALPN h2).
+    let mut client = ClientApiClient::new(tls_channel(address, ca, None));
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    let mut events = loop {
+        match client
+            .connect(ConnectRequest {
+                device_id: "tab".into(),
+                client_info: "test".into(),
+            })
+            .await
+        {
+            Ok(events) => break events.into_inner(),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("no TLS connect: {err:?}"),
+        }
+    };
+    let welcome = events.message().await.unwrap().unwrap();
+    assert!(matches!(welcome.event, Some(Event::Welcome(_))), "{welcome:?}");
+    // Plaintext to the TLS port is refused by the transport.
+    let plain = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_lazy();
+    let err = ClientApiClient::new(plain)
+        .connect(ConnectRequest {
+            device_id: "tab".into(),
+            client_info: "test".into(),
+        })
+        .await
+        .unwrap_err();
+    refused_by_transport(&err, "plaintext to the TLS public port");
+    // A certificate file that is not one stops the gateway at start, naming it.
+    let broken = hubbub_kit::tls::PublicTlsConfig {
+        cert_file: pki.path("ca.ext"),
+        key_file: pki.path("gateway.key"),
+    };
+    let err = broken.load().unwrap_err().to_string();
+    assert!(err.contains("ca.ext"), "{err}");
 }

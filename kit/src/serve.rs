@@ -138,8 +138,12 @@ impl ServeOptions {
 /// Which side of the trust boundary a listener serves.
 #[derive(Debug, Clone)]
 pub enum Exposure {
-    /// The client port: gRPC-web and CORS, no metrics, no credential check.
-    Public,
+    /// The client port: gRPC-web and CORS, no metrics, no credential check;
+    /// TLS (HTTP/2 only, for browsers to multiplex) when `tls` is set.
+    Public {
+        /// TLS of the port; None: plaintext HTTP/2 and HTTP/1.1.
+        tls: Option<crate::tls::PublicTls>,
+    },
     /// An internal port: every call needs a credential signed with `key`,
     /// and connections speak TLS when `tls` is set.
     Internal {
@@ -256,7 +260,11 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     let signal = shutdown.clone().cancelled_owned();
     let served = async move {
         match exposure {
-            Exposure::Public => {
+            Exposure::Public { tls } => {
+                let builder = match tls {
+                    Some(tls) => builder.tls_config(tls.server_config(handshake))?,
+                    None => builder,
+                };
                 builder
                     // gRPC-web clients in browsers speak HTTP/1.1.
                     .accept_http1(true)

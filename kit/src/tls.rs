@@ -4,8 +4,8 @@
 //! does mTLS. Either way every internal call still carries its service
 //! credential; TLS only adds privacy and peer authentication on the wire.
 //!
-//! The gateway's public listener never uses it: TLS for clients is the job
-//! of the load balancer or ingress in front of it.
+//! The gateway's public listener never uses it: TLS for clients is
+//! `gateway.public_tls` ([`PublicTlsConfig`]), or the load balancer's.
 //!
 //! The files are read and checked once, when a role starts: a role with an
 //! unusable certificate refuses to start and names the file and what is
@@ -177,7 +177,7 @@ impl InternalTls {
     }
 }
 
-fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TlsConfigError> {
+pub(crate) fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TlsConfigError> {
     std::fs::read(path).map_err(|err| TlsConfigError {
         key,
         path: path.display().to_string(),
@@ -185,7 +185,7 @@ fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TlsConfigE
     })
 }
 
-fn check_certificates(key: &'static str, path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
+pub(crate) fn check_certificates(key: &'static str, path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
     let problem = |problem: String| TlsConfigError {
         key,
         path: path.display().to_string(),
@@ -202,7 +202,7 @@ fn check_certificates(key: &'static str, path: &std::path::Path, pem: &[u8]) -> 
     Ok(())
 }
 
-fn check_private_key(path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
+pub(crate) fn check_private_key(path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
     PrivateKeyDer::from_pem_slice(pem)
         .map(drop)
         .map_err(|err| TlsConfigError {
@@ -219,7 +219,7 @@ fn check_private_key(path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfig
 
 /// An error and its causes on one line: tonic's own message says only
 /// "transport error", rustls's reason is further down.
-fn causes(err: &dyn std::error::Error) -> String {
+pub(crate) fn causes(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -313,5 +313,62 @@ mod tests {
         assert_eq!(err.key, "key_file");
         assert!(err.problem.contains("not a usable key for the certificate in"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// `gateway.public_tls`: TLS on the gateway's public listener, so browsers
+/// speak HTTP/2 to it (ALPN `h2`) and every tab's calls share one
+/// connection instead of queueing behind HTTP/1.1's six per origin.
+/// Absent: plaintext, with TLS on the load balancer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PublicTlsConfig {
+    /// PEM certificate chain clients verify, its own certificate first.
+    pub cert_file: PathBuf,
+    /// Its PEM private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    pub key_file: PathBuf,
+}
+
+/// `gateway.public_tls`, read and checked.
+#[derive(Clone)]
+pub struct PublicTls(Identity);
+
+// By hand: the derived one would print the private key.
+impl fmt::Debug for PublicTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PublicTls")
+    }
+}
+
+impl PublicTlsConfig {
+    /// Reads both files and checks they make a usable listener.
+    pub fn load(&self) -> Result<PublicTls, TlsConfigError> {
+        let cert = read("cert_file", &self.cert_file)?;
+        check_certificates("cert_file", &self.cert_file, &cert)?;
+        let key = read("key_file", &self.key_file)?;
+        check_private_key(&self.key_file, &key)?;
+        let tls = PublicTls(Identity::from_pem(&cert, &key));
+        Server::builder()
+            .tls_config(tls.server_config(Duration::from_secs(1)))
+            .map_err(|err| TlsConfigError {
+                key: "key_file",
+                path: self.key_file.display().to_string(),
+                problem: format!(
+                    "is not a usable key for the certificate in {}: {}",
+                    self.cert_file.display(),
+                    causes(&err)
+                ),
+            })?;
+        Ok(tls)
+    }
+}
+
+impl PublicTls {
+    /// TLS for the public listener: no client certificates (clients prove
+    /// who they are with tokens), the handshake bounded.
+    pub fn server_config(&self, handshake_timeout: Duration) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.0.clone())
+            .timeout(handshake_timeout)
     }
 }

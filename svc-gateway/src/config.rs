@@ -13,6 +13,11 @@ pub struct GatewayConfig {
     /// The internal listener: `GatewayControl` for other roles (with a
     /// service credential), health, reflection and `/metrics`.
     pub internal_listen: SocketAddr,
+    /// TLS on the public listener (`cert_file`, `key_file`): browsers then
+    /// speak HTTP/2 and multiplex every call of every tab over one
+    /// connection. Unset: plaintext HTTP/2 and HTTP/1.1 (TLS on the load
+    /// balancer).
+    pub public_tls: Option<hubbub_kit::tls::PublicTlsConfig>,
     /// This replica's id: the prefix of its session ids, stable across
     /// restarts (a StatefulSet pod name, say). Letters, digits, `-_.:`.
     pub id: String,
@@ -140,6 +145,7 @@ impl Default for GatewayConfig {
             room_presence_push_ms: 2_000,
             peers: BTreeMap::new(),
             peer_address_template: None,
+            public_tls: None,
             heartbeat_interval_ms: 25_000,
             max_room_message_bytes: 4096,
             outbox_capacity: 1024,

@@ -201,13 +201,20 @@ pub async fn serve_with(
 
     tokio::spawn(end_expired_streams(gateway.clone(), shutdown.clone()));
 
+    let public_tls = gateway
+        .config
+        .public_tls
+        .as_ref()
+        .map(|tls| tls.load())
+        .transpose()
+        .map_err(|err| GatewayError::Config(format!("gateway.public_tls: {err}")))?;
     let metrics = RoleMetrics::new(registry);
     let max_request = gateway.config.max_request_bytes;
     let client_api = ClientApiServer::new(api::ClientApiService::new(gateway.clone(), jwt, shutdown.clone()))
         .max_decoding_message_size(max_request);
     let public = RoleServer {
         role: "gateway",
-        exposure: Exposure::Public,
+        exposure: Exposure::Public { tls: public_tls },
         routes: Routes::new(client_api),
         service_names: vec![hubbub_proto::wire::server::client_api_server::SERVICE_NAME],
         metrics: metrics.clone(),
