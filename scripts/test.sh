@@ -4,7 +4,7 @@
 #   scripts/test.sh [ARGS...]     ARGS go to the test runner
 #
 # 1. Lints the protobuf contracts and generates the JS code of the gRPC-web
-#    probes (web-tests/).
+#    probes (web-tests/); builds and tests the TypeScript client (clients/ts/).
 # 2. Starts a throwaway PostgreSQL and Redis on free local ports, unless
 #    DATABASE_URL / REDIS_URL are already set, and exports their URLs. They
 #    are stopped and their files removed when the script exits, however it exits.
@@ -58,6 +58,13 @@ fi
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
   npm run --silent lint || die "buf lint found the problems above in proto/"
   npm run --silent generate || die "buf generate failed"
+)
+# The TypeScript client's logic (backoff, watchdog, sequences, errors).
+(
+  cd clients/ts
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  npm run --silent build || die "the TypeScript client does not compile"
+  npm test >/dev/null 2>&1 || { npm test; die "the TypeScript client's tests failed"; }
 )
 
 # ---- 2. throwaway PostgreSQL and Redis ---------------------------------------

@@ -42,7 +42,7 @@ async fn start_restartable() -> (Sandbox, std::net::SocketAddr, std::net::Socket
 
 /// [`start_restartable`] with the gift role's settings changed by `tweak`.
 async fn start_with(
-    tweak: fn(&mut GiftConfig),
+    tweak: impl Fn(&mut GiftConfig),
 ) -> (Sandbox, std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gift = listener.local_addr().unwrap();
@@ -76,7 +76,7 @@ fn serve_gift(
     room: &str,
     presence: std::net::SocketAddr,
     shutdown: CancellationToken,
-    tweak: fn(&mut GiftConfig),
+    tweak: impl Fn(&mut GiftConfig),
 ) {
     let mut config = GiftConfig {
         listen: listener.local_addr().unwrap(),
@@ -93,6 +93,10 @@ fn serve_gift(
         // Pulls see every commit at once (the windows' lag is the
         // recent-windows suite's business).
         recent_ttl_ms: 0,
+        // Every test's gift role shares the database: only the expiry test
+        // sweeps (on its own database), or one deployment would expire, and
+        // deliver through its own presence, another's requests.
+        co_stream_sweep_ms: 24 * 3600 * 1000,
         ..GiftConfig::default()
     };
     tweak(&mut config);
@@ -101,6 +105,20 @@ fn serve_gift(
             panic!("the gift role stopped: {err}");
         }
     });
+}
+
+/// A fresh database next to `DATABASE_URL`'s, for a test whose gift role
+/// must not see the others' records.
+async fn own_database() -> String {
+    use sqlx::Connection;
+    let url = database_url();
+    let name = format!("hbgift_{:x}", rand::random::<u32>());
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
 }
 
 fn unique(name: &str) -> String {
@@ -931,9 +949,12 @@ async fn viewers_pull_within_the_public_window_and_the_streamer_keeps_every_gift
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_request_expires_and_its_requester_is_told() {
-    let (sandbox, gift, _, _) = start_with(|config| {
+    let own = own_database().await;
+    let url = own.clone();
+    let (sandbox, gift, _, _) = start_with(move |config| {
         config.co_stream_ttl_secs = 1;
         config.co_stream_sweep_ms = 100;
+        config.store.database_url = Some(url.clone());
     })
     .await;
     let (room, host, asker) = (unique("live"), unique("host"), unique("asker"));
@@ -1021,6 +1042,20 @@ async fn an_unanswered_request_expires_and_its_requester_is_told() {
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("already answered"), "{status:?}");
+    sandbox.shutdown.cancel();
+    drop_database(&own).await;
+}
+
+async fn drop_database(url: &str) {
+    use sqlx::Connection;
+    let name = url.rsplit_once('/').unwrap().1;
+    let mut admin = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,8 @@ const ROUND: u32 = 500;
 pub async fn run<S: GiftStore>(store: Arc<S>, commits: GiftCommit, every: Duration, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(every.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now: the first round comes one interval after start.
+    ticker.tick().await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

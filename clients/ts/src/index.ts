@@ -1,0 +1,8 @@
+/**
+ * @hubbub/client: the parts every connection is built on. The connection
+ * itself (states, reconnects, shared tabs) builds on these.
+ */
+export { Backoff, type BackoffOptions } from "./backoff.js";
+export { Watchdog, type WatchdogOptions, type Clock, systemClock } from "./watchdog.js";
+export { SeqTracker, type Range } from "./sequence.js";
+export { HubbubError, Code } from "./errors.js";
