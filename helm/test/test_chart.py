@@ -45,6 +45,7 @@ VALUE_SETS = {
         "secrets": SECRETS,
         "internalTls": {"enabled": True, "existingSecret": "hubbub-internal-tls"},
     },
+    "public TLS": {"secrets": SECRETS, "gateway": {"publicTlsSecret": "chat-example-com"}},
     "chat only (no gifts, no presence)": {
         "secrets": SECRETS,
         "gift": {"enabled": False},
@@ -303,6 +304,16 @@ class RenderedChart(unittest.TestCase):
         for workload in by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet"):
             volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
             self.assertEqual(volumes["tls"]["secret"]["secretName"], "hubbub-internal-tls")
+
+    def test_public_tls_values_give_the_gateway_its_certificate(self):
+        docs = render(VALUE_SETS["public TLS"])
+        gateway = next(d for d in by_kind(docs, "StatefulSet") if component(d) == "gateway")
+        pod = gateway["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(volumes["public-tls"]["secret"]["secretName"], "chat-example-com")
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        config = next(c for c in by_kind(docs, "ConfigMap") if component(c) == "gateway")["data"]["hubbub.toml"]
+        self.assertIn(f'cert_file = "{mounts["public-tls"]}/tls.crt"', config.replace('"cert_file"', "cert_file"))
 
     def test_migrations_run_in_a_hook_job_and_replicas_only_check(self):
         docs = render(VALUE_SETS["defaults"])

@@ -20,12 +20,14 @@ fn describe(role: Role, config: &Config) -> Result<Value, String> {
             if g.room_instances.is_empty() && g.room_instances_dns.is_none() {
                 return Err("gateway: set gateway.room_instances or gateway.room_instances_dns".into());
             }
-            if let Some(tls) = &g.public_tls {
-                tls.load().map_err(|err| format!("gateway.public_tls: {err}"))?;
-            }
             json!({
                 "role": "gateway",
-                "public_tls": g.public_tls.is_some(),
+                // The files are read when the gateway starts (they may live
+                // only where it runs, as a mounted Secret).
+                "public_tls": g.public_tls.as_ref().map(|tls| json!({
+                    "cert_file": tls.cert_file,
+                    "key_file": tls.key_file,
+                })),
                 "listen": { "public": g.listen.to_string(), "internal": g.internal_listen.to_string() },
                 "id": g.id,
                 "advertise": addresses("gateway.advertise", [&g.advertise])?,

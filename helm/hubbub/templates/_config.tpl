@@ -15,6 +15,7 @@
 {{- $_ := set $computed "internal_listen" "0.0.0.0:7705" -}}
 {{- $_ := set $computed "room_instances" (include "hubbub.roomInstances" $root | fromJsonArray) -}}
 {{- $_ := set $computed "peer_address_template" (printf "http://{id}.%s-gateway-peers:7705" $full) -}}
+{{- if $v.gateway.publicTlsSecret }}{{ $_ := set $computed "public_tls" (dict "cert_file" "/etc/hubbub/public-tls/tls.crt" "key_file" "/etc/hubbub/public-tls/tls.key") }}{{ end -}}
 {{- $_ := set $computed "presence_address" (ternary (include "hubbub.address" (dict "root" $root "role" "presence")) "" $v.presence.enabled) -}}
 {{- $_ := set $computed "group_address" (ternary (include "hubbub.address" (dict "root" $root "role" "group")) "" $v.group.enabled) -}}
 {{- $_ := set $computed "gift_address" (ternary (include "hubbub.address" (dict "root" $root "role" "gift")) "" $v.gift.enabled) -}}
@@ -28,7 +29,7 @@
 {{- $_ := set $computed "presence_address" (ternary (include "hubbub.address" (dict "root" $root "role" "presence")) "" $v.presence.enabled) -}}
 {{- $_ := set $computed "store" (dict "migrate_on_start" $migrateOnStart "schema_wait_secs" 600) -}}
 {{- end -}}
-{{- range $key := list "room_instances_dns" "instances_dns" "peers" }}
+{{- range $key := list "room_instances_dns" "instances_dns" "peers" "public_tls" }}
 {{- if hasKey (get $v $.role).config $key }}{{ fail (printf "%s.config.%s: the chart sets the room ring and the gateway peers itself" $.role $key) }}{{ end }}
 {{- end }}
 {{- $section := mergeOverwrite (deepCopy (get $v .role).config) $computed -}}

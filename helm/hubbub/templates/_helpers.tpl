@@ -186,6 +186,9 @@ proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": true}'
     {{- if $root.Values.internalTls.enabled }}
     - {name: tls, mountPath: /etc/hubbub/tls, readOnly: true}
     {{- end }}
+    {{- if and (eq .role "gateway") $root.Values.gateway.publicTlsSecret }}
+    - {name: public-tls, mountPath: /etc/hubbub/public-tls, readOnly: true}
+    {{- end }}
 {{- end -}}
 
 {{- define "hubbub.volumes" -}}
@@ -196,6 +199,10 @@ proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": true}'
 {{- if .root.Values.internalTls.enabled }}
 - name: tls
   secret: {secretName: {{ required "internalTls.existingSecret is required with internalTls.enabled" .root.Values.internalTls.existingSecret }}}
+{{- end }}
+{{- if and (eq .role "gateway") .root.Values.gateway.publicTlsSecret }}
+- name: public-tls
+  secret: {secretName: {{ .root.Values.gateway.publicTlsSecret }}}
 {{- end }}
 {{- end -}}
 
