@@ -63,6 +63,7 @@ fi
 (
   cd clients/ts
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  npm run --silent generate || die "buf generate failed for the TypeScript client"
   npm run --silent build || die "the TypeScript client does not compile"
   npm test >/dev/null 2>&1 || { npm test; die "the TypeScript client's tests failed"; }
 )

@@ -6,3 +6,4 @@ export { Backoff, type BackoffOptions } from "./backoff.js";
 export { Watchdog, type WatchdogOptions, type Clock, systemClock } from "./watchdog.js";
 export { SeqTracker, type Range } from "./sequence.js";
 export { HubbubError, Code } from "./errors.js";
+export { clientApi, ClientApi, type ClientApiClient, type ApiOptions } from "./api.js";
