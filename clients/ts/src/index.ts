@@ -7,3 +7,9 @@ export { Watchdog, type WatchdogOptions, type Clock, systemClock } from "./watch
 export { SeqTracker, type Range } from "./sequence.js";
 export { HubbubError, Code } from "./errors.js";
 export { clientApi, ClientApi, type ClientApiClient, type ApiOptions } from "./api.js";
+export {
+  Connection,
+  type ConnectionOptions,
+  type ConnectionEvents,
+  type ConnectionState,
+} from "./connection.js";

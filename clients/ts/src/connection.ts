@@ -1,0 +1,277 @@
+/**
+ * One device's connection to hubbub: the Connect stream, kept up on its own.
+ *
+ * - States `connecting`, `connected`, `disconnected`, `closed`, each an event.
+ * - Reconnects with full-jitter backoff ({@link Backoff}), after the delay a
+ *   draining gateway asks for, and at once when `wake()` is called (the
+ *   browser came back online, the tab became visible).
+ * - A stream silent past the announced heartbeat is declared dead
+ *   ({@link Watchdog}) and replaced.
+ * - Rooms joined are joined again on every new stream; a room's messages
+ *   reach the application once each, and its gifts once each and all of
+ *   them: a hole in the gift seqs, or a reconnect, is pulled back exactly
+ *   ({@link SeqTracker}).
+ * - Tokens: `getToken` is asked before each stream and again after
+ *   UNAUTHENTICATED; a second refusal in a row is final (`closed`, with the
+ *   error), never a loop.
+ */
+import { fromBinary } from "@bufbuild/protobuf";
+import { Backoff, type BackoffOptions } from "./backoff.js";
+import { HubbubError } from "./errors.js";
+import { SeqTracker } from "./sequence.js";
+import { Watchdog, systemClock, type Clock } from "./watchdog.js";
+import type { ClientApiClient } from "./api.js";
+import { GiftRecordSchema, type GiftRecord } from "./gen/hubbub/v1/gift_pb.js";
+import {
+  RoomMessageKind,
+  RoomMessageListSchema,
+  type RoomBatch,
+  type RoomMessage,
+} from "./gen/hubbub/v1/room_message_pb.js";
+
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
+
+export interface ConnectionOptions {
+  /** The client API (see `clientApi`); its token comes from this connection. */
+  api: (token: () => string | undefined) => ClientApiClient;
+  /** This device's stable id. */
+  deviceId: string;
+  /** A signed-in user's token, asked for before each stream; none: a guest. */
+  getToken?: () => Promise<string>;
+  backoff?: BackoffOptions;
+  clock?: Clock;
+}
+
+export interface ConnectionEvents {
+  state: (state: ConnectionState, error?: HubbubError) => void;
+  /** A room message other than a gift, once. */
+  message: (message: RoomMessage) => void;
+  /** A gift record, once, whether it came on the stream or was pulled. */
+  gift: (gift: GiftRecord) => void;
+  /** Gifts of a room up to `seq` are out of the public window: never coming. */
+  giftsSkipped: (roomId: string, seq: number) => void;
+}
+
+type Listeners = { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> };
+
+/** Gifts pulled per page. */
+const PULL_PAGE = 500;
+
+export class Connection {
+  readonly #options: ConnectionOptions;
+  readonly #api: ClientApiClient;
+  readonly #backoff: Backoff;
+  readonly #clock: Clock;
+  readonly #listeners: Listeners = { state: new Set(), message: new Set(), gift: new Set(), giftsSkipped: new Set() };
+  readonly #rooms = new Map<string, { gifts: SeqTracker | undefined; lastSeq: number }>();
+  #state: ConnectionState = "disconnected";
+  #token: string | undefined;
+  #sessionId: string | undefined;
+  #stream: AbortController | undefined;
+  #wake: (() => void) | undefined;
+  #closed = false;
+
+  constructor(options: ConnectionOptions) {
+    this.#options = options;
+    this.#api = options.api(() => this.#token);
+    this.#backoff = new Backoff(options.backoff);
+    this.#clock = options.clock ?? systemClock;
+    void this.#run();
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  on<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): () => void {
+    this.#listeners[event].add(listener);
+    return () => this.#listeners[event].delete(listener);
+  }
+
+  /** Joins `roomId` now (if connected) and on every new stream. */
+  async join(roomId: string): Promise<void> {
+    if (!this.#rooms.has(roomId)) this.#rooms.set(roomId, { gifts: undefined, lastSeq: 0 });
+    if (this.#sessionId !== undefined) await this.#joinRoom(this.#sessionId, roomId);
+  }
+
+  /** Reconnect now instead of waiting out the backoff. */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** Ends the connection for good. */
+  close(): void {
+    this.#closed = true;
+    this.#stream?.abort();
+    this.#wake?.();
+    this.#setState("closed");
+  }
+
+  #emit<K extends keyof ConnectionEvents>(event: K, ...args: Parameters<ConnectionEvents[K]>): void {
+    for (const listener of this.#listeners[event]) (listener as (...a: Parameters<ConnectionEvents[K]>) => void)(...args);
+  }
+
+  #setState(state: ConnectionState, error?: HubbubError): void {
+    if (this.#state === state && error === undefined) return;
+    if (this.#state === "closed") return;
+    this.#state = state;
+    this.#emit("state", state, error);
+  }
+
+  async #run(): Promise<void> {
+    let refusedTokens = 0;
+    while (!this.#closed) {
+      this.#setState("connecting");
+      let waitMs: number | undefined;
+      try {
+        if (this.#options.getToken) this.#token = await this.#options.getToken();
+        waitMs = await this.#streamOnce();
+        refusedTokens = 0;
+      } catch (caught) {
+        const error = HubbubError.from(caught);
+        if (this.#closed) break;
+        if (error.needsToken && this.#options.getToken) {
+          refusedTokens += 1;
+          if (refusedTokens >= 2) {
+            // The token source keeps giving refused tokens: say so, stop.
+            this.#setState("closed", error);
+            this.#closed = true;
+            break;
+          }
+          waitMs = 0;
+        } else if (!error.retryable && !error.needsToken && error.code !== undefined && this.#state === "connecting") {
+          // A refusal of the stream itself that no retry changes.
+          this.#setState("closed", error);
+          this.#closed = true;
+          break;
+        }
+        if (error.retryAfterMs !== undefined) waitMs = error.retryAfterMs;
+      } finally {
+        this.#sessionId = undefined;
+        this.#backoff.disconnected(this.#clock.now());
+      }
+      if (this.#closed) break;
+      this.#setState("disconnected");
+      await this.#sleep(waitMs ?? this.#backoff.next());
+    }
+  }
+
+  /** One stream, until it ends; the wait the gateway asked for, if any. */
+  async #streamOnce(): Promise<number | undefined> {
+    const stream = new AbortController();
+    this.#stream = stream;
+    let watchdog: Watchdog | undefined;
+    let askedWait: number | undefined;
+    try {
+      const events = this.#api.connect({ deviceId: this.#options.deviceId, clientInfo: "@hubbub/client" }, { signal: stream.signal });
+      for await (const event of events) {
+        watchdog?.feed();
+        const { case: kind, value } = event.event;
+        if (kind === "welcome") {
+          this.#sessionId = value.sessionId;
+          if (value.guest) this.#token = value.guestToken;
+          this.#backoff.connected(this.#clock.now());
+          watchdog = new Watchdog({
+            intervalMs: value.heartbeatIntervalMs || 25_000,
+            onDead: () => stream.abort(),
+            clock: this.#clock,
+          });
+          this.#setState("connected");
+          for (const roomId of this.#rooms.keys()) await this.#joinRoom(value.sessionId, roomId);
+        } else if (kind === "roomBatch") {
+          await this.#onBatch(value);
+        } else if (kind === "reconnect") {
+          askedWait = value.afterMs;
+          break;
+        }
+      }
+    } finally {
+      watchdog?.stop();
+      stream.abort();
+    }
+    return askedWait;
+  }
+
+  async #joinRoom(sessionId: string, roomId: string): Promise<void> {
+    const joined = await this.#api.joinRoom({ sessionId, roomId });
+    const room = this.#rooms.get(roomId);
+    if (room === undefined) return;
+    const recent = [...joined.recent].filter((m) => Number(m.seq) > room.lastSeq);
+    for (const message of recent) this.#onMessage(roomId, message);
+    if (room.gifts === undefined) {
+      // What came before the first join is history, not a hole.
+      room.gifts = new SeqTracker(Number(joined.giftSeq));
+    } else {
+      room.gifts.knowHead(Number(joined.giftSeq));
+      await this.#repair(roomId);
+    }
+  }
+
+  async #onBatch(batch: RoomBatch): Promise<void> {
+    let messages = batch.messages;
+    if (batch.compressed.length > 0) messages = (await unpack(batch.compressed)) ?? messages;
+    for (const message of messages) this.#onMessage(batch.roomId, message);
+    await this.#repair(batch.roomId);
+  }
+
+  #onMessage(roomId: string, message: RoomMessage): void {
+    const room = this.#rooms.get(roomId);
+    if (room === undefined) return;
+    const seq = Number(message.seq);
+    if (seq > 0 && seq <= room.lastSeq) return;
+    room.lastSeq = Math.max(room.lastSeq, seq);
+    if (message.kind === RoomMessageKind.GIFT) {
+      const gift = fromBinary(GiftRecordSchema, message.body);
+      if (room.gifts?.accept(Number(gift.seq))) this.#emit("gift", gift);
+    } else {
+      this.#emit("message", message);
+    }
+  }
+
+  /** Pulls exactly the holes of a room's gift seqs. */
+  async #repair(roomId: string): Promise<void> {
+    const gifts = this.#rooms.get(roomId)?.gifts;
+    if (gifts === undefined) return;
+    for (const hole of gifts.holes()) {
+      let after = hole.after;
+      while (after < hole.until) {
+        const page = await this.#api.pullGifts({ roomId, afterSeq: BigInt(after), limit: PULL_PAGE });
+        const window = Number(page.windowStartSeq);
+        if (window > 0) {
+          gifts.skipTo(window);
+          this.#emit("giftsSkipped", roomId, window);
+        }
+        for (const gift of page.gifts) {
+          if (Number(gift.seq) > hole.until) break;
+          if (gifts.accept(Number(gift.seq))) this.#emit("gift", gift);
+        }
+        const last = page.gifts.at(-1);
+        if (!page.hasMore || last === undefined) break;
+        after = Number(last.seq);
+      }
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.#clock.setTimeout(() => done(), ms);
+      const done = () => {
+        this.#clock.clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      this.#wake = done;
+    });
+  }
+}
+
+/** A compressed batch's messages (gzip, undone by DecompressionStream). */
+async function unpack(compressed: Uint8Array): Promise<RoomMessage[] | undefined> {
+  try {
+    const stream = new Blob([new Uint8Array(compressed)]).stream().pipeThrough(new DecompressionStream("gzip"));
+    const plain = new Uint8Array(await new Response(stream).arrayBuffer());
+    return fromBinary(RoomMessageListSchema, plain).messages;
+  } catch {
+    return undefined;
+  }
+}
