@@ -50,6 +50,8 @@ export interface ConnectionEvents {
   gift: (gift: GiftRecord) => void;
   /** Gifts of a room up to `seq` are out of the public window: never coming. */
   giftsSkipped: (roomId: string, seq: number) => void;
+  /** A room could not be joined again and was left (a final refusal). */
+  roomError: (roomId: string, error: HubbubError) => void;
 }
 
 type Listeners = { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> };
@@ -62,7 +64,13 @@ export class Connection {
   readonly #api: ClientApiClient;
   readonly #backoff: Backoff;
   readonly #clock: Clock;
-  readonly #listeners: Listeners = { state: new Set(), message: new Set(), gift: new Set(), giftsSkipped: new Set() };
+  readonly #listeners: Listeners = {
+    state: new Set(),
+    message: new Set(),
+    gift: new Set(),
+    giftsSkipped: new Set(),
+    roomError: new Set(),
+  };
   readonly #rooms = new Map<string, { gifts: SeqTracker | undefined; lastSeq: number }>();
   #state: ConnectionState = "disconnected";
   #token: string | undefined;
@@ -139,7 +147,7 @@ export class Connection {
             break;
           }
           waitMs = 0;
-        } else if (!error.retryable && !error.needsToken && error.code !== undefined && this.#state === "connecting") {
+        } else if (error.final) {
           // A refusal of the stream itself that no retry changes.
           this.#setState("closed", error);
           this.#closed = true;
@@ -177,7 +185,17 @@ export class Connection {
             clock: this.#clock,
           });
           this.#setState("connected");
-          for (const roomId of this.#rooms.keys()) await this.#joinRoom(value.sessionId, roomId);
+          for (const roomId of [...this.#rooms.keys()]) {
+            try {
+              await this.#joinRoom(value.sessionId, roomId);
+            } catch (caught) {
+              const error = HubbubError.from(caught);
+              // A room refused for good is left (and said); else the stream retries.
+              if (!error.final) throw caught;
+              this.#rooms.delete(roomId);
+              this.#emit("roomError", roomId, error);
+            }
+          }
         } else if (kind === "roomBatch") {
           await this.#onBatch(value);
         } else if (kind === "reconnect") {

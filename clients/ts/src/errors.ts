@@ -7,8 +7,28 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 export { Code };
 
-/** Codes worth a retry of the same call (sends carry an idempotency key). */
-const RETRYABLE = new Set<Code>([Code.Unavailable, Code.ResourceExhausted, Code.Aborted, Code.DeadlineExceeded]);
+/**
+ * Codes worth a retry of the same call (sends carry an idempotency key).
+ * UNKNOWN too: a request that never reached the gateway (offline, a reset
+ * connection) fails in fetch, which the transport reports as UNKNOWN.
+ */
+const RETRYABLE = new Set<Code>([
+  Code.Unavailable,
+  Code.ResourceExhausted,
+  Code.Aborted,
+  Code.DeadlineExceeded,
+  Code.Unknown,
+]);
+
+/** Refusals of a stream that no reconnect changes. */
+const FINAL = new Set<Code>([
+  Code.InvalidArgument,
+  Code.PermissionDenied,
+  Code.Unimplemented,
+  Code.FailedPrecondition,
+  Code.OutOfRange,
+  Code.AlreadyExists,
+]);
 
 export class HubbubError extends Error {
   readonly code: Code;
@@ -18,6 +38,8 @@ export class HubbubError extends Error {
   readonly retryAfterMs: number | undefined;
   /** The token must be renewed (UNAUTHENTICATED). */
   readonly needsToken: boolean;
+  /** No retry changes it: the request itself is refused. */
+  readonly final: boolean;
 
   constructor(code: Code, message: string, retryAfterMs?: number) {
     super(message);
@@ -26,6 +48,7 @@ export class HubbubError extends Error {
     this.retryable = RETRYABLE.has(code);
     this.retryAfterMs = retryAfterMs;
     this.needsToken = code === Code.Unauthenticated;
+    this.final = FINAL.has(code);
   }
 
   /** Any error of a call, as a HubbubError. */

@@ -145,3 +145,35 @@ test("a compressed batch is undone with DecompressionStream, its messages delive
   connection.close();
   assert.deepEqual(bodies, ["c1", "c2", "c3"]);
 });
+
+test("a network failure before the stream opens is retried, a final refusal is not", async () => {
+  let attempts = 0;
+  const flaky = createRouterTransport(({ service }) => {
+    service(ClientApi, {
+      async *connect() {
+        attempts += 1;
+        // What fetch throws when the gateway is unreachable.
+        if (attempts <= 2) throw new TypeError("fetch failed");
+        yield { event: { case: "welcome", value: { sessionId: "gw-0~n", heartbeatIntervalMs: 60_000 } } };
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+      },
+    });
+  });
+  const connection = new Connection({ api: () => createClient(ClientApi, flaky), deviceId: "n", backoff: { minMs: 1, maxMs: 2 } });
+  await until(() => connection.state === "connected");
+  connection.close();
+  assert.equal(attempts, 3);
+
+  const refusing = createRouterTransport(({ service }) => {
+    service(ClientApi, {
+      async *connect() {
+        throw new ConnectError("device_id must be 1 to 128 bytes", Code.InvalidArgument);
+      },
+    });
+  });
+  const final = await new Promise<string>((resolve) => {
+    const c = new Connection({ api: () => createClient(ClientApi, refusing), deviceId: "", backoff: { minMs: 1, maxMs: 2 } });
+    c.on("state", (state, error) => state === "closed" && resolve(error?.message ?? ""));
+  });
+  assert.match(final, /device_id/);
+});

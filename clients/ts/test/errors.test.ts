@@ -12,4 +12,8 @@ test("errors say whether to retry, when, and whether to renew the token", () => 
   assert.equal(HubbubError.from(new ConnectError("no", Code.InvalidArgument)).retryable, false);
   assert.equal(HubbubError.from(new ConnectError("who", Code.Unauthenticated)).needsToken, true);
   assert.equal(HubbubError.from(new ConnectError("x", Code.Unavailable)).retryAfterMs, undefined);
+  const offline = HubbubError.from(new TypeError("fetch failed"));
+  assert.equal(offline.code, Code.Unknown);
+  assert.ok(offline.retryable && !offline.final, "a request that never left is retried");
+  assert.ok(HubbubError.from(new ConnectError("bad", Code.InvalidArgument)).final);
 });
