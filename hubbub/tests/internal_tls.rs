@@ -359,6 +359,7 @@ async fn a_gateway_and_a_room_over_mtls_carry_a_room_message_to_its_viewers() {
     };
     let gateway_shutdown = shutdown.child_token();
     let listeners = svc_gateway::GatewayListeners { public, internal };
+    let gateway_configs = vec![config.clone()];
     tokio::spawn(svc_gateway::serve(
         config,
         hubbub_kit::auth::JwtKey::new(support::SECRET),
@@ -373,6 +374,7 @@ async fn a_gateway_and_a_room_over_mtls_carry_a_room_message_to_its_viewers() {
         shutdown: shutdown.clone(),
         gateway_shutdowns: vec![gateway_shutdown],
         room_shutdown: shutdown.child_token(),
+        gateway_configs,
     };
 
     // The public port stays plaintext: viewers connect as always.

@@ -61,6 +61,7 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
         user_publish_burst: 10_000.0,
         ..GatewayConfig::default()
     };
+    let gateway_configs = vec![config.clone()];
     tokio::spawn(svc_gateway::serve_with(
         config,
         watched,
@@ -79,6 +80,7 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
         shutdown: shutdown.clone(),
         gateway_shutdowns: vec![shutdown.clone()],
         room_shutdown: shutdown.clone(),
+        gateway_configs,
     };
 
     let rooms: Vec<String> = (0..12).map(|i| format!("room-{i}")).collect();

@@ -84,7 +84,9 @@ export class Connection {
     this.#api = options.api(() => this.#token);
     this.#backoff = new Backoff(options.backoff);
     this.#clock = options.clock ?? systemClock;
-    void this.#run();
+    // Started after the constructor returns, so that listeners attached
+    // right away see every state, `connecting` included.
+    queueMicrotask(() => void this.#run());
   }
 
   get state(): ConnectionState {

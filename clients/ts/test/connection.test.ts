@@ -82,7 +82,7 @@ test("a reconnect rejoins, and every gift reaches the application once, holes pu
   assert.equal(new Set(seen).size, seen.length, "no gift twice");
   assert.deepEqual(joins, ["gw-0~s1", "gw-0~s2"], "joined on the first stream and again on the second");
   assert.ok(pulls.some(([after]) => after === 1), `hole 2 pulled after 1: ${JSON.stringify(pulls)}`);
-  assert.deepEqual(states.slice(0, 4), ["connected", "disconnected", "connecting", "connected"]);
+  assert.deepEqual(states.slice(0, 5), ["connecting", "connected", "disconnected", "connecting", "connected"]);
   assert.equal(states.at(-1), "closed");
 });
 

@@ -71,6 +71,8 @@ pub struct Sandbox {
     pub gateway_shutdowns: Vec<CancellationToken>,
     /// Cancels the room instance only.
     pub room_shutdown: CancellationToken,
+    /// Each gateway's configuration, to start it again.
+    pub gateway_configs: Vec<GatewayConfig>,
 }
 
 impl Drop for Sandbox {
@@ -109,6 +111,7 @@ pub async fn start_with_room(
     let addresses: Vec<SocketAddr> = listeners.iter().map(|l| l.0.local_addr().unwrap()).collect();
     let internal: Vec<SocketAddr> = listeners.iter().map(|l| l.1.local_addr().unwrap()).collect();
     let mut gateway_shutdowns = Vec::new();
+    let mut gateway_configs = Vec::new();
     for (index, (public, internal_listener)) in listeners.into_iter().enumerate() {
         let mut config = GatewayConfig {
             listen: addresses[index],
@@ -132,6 +135,7 @@ pub async fn start_with_room(
             ..GatewayConfig::default()
         };
         tweak(&mut config);
+        gateway_configs.push(config.clone());
         let own = shutdown.child_token();
         gateway_shutdowns.push(own.clone());
         let listeners = svc_gateway::GatewayListeners {
@@ -152,6 +156,7 @@ pub async fn start_with_room(
         gateways_internal: internal,
         shutdown,
         gateway_shutdowns,
+        gateway_configs,
         room_shutdown,
     }
 }
@@ -165,6 +170,22 @@ fn room_config(room: SocketAddr) -> RoomConfig {
 }
 
 impl Sandbox {
+    /// Stops gateway `index` (it drains: its clients are told to
+    /// reconnect) and starts a fresh one on the same addresses.
+    pub async fn restart_gateway(&mut self, index: usize) {
+        self.gateway_shutdowns[index].cancel();
+        let public = rebind(self.gateways[index]).await;
+        let internal = rebind(self.gateways_internal[index]).await;
+        self.gateway_shutdowns[index] = self.shutdown.child_token();
+        tokio::spawn(svc_gateway::serve(
+            self.gateway_configs[index].clone(),
+            JwtKey::new(SECRET),
+            options(),
+            svc_gateway::GatewayListeners { public, internal },
+            self.gateway_shutdowns[index].clone(),
+        ));
+    }
+
     /// Stops the room instance and starts a fresh one (empty state) on the
     /// same address, as a restarted pod would be.
     pub async fn restart_room(&mut self) {
@@ -332,4 +353,16 @@ pub fn serve_presence(listener: TcpListener, shutdown: CancellationToken) {
         ..Default::default()
     };
     tokio::spawn(svc_presence::serve(config, options(), listener, shutdown));
+}
+
+/// A listener on `address` once its previous owner has let it go.
+async fn rebind(address: SocketAddr) -> TcpListener {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(err) if tokio::time::Instant::now() > deadline => panic!("cannot rebind {address}: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
