@@ -5,50 +5,26 @@
 mod support;
 
 use hubbub_proto::v1::{RoomMessageKind, SendRoomMessageRequest};
-use serde_json::Value;
 use std::{path::PathBuf, process::Stdio, time::Duration};
-use support::{Viewer, authed, token};
+use support::{Viewer, authed, node, node::next_line, token};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{ChildStdout, Command},
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
 };
 
 const ORIGIN: &str = "http://app.example.test";
 
 fn web_tests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web-tests")
+    node::repo_dir("web-tests")
 }
 
 /// Installs the probe's packages and generates its code when a plain
 /// `cargo test` runs without scripts/test.sh having done it.
 fn prepare_probe() {
-    let dir = web_tests_dir();
-    let run = |args: &[&str]| {
-        let status = std::process::Command::new("npm")
-            .args(args)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("npm must be installed (scripts/test.sh installs it)");
-        assert!(status.success(), "npm {args:?} failed in {}", dir.display());
-    };
-    if !dir.join("node_modules").exists() {
-        run(&["ci", "--no-audit", "--no-fund"]);
-    }
-    if !dir.join("gen/hubbub/v1/client_api_pb.js").exists() {
-        run(&["run", "--silent", "generate"]);
-    }
-}
-
-async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("the probe printed nothing within 10 s")
-        .expect("reading the probe's output")
-        .expect("the probe exited early");
-    let value: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-    assert!(value.get("error").is_none(), "probe failed: {line}");
-    value
+    node::prepare(
+        &web_tests_dir(),
+        &[("gen/hubbub/v1/client_api_pb.js", &["run", "--silent", "generate"])],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

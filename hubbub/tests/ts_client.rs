@@ -7,49 +7,26 @@ mod support;
 use hubbub_proto::v1::{RoomMessageKind, SendRoomMessageRequest};
 use serde_json::Value;
 use std::{path::PathBuf, process::Stdio, time::Duration};
-use support::{Viewer, authed};
+use support::{Viewer, authed, node, node::next_line};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
     process::{ChildStdout, Command},
 };
 
 fn client_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients/ts")
+    node::repo_dir("clients/ts")
 }
 
 /// Installs, generates and builds the client when a plain `cargo test`
 /// runs without scripts/test.sh having done it.
 fn prepare_client() {
-    let dir = client_dir();
-    let run = |args: &[&str]| {
-        let status = std::process::Command::new("npm")
-            .args(args)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("npm must be installed (scripts/test.sh installs it)");
-        assert!(status.success(), "npm {args:?} failed in {}", dir.display());
-    };
-    if !dir.join("node_modules").exists() {
-        run(&["ci", "--no-audit", "--no-fund"]);
-    }
-    if !dir.join("src/gen/hubbub/v1/client_api_pb.ts").exists() {
-        run(&["run", "--silent", "generate"]);
-    }
-    if !dir.join("dist/src/index.js").exists() {
-        run(&["run", "--silent", "build"]);
-    }
-}
-
-async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("the client printed nothing within 10 s")
-        .expect("reading the client's output")
-        .expect("the client exited early");
-    let value: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-    assert!(value.get("error").is_none(), "the client failed: {line}");
-    value
+    node::prepare(
+        &client_dir(),
+        &[
+            ("src/gen/hubbub/v1/client_api_pb.ts", &["run", "--silent", "generate"]),
+            ("dist/src/index.js", &["run", "--silent", "build"]),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

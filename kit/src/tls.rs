@@ -95,41 +95,56 @@ impl fmt::Debug for InternalTls {
     }
 }
 
+/// A certificate chain and its key, read and checked as PEM.
+fn read_identity(cert_file: &std::path::Path, key_file: &std::path::Path) -> Result<Identity, TlsConfigError> {
+    let cert = read("cert_file", cert_file)?;
+    check_certificates("cert_file", cert_file, &cert)?;
+    let key = read("key_file", key_file)?;
+    check_private_key(key_file, &key)?;
+    Ok(Identity::from_pem(&cert, &key))
+}
+
+/// Tries `identity` as a listener's: only rustls tells a key of another
+/// certificate, or a certificate it cannot parse, and it says so now rather
+/// than at every handshake.
+fn check_identity(
+    identity: &Identity,
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<(), TlsConfigError> {
+    Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(identity.clone()))
+        .map(drop)
+        .map_err(|err| TlsConfigError {
+            key: "key_file",
+            path: key_file.display().to_string(),
+            problem: format!(
+                "is not a usable key for the certificate in {}: {}",
+                cert_file.display(),
+                causes(&err)
+            ),
+        })
+}
+
 impl InternalTlsConfig {
     /// Reads the three files and checks that they make a usable listener
     /// and client: PEM that holds what each key promises, a private key
     /// that belongs to the certificate, a CA that can verify peers, and a
     /// valid `server_name`.
     pub fn load(&self) -> Result<InternalTls, TlsConfigError> {
-        let cert = read("cert_file", &self.cert_file)?;
-        check_certificates("cert_file", &self.cert_file, &cert)?;
-        let key = read("key_file", &self.key_file)?;
-        check_private_key(&self.key_file, &key)?;
+        let identity = read_identity(&self.cert_file, &self.key_file)?;
         let ca = read("ca_file", &self.ca_file)?;
         check_certificates("ca_file", &self.ca_file, &ca)?;
+        check_identity(&identity, &self.cert_file, &self.key_file)?;
         let tls = InternalTls(Arc::new(Loaded {
             cert_file: self.cert_file.clone(),
-            identity: Identity::from_pem(&cert, &key),
+            identity,
             ca: Certificate::from_pem(&ca),
             require_client_cert: self.require_client_cert,
             server_name: self.server_name.clone(),
         }));
-
         // Building what serving and dialling will build reports, now, what
-        // only rustls can tell: a key of another certificate, a certificate
-        // or CA it cannot parse.
-        let identity_only = ServerTlsConfig::new().identity(tls.0.identity.clone());
-        Server::builder()
-            .tls_config(identity_only)
-            .map_err(|err| TlsConfigError {
-                key: "key_file",
-                path: self.key_file.display().to_string(),
-                problem: format!(
-                    "is not a usable key for the certificate in {}: {}",
-                    self.cert_file.display(),
-                    causes(&err)
-                ),
-            })?;
+        // only rustls can tell: a CA it cannot parse, a bad server name.
         Server::builder()
             .tls_config(tls.server_config(Duration::from_secs(1)))
             .map_err(|err| TlsConfigError {
@@ -177,7 +192,7 @@ impl InternalTls {
     }
 }
 
-pub(crate) fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TlsConfigError> {
+fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TlsConfigError> {
     std::fs::read(path).map_err(|err| TlsConfigError {
         key,
         path: path.display().to_string(),
@@ -185,7 +200,7 @@ pub(crate) fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>,
     })
 }
 
-pub(crate) fn check_certificates(key: &'static str, path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
+fn check_certificates(key: &'static str, path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
     let problem = |problem: String| TlsConfigError {
         key,
         path: path.display().to_string(),
@@ -202,7 +217,7 @@ pub(crate) fn check_certificates(key: &'static str, path: &std::path::Path, pem:
     Ok(())
 }
 
-pub(crate) fn check_private_key(path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
+fn check_private_key(path: &std::path::Path, pem: &[u8]) -> Result<(), TlsConfigError> {
     PrivateKeyDer::from_pem_slice(pem)
         .map(drop)
         .map_err(|err| TlsConfigError {
@@ -219,7 +234,7 @@ pub(crate) fn check_private_key(path: &std::path::Path, pem: &[u8]) -> Result<()
 
 /// An error and its causes on one line: tonic's own message says only
 /// "transport error", rustls's reason is further down.
-pub(crate) fn causes(err: &dyn std::error::Error) -> String {
+fn causes(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -343,23 +358,9 @@ impl fmt::Debug for PublicTls {
 impl PublicTlsConfig {
     /// Reads both files and checks they make a usable listener.
     pub fn load(&self) -> Result<PublicTls, TlsConfigError> {
-        let cert = read("cert_file", &self.cert_file)?;
-        check_certificates("cert_file", &self.cert_file, &cert)?;
-        let key = read("key_file", &self.key_file)?;
-        check_private_key(&self.key_file, &key)?;
-        let tls = PublicTls(Identity::from_pem(&cert, &key));
-        Server::builder()
-            .tls_config(tls.server_config(Duration::from_secs(1)))
-            .map_err(|err| TlsConfigError {
-                key: "key_file",
-                path: self.key_file.display().to_string(),
-                problem: format!(
-                    "is not a usable key for the certificate in {}: {}",
-                    self.cert_file.display(),
-                    causes(&err)
-                ),
-            })?;
-        Ok(tls)
+        let identity = read_identity(&self.cert_file, &self.key_file)?;
+        check_identity(&identity, &self.cert_file, &self.key_file)?;
+        Ok(PublicTls(identity))
     }
 }
 

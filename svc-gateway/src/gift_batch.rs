@@ -6,6 +6,7 @@
 //! a busy one sends hundreds per call. Each item carries its own per-call
 //! credential naming its sender and the trace context of its client call.
 
+use crate::deadline;
 use hubbub_kit::{channel::TracedChannel, tracecontext};
 use hubbub_proto::v1::{self as pb, gift_client::GiftClient};
 use prost::Message;
@@ -139,33 +140,25 @@ async fn call(
     }
     let (items, answers): (Vec<_>, Vec<_>) = batch.into_iter().map(|q| (q.item, q.answer)).unzip();
     let expected = items.len();
-    let mut request = Request::new(pb::GiftSendGiftsRequest { items });
-    request.set_timeout(timeout);
-    let answer = tokio::time::timeout(timeout, client.send_gifts(request))
+    let request = deadline::bound(Request::new(pb::GiftSendGiftsRequest { items }), timeout);
+    let answer = deadline::answer(timeout, "the gift service", client.send_gifts(request))
         .instrument(span)
         .await;
     drop(permit);
     let outcomes = match answer {
-        Err(_) => Err(Status::unavailable(format!(
-            "the gift service did not answer within {} ms: retry with the same client_key",
-            timeout.as_millis()
-        ))),
-        Ok(Err(status)) if status.code() == Code::Cancelled => Err(Status::unavailable(format!(
-            "the gift service went away during the call ({}): retry with the same client_key",
-            status.message()
-        ))),
-        Ok(Err(status)) if status.code() == Code::Unavailable => Err(status),
+        // A timeout or a callee gone mid-call is UNAVAILABLE already.
+        Err(status) if status.code() == Code::Unavailable => Err(status),
         // UNIMPLEMENTED: a gift service older than this gateway (upgrade the
         // gift roles first); anything else is this gateway's or the
         // service's fault, never the client's.
-        Ok(Err(status)) => {
+        Err(status) => {
             tracing::error!(%status, "the gift service refused a SendGifts batch");
             Err(Status::unavailable(
                 "the gift service could not take this gateway's gifts; retry with the same client_key",
             ))
         }
-        Ok(Ok(response)) => {
-            let outcomes = response.into_inner().outcomes;
+        Ok(response) => {
+            let outcomes = response.outcomes;
             if outcomes.len() == expected {
                 Ok(outcomes)
             } else {

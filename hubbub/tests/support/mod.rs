@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use hubbub_kit::{
     auth::{Identity, JwtKey},
     channel::{self, TracedChannel},
