@@ -11,17 +11,29 @@
  *   reach the application once each, and its gifts once each and all of
  *   them: a hole in the gift seqs, or a reconnect, is pulled back exactly
  *   ({@link SeqTracker}).
- * - Tokens: `getToken` is asked before each stream and again after
- *   UNAUTHENTICATED; a second refusal in a row is final (`closed`, with the
- *   error), never a loop.
+ * - A signed-in device's group mailbox is pulled on every notify and every
+ *   new stream, each item delivered once, then acked ({@link MailboxSync}).
+ * - Tokens: `getToken` is asked before each stream, again before the token
+ *   expires (the stream is then renewed with it: a stream ends when the
+ *   token it was opened with expires) and after UNAUTHENTICATED; a second
+ *   refusal in a row is final (`closed`, with the error), never a loop.
+ * - Sends with an idempotency key (gifts, group messages) are retried until
+ *   they are answered or a deadline passes; a room comment, which has none,
+ *   is sent once.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { Backoff, type BackoffOptions } from "./backoff.js";
-import { HubbubError } from "./errors.js";
+import { Code, HubbubError } from "./errors.js";
+import { MailboxSync } from "./mailbox.js";
+import { idempotencyKey, retrying } from "./retry.js";
 import { SeqTracker } from "./sequence.js";
+import { renewDelay, tokenExpiry } from "./token.js";
 import { Watchdog, systemClock, type Clock } from "./watchdog.js";
 import type { ClientApiClient } from "./api.js";
-import { GiftRecordSchema, type GiftRecord } from "./gen/hubbub/v1/gift_pb.js";
+import { GiftRecordSchema, type GiftKind, type GiftRecord } from "./gen/hubbub/v1/gift_pb.js";
+import type { SendGiftResponse } from "./gen/hubbub/v1/client_gift_pb.js";
+import type { MailboxItem } from "./gen/hubbub/v1/group_pb.js";
+import type { SendGroupMessageResponse } from "./gen/hubbub/v1/client_group_pb.js";
 import {
   RoomMessageKind,
   RoomMessageListSchema,
@@ -40,6 +52,18 @@ export interface ConnectionOptions {
   getToken?: () => Promise<string>;
   backoff?: BackoffOptions;
   clock?: Clock;
+  /** How long a send with an idempotency key keeps being retried, in ms (30,000). */
+  sendDeadlineMs?: number;
+}
+
+/** A gift or co-streaming request to send (its idempotency key is made here). */
+export interface GiftToSend {
+  roomId: string;
+  kind: GiftKind;
+  targetUserId?: string;
+  giftId?: string;
+  count?: number;
+  payload?: Uint8Array;
 }
 
 export interface ConnectionEvents {
@@ -52,6 +76,16 @@ export interface ConnectionEvents {
   giftsSkipped: (roomId: string, seq: number) => void;
   /** A room could not be joined again and was left (a final refusal). */
   roomError: (roomId: string, error: HubbubError) => void;
+  /** A room's online count. */
+  presence: (roomId: string, online: number) => void;
+  /** The gateway dropped `count` low-priority messages of a room for this slow device. */
+  missed: (roomId: string, count: number) => void;
+  /** Room messages after `afterSeq`, up to `untilSeq`, may be missing for good. */
+  roomGap: (roomId: string, afterSeq: number, untilSeq: number) => void;
+  /** A group mailbox item, once. */
+  groupMessage: (item: MailboxItem) => void;
+  /** Mailbox positions up to `seq` were trimmed before this device pulled them. */
+  mailboxTrimmed: (seq: number) => void;
 }
 
 type Listeners = { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> };
@@ -70,20 +104,35 @@ export class Connection {
     gift: new Set(),
     giftsSkipped: new Set(),
     roomError: new Set(),
+    presence: new Set(),
+    missed: new Set(),
+    roomGap: new Set(),
+    groupMessage: new Set(),
+    mailboxTrimmed: new Set(),
   };
   readonly #rooms = new Map<string, { gifts: SeqTracker | undefined; lastSeq: number }>();
   #state: ConnectionState = "disconnected";
   #token: string | undefined;
   #sessionId: string | undefined;
+  #userId: string | undefined;
   #stream: AbortController | undefined;
   #wake: (() => void) | undefined;
   #closed = false;
+  readonly #mailbox: MailboxSync;
+  /** The token renewal timer, and whether the stream ended for a renewal. */
+  #renewal: unknown;
+  #renewed = false;
+  #connectedWaiters: (() => void)[] = [];
 
   constructor(options: ConnectionOptions) {
     this.#options = options;
     this.#api = options.api(() => this.#token);
     this.#backoff = new Backoff(options.backoff);
     this.#clock = options.clock ?? systemClock;
+    this.#mailbox = new MailboxSync(this.#api, {
+      item: (item) => this.#emit("groupMessage", item),
+      trimmed: (seq) => this.#emit("mailboxTrimmed", seq),
+    });
     // Started after the constructor returns, so that listeners attached
     // right away see every state, `connecting` included.
     queueMicrotask(() => void this.#run());
@@ -91,6 +140,59 @@ export class Connection {
 
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** The user the gateway authenticated ("" for a guest), once connected. */
+  get userId(): string | undefined {
+    return this.#userId;
+  }
+
+  /** The client API, with this connection's token (for the calls not wrapped here). */
+  get api(): ClientApiClient {
+    return this.#api;
+  }
+
+  /** The current session, waiting for one when there is none. */
+  async session(): Promise<string> {
+    while (this.#sessionId === undefined) {
+      if (this.#closed) throw new HubbubError(Code.Canceled, "the connection is closed");
+      await new Promise<void>((resolve) => this.#connectedWaiters.push(resolve));
+    }
+    return this.#sessionId;
+  }
+
+  /** Leaves `roomId` and stops joining it. */
+  async leave(roomId: string): Promise<void> {
+    this.#rooms.delete(roomId);
+    if (this.#sessionId !== undefined) await this.#api.leaveRoom({ sessionId: this.#sessionId, roomId });
+  }
+
+  /**
+   * Sends a room message (a comment or a like) once: it has no idempotency
+   * key, so a send that may have arrived is not repeated. Its seq.
+   */
+  async send(roomId: string, body: Uint8Array, kind: RoomMessageKind = RoomMessageKind.COMMENT): Promise<number> {
+    const sessionId = await this.session();
+    const sent = await this.#api.sendRoomMessage({ sessionId, roomId, body, kind });
+    return Number(sent.seq);
+  }
+
+  /** Sends a gift or co-streaming request, retried under one idempotency key. */
+  sendGift(gift: GiftToSend): Promise<SendGiftResponse> {
+    const request = { ...gift, clientKey: idempotencyKey() };
+    return retrying(() => this.#api.sendGift(request), { deadlineMs: this.#options.sendDeadlineMs });
+  }
+
+  /** Sends a group message from this device, retried under one idempotency key. */
+  sendGroupMessage(groupId: string, body: Uint8Array, contentType = "text/plain"): Promise<SendGroupMessageResponse> {
+    const request = { groupId, body, contentType, deviceId: this.#options.deviceId, clientMessageId: idempotencyKey() };
+    return retrying(() => this.#api.sendGroupMessage(request), { deadlineMs: this.#options.sendDeadlineMs });
+  }
+
+  /** Marks a group read up to `seq` (read receipts). */
+  async markRead(groupId: string, seq: bigint): Promise<void> {
+    const sessionId = await this.session();
+    await this.#api.markRead({ sessionId, groupId, seq });
   }
 
   on<K extends keyof ConnectionEvents>(event: K, listener: ConnectionEvents[K]): () => void {
@@ -114,7 +216,9 @@ export class Connection {
     this.#closed = true;
     this.#stream?.abort();
     this.#wake?.();
+    this.#clock.clearTimeout(this.#renewal);
     this.#setState("closed");
+    for (const waiter of this.#connectedWaiters.splice(0)) waiter();
   }
 
   #emit<K extends keyof ConnectionEvents>(event: K, ...args: Parameters<ConnectionEvents[K]>): void {
@@ -134,12 +238,14 @@ export class Connection {
       this.#setState("connecting");
       let waitMs: number | undefined;
       try {
-        if (this.#options.getToken) this.#token = await this.#options.getToken();
+        if (this.#options.getToken && !this.#renewed) await this.#takeToken(await this.#options.getToken());
+        this.#renewed = false;
         waitMs = await this.#streamOnce();
         refusedTokens = 0;
       } catch (caught) {
         const error = HubbubError.from(caught);
         if (this.#closed) break;
+        if (this.#renewed) continue; // ended on purpose, for a fresh token
         if (error.needsToken && this.#options.getToken) {
           refusedTokens += 1;
           if (refusedTokens >= 2) {
@@ -161,8 +267,42 @@ export class Connection {
         this.#backoff.disconnected(this.#clock.now());
       }
       if (this.#closed) break;
+      // A stream moved onto a renewed token comes back at once.
+      if (this.#renewed) continue;
       this.#setState("disconnected");
       await this.#sleep(waitMs ?? this.#backoff.next());
+    }
+  }
+
+  /** Uses `token` from now on, and plans its renewal before it expires. */
+  async #takeToken(token: string): Promise<void> {
+    this.#token = token;
+    this.#clock.clearTimeout(this.#renewal);
+    const expiresAt = tokenExpiry(token);
+    if (expiresAt === undefined || this.#closed) return;
+    this.#renewal = this.#clock.setTimeout(() => void this.#renew(expiresAt), renewDelay(expiresAt, this.#clock.now()));
+  }
+
+  /**
+   * Renews the token ahead of its expiry and moves the stream onto it at
+   * once (the gateway ends a stream when its token expires); a failing
+   * `getToken` is tried again, jittered, until the old token runs out.
+   */
+  async #renew(expiresAt: number): Promise<void> {
+    const getToken = this.#options.getToken;
+    if (getToken === undefined || this.#closed) return;
+    try {
+      await this.#takeToken(await getToken());
+    } catch {
+      const left = expiresAt - this.#clock.now();
+      if (left > 1_000) {
+        this.#renewal = this.#clock.setTimeout(() => void this.#renew(expiresAt), Math.min(left / 2, 1_000 + Math.random() * 4_000));
+      }
+      return;
+    }
+    if (this.#stream !== undefined && !this.#stream.signal.aborted) {
+      this.#renewed = true;
+      this.#stream.abort();
     }
   }
 
@@ -179,6 +319,7 @@ export class Connection {
         const { case: kind, value } = event.event;
         if (kind === "welcome") {
           this.#sessionId = value.sessionId;
+          this.#userId = value.userId;
           if (value.guest) this.#token = value.guestToken;
           this.#backoff.connected(this.#clock.now());
           watchdog = new Watchdog({
@@ -187,6 +328,8 @@ export class Connection {
             clock: this.#clock,
           });
           this.#setState("connected");
+          for (const waiter of this.#connectedWaiters.splice(0)) waiter();
+          if (!value.guest) this.#syncMailbox(value.sessionId, 0);
           for (const roomId of [...this.#rooms.keys()]) {
             try {
               await this.#joinRoom(value.sessionId, roomId);
@@ -200,6 +343,17 @@ export class Connection {
           }
         } else if (kind === "roomBatch") {
           await this.#onBatch(value);
+        } else if (kind === "giftNotify") {
+          // A co-streaming request or answer addressed to this user.
+          if (value.gift !== undefined) this.#onGift(value.roomId, value.gift);
+        } else if (kind === "groupNotify") {
+          if (this.#sessionId !== undefined) this.#syncMailbox(this.#sessionId, Number(value.mailboxSeq));
+        } else if (kind === "roomPresence") {
+          if (this.#rooms.has(value.roomId)) this.#emit("presence", value.roomId, Number(value.online));
+        } else if (kind === "missed") {
+          this.#emit("missed", value.roomId, Number(value.count));
+        } else if (kind === "roomGap") {
+          this.#emit("roomGap", value.roomId, Number(value.afterSeq), Number(value.untilSeq));
         } else if (kind === "reconnect") {
           askedWait = value.afterMs;
           break;
@@ -241,11 +395,25 @@ export class Connection {
     if (seq > 0 && seq <= room.lastSeq) return;
     room.lastSeq = Math.max(room.lastSeq, seq);
     if (message.kind === RoomMessageKind.GIFT) {
-      const gift = fromBinary(GiftRecordSchema, message.body);
-      if (room.gifts?.accept(Number(gift.seq))) this.#emit("gift", gift);
+      this.#onGift(roomId, fromBinary(GiftRecordSchema, message.body));
     } else {
       this.#emit("message", message);
     }
+  }
+
+  #onGift(roomId: string, gift: GiftRecord): void {
+    const gifts = this.#rooms.get(roomId)?.gifts;
+    if (gifts?.accept(Number(gift.seq))) this.#emit("gift", gift);
+  }
+
+  /** Pulls the mailbox in the background; a failed pull is tried again while the session lasts. */
+  #syncMailbox(sessionId: string, head: number): void {
+    this.#mailbox.sync(sessionId, head).catch((caught) => {
+      if (this.#closed || HubbubError.from(caught).final) return;
+      this.#clock.setTimeout(() => {
+        if (this.#sessionId === sessionId) this.#syncMailbox(sessionId, head);
+      }, 1_000 + Math.random() * 2_000);
+    });
   }
 
   /** Pulls exactly the holes of a room's gift seqs. */

@@ -177,3 +177,72 @@ test("a network failure before the stream opens is retried, a final refusal is n
   });
   assert.match(final, /device_id/);
 });
+
+test("a token is renewed before it expires and the stream moves onto it, without a disconnect", async () => {
+  let streams = 0;
+  const transport = createRouterTransport(({ service }) => {
+    service(ClientApi, {
+      async *connect() {
+        streams += 1;
+        yield { event: { case: "welcome", value: { sessionId: `gw-0~t${streams}`, userId: "alice", heartbeatIntervalMs: 60_000 } } };
+        await new Promise((resolve) => setTimeout(resolve, 10_000));
+      },
+      async pullMailbox() {
+        return { items: [], hasMore: false, headMailboxSeq: 0n };
+      },
+    });
+  });
+  const claims = () => Buffer.from(JSON.stringify({ sub: "alice", exp: Math.floor(Date.now() / 1000) + 2 })).toString("base64url");
+  let asked = 0;
+  const states: ConnectionState[] = [];
+  const connection = new Connection({
+    api: () => createClient(ClientApi, transport),
+    deviceId: "t",
+    getToken: async () => {
+      asked += 1;
+      return `h.${claims()}.s`;
+    },
+  });
+  connection.on("state", (state) => states.push(state));
+  await until(() => streams >= 2, 5_000);
+  connection.close();
+  assert.ok(asked >= 2, `asked: ${asked}`);
+  assert.ok(!states.includes("disconnected"), `states: ${states}`);
+  assert.equal(connection.userId, "alice");
+});
+
+test("group notifies pull the mailbox and each item reaches the application once", async () => {
+  const { DeviceCursorSchema, MailboxItemSchema } = await import("../src/gen/hubbub/v1/group_pb.js");
+  const items = [1, 2, 3].map((n) => create(MailboxItemSchema, { mailboxSeq: BigInt(n), message: { groupId: "g", seq: BigInt(n) } }));
+  let visible = 1;
+  let release: () => void = () => {};
+  const transport = createRouterTransport(({ service }) => {
+    service(ClientApi, {
+      async *connect() {
+        yield { event: { case: "welcome", value: { sessionId: "gw-0~m", userId: "bob", heartbeatIntervalMs: 60_000 } } };
+        await new Promise<void>((resolve) => (release = resolve));
+        visible = 3;
+        yield { event: { case: "groupNotify", value: { groupId: "g", mailboxSeq: 3n } } };
+        yield { event: { case: "groupNotify", value: { groupId: "g", mailboxSeq: 3n } } };
+        await new Promise((resolve) => setTimeout(resolve, 10_000));
+      },
+      async pullMailbox(request) {
+        const after = Number(request.afterMailboxSeq ?? 0n);
+        const page = items.slice(0, visible).filter((i) => Number(i.mailboxSeq) > after);
+        return { items: page, hasMore: false, headMailboxSeq: BigInt(visible), cursor: create(DeviceCursorSchema, {}) };
+      },
+      async ack(request) {
+        return { cursor: create(DeviceCursorSchema, { ackSeq: request.mailboxSeq }) };
+      },
+    });
+  });
+  const seen: number[] = [];
+  const connection = new Connection({ api: () => createClient(ClientApi, transport), deviceId: "m", getToken: async () => "opaque" });
+  connection.on("groupMessage", (item) => seen.push(Number(item.mailboxSeq)));
+  await until(() => seen.length >= 1);
+  release();
+  await until(() => seen.length >= 3);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  connection.close();
+  assert.deepEqual(seen, [1, 2, 3]);
+});
