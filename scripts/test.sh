@@ -14,7 +14,7 @@
 # 4. Tests the Helm chart (helm/test/run.sh), unless only some Rust tests
 #    were asked for.
 #
-# Missing system packages (PostgreSQL, Redis, Node) are installed with apt-get,
+# Missing system packages (PostgreSQL, Redis, Node, Chromium) are installed with apt-get,
 # which needs root. Exits with the test runner's status.
 set -euo pipefail
 
@@ -66,7 +66,14 @@ fi
   npm run --silent generate || die "buf generate failed for the TypeScript client"
   npm run --silent build || die "the TypeScript client does not compile"
   npm test >/dev/null 2>&1 || { npm test; die "the TypeScript client's tests failed"; }
+  npm run --silent demo:check || die "the demo page's bundles are stale"
 )
+# The demo page's tests drive a real browser (hubbub/tests/browser.rs).
+if [ -z "${HUBBUB_CHROMIUM:-}" ]; then
+  command -v chromium >/dev/null || apt_install chromium
+  export HUBBUB_CHROMIUM
+  HUBBUB_CHROMIUM=$(command -v chromium)
+fi
 
 # ---- 2. throwaway PostgreSQL and Redis ---------------------------------------
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub gift: GiftConfig,
     /// The presence role.
     pub presence: PresenceConfig,
+    /// The demo page (`hubbub all` only).
+    pub demo: crate::demo::DemoConfig,
 }
 
 /// `[auth]`.

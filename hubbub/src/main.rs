@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod config;
+mod demo;
 mod migrate;
 mod roles;
 mod token;
@@ -149,7 +150,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         .map_err(|message| anyhow::anyhow!(message))?;
     let shutdown = CancellationToken::new();
     hubbub_kit::shutdown::cancel_on_signal(shutdown.clone());
-    let outcome = roles::run(&roles, config, shutdown).await;
+    let outcome = roles::run(&roles, config, shutdown, label == "all").await;
     // Flushing blocks until the exporter answers; keep it off the runtime's workers.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     outcome

@@ -62,8 +62,9 @@ type RoleFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// Binds every role's port first (so a busy port fails fast, before anything
 /// serves), then serves them all until `shutdown`; the first role to fail
-/// stops the others.
-pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// stops the others. `with_demo`: also the demo page (for `all`), when the
+/// configuration keeps it on.
+pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken, with_demo: bool) -> anyhow::Result<()> {
     // Unusable certificate files stop the start before any port is bound.
     let tls = config.internal_tls.as_ref().map(|tls| tls.load()).transpose()?;
     let mut bound = Vec::with_capacity(roles.len());
@@ -97,6 +98,21 @@ pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) ->
         };
         bound.push((*role, listener, internal));
     }
+    let demo = match bound.iter().find(|(role, ..)| *role == Role::Gateway) {
+        Some((_, gateway, _)) if with_demo && config.demo.enabled => {
+            let listener = bind(config.demo.listen, "demo.listen").await?;
+            let secret = config.auth.jwt_secret.as_deref().context("no client token secret")?;
+            let tls = config.gateway.public_tls.is_some();
+            let demo = crate::demo::Demo::new(secret, &config.demo, gateway.local_addr()?, tls);
+            println!(
+                "{:<9} open http://{}/ in a browser: a live room and a group chat (demo.enabled = false turns it off)",
+                "demo",
+                listener.local_addr()?
+            );
+            Some((demo, listener))
+        }
+        _ => None,
+    };
 
     let key = config.auth.internal_key.as_deref().context("no internal key")?;
     let options = ServeOptions {
@@ -109,6 +125,10 @@ pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken) ->
         let future = start(role, &config, &options, listener, internal, shutdown.clone())?;
         let name = role.name();
         tasks.spawn(async move { future.await.with_context(|| format!("{name} role stopped")) });
+    }
+    if let Some((demo, listener)) = demo {
+        let future = demo.serve(listener, shutdown.clone());
+        tasks.spawn(async move { future.await.context("the demo page stopped") });
     }
     let mut outcome = Ok(());
     while let Some(done) = tasks.join_next().await {

@@ -9,120 +9,24 @@ use hubbub_proto::v1::{
     ConnectRequest, JoinRoomRequest, RoomMessageKind, SendRoomMessageRequest, client_api_client::ClientApiClient,
     server_event::Event,
 };
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
+use support::all::{All, BINARY, INTERNAL_GATEWAY, LISTENERS, PUBLIC, channel};
 use support::{authed, next_event};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::Command;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_hubbub");
-/// Every listener, by the config key that sets it, with the one service it serves.
-const LISTENERS: [(&str, &str); 6] = [
-    ("gateway.listen", "hubbub.v1.ClientApi"),
-    ("room.listen", "hubbub.v1.Room"),
-    ("group.listen", "hubbub.v1.Group"),
-    ("gift.listen", "hubbub.v1.Gift"),
-    ("presence.listen", "hubbub.v1.Presence"),
-    ("gateway.internal_listen", "hubbub.v1.GatewayControl"),
-];
-const PUBLIC: usize = 0;
-const INTERNAL_GATEWAY: usize = 5;
-
-fn free_ports() -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..LISTENERS.len())
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-async fn channel(port: u16) -> Channel {
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
-    loop {
-        match Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            Ok(channel) => return channel,
-            Err(err) if tokio::time::Instant::now() > deadline => {
-                panic!("port {port} never answered: {err}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-/// Starts `hubbub all` on free ports with its SQLite in `data`; returns the
-/// process, its ports in LISTENERS order, and the development secret it
-/// printed.
-async fn start_all(data: &std::path::Path) -> (Child, Vec<u16>, String) {
-    let ports = free_ports();
-    let mut command = Command::new(BINARY);
-    command
-        .args(["--set", &format!("group.store.data_dir={}", data.display())])
-        .args(["--set", &format!("gift.store.data_dir={}", data.display())])
-        .env_remove("HUBBUB_JWT_SECRET")
-        .env_remove("HUBBUB_INTERNAL_KEY")
-        .env("RUST_LOG", "warn");
-    for ((key, _), port) in LISTENERS.iter().zip(&ports) {
-        command.args(["--set", &format!("{key}=127.0.0.1:{port}")]);
-    }
-    command
-        .args([
-            "--set",
-            &format!("gateway.room_instances=[\"http://127.0.0.1:{}\"]", ports[1]),
-        ])
-        .args([
-            "--set",
-            &format!("gift.room_instances=[\"http://127.0.0.1:{}\"]", ports[1]),
-        ])
-        .args([
-            "--set",
-            &format!("gateway.presence_address=http://127.0.0.1:{}", ports[4]),
-        ])
-        .args(["--set", &format!("gateway.group_address=http://127.0.0.1:{}", ports[2])])
-        .args(["--set", &format!("gateway.gift_address=http://127.0.0.1:{}", ports[3])])
-        .args([
-            "--set",
-            &format!("group.presence_address=http://127.0.0.1:{}", ports[4]),
-        ])
-        .args([
-            "--set",
-            &format!("gateway.advertise=http://127.0.0.1:{}", ports[INTERNAL_GATEWAY]),
-        ])
-        .arg("all")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut secret = None;
-    let mut listening = 0;
-    while listening < LISTENERS.len() {
-        let line = tokio::time::timeout(support::PATIENCE, lines.next_line())
-            .await
-            .expect("hubbub all printed its ports in time")
-            .unwrap()
-            .expect("hubbub all exited early");
-        if let Some(rest) = line.strip_prefix("no token secret configured: using the development secret ") {
-            secret = Some(rest.trim().to_owned());
-        }
-        if line.contains("listening on 127.0.0.1:") {
-            listening += 1;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, ports, secret.expect("all mode prints its development secret"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_mode_serves_a_newcomer_from_token_to_received_message() {
     // Its own SQLite directory, not ./data of the checkout; removed when
     // the test ends.
     let data = tempfile::tempdir().unwrap();
-    let (mut child, ports, secret) = start_all(data.path()).await;
+    let All {
+        mut child,
+        ports,
+        secret,
+        ..
+    } = All::start(data.path(), &[]).await;
     let minted = std::process::Command::new(BINARY)
         .args(["token", "--user", "newcomer", "--ttl", "10m"])
         .env("HUBBUB_JWT_SECRET", &secret)

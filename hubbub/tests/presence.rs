@@ -9,8 +9,9 @@ use std::time::Duration;
 use support::Viewer;
 use tokio::net::TcpListener;
 
-/// Reads events until a RoomPresence for `room` says `expected`.
-async fn sees_online(viewer: &mut Viewer, room: &str, expected: u64) {
+/// Reads events until a RoomPresence for `room` says `expected`; its
+/// unique viewers.
+async fn sees_online(viewer: &mut Viewer, room: &str, expected: u64) -> u64 {
     let deadline = tokio::time::Instant::now() + support::PATIENCE;
     let mut last = None;
     loop {
@@ -19,7 +20,7 @@ async fn sees_online(viewer: &mut Viewer, room: &str, expected: u64) {
             Ok(Ok(Some(event))) => {
                 if let Some(Event::RoomPresence(presence)) = event.event {
                     if presence.room_id == room && presence.online == expected {
-                        return;
+                        return presence.unique_viewers;
                     }
                     last = Some(presence.online);
                 }
@@ -65,7 +66,11 @@ async fn online_counts_converge_over_gateways_and_heal_when_one_stops() {
     );
     leaving.client.clone().leave_room(request).await.unwrap();
     for viewer in &mut viewers {
-        sees_online(viewer, "live", 3).await;
+        let unique = sees_online(viewer, "live", 3).await;
+        assert_eq!(
+            unique, 5,
+            "unique viewers count everyone seen, not only those still here"
+        );
     }
 
     // The second gateway stops: its last report expires after the TTL.

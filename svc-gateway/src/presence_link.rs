@@ -208,11 +208,11 @@ async fn push_loop(gateway: Arc<Gateway>, mut client: PresenceClient<TracedChann
             let asked = tracing::Instrument::instrument(client.get_room_counts(request), span.clone());
             match asked.await {
                 Ok(answer) => {
-                    let counts: Vec<(String, u64)> = answer
+                    let counts: Vec<(String, u64, u64)> = answer
                         .into_inner()
                         .rooms
                         .into_iter()
-                        .map(|c| (c.room_id, c.online))
+                        .map(|c| (c.room_id, c.online, c.unique_viewers))
                         .collect();
                     gateway.rooms.push_online(&counts);
                 }

@@ -246,10 +246,11 @@ impl LocalRooms {
             .collect()
     }
 
-    /// Records presence's counts and pushes each room's count to its local
-    /// viewers (encoded once per room; dropped first under pressure).
-    pub fn push_online(&self, counts: &[(String, u64)]) {
-        for (room_id, online) in counts {
+    /// Records presence's counts (online, unique viewers) and pushes each
+    /// room's to its local viewers (encoded once per room; dropped first
+    /// under pressure).
+    pub fn push_online(&self, counts: &[(String, u64, u64)]) {
+        for (room_id, online, unique_viewers) in counts {
             let Some(cell) = self.cell(room_id) else { continue };
             let mut room = cell.lock();
             room.online_everywhere = *online;
@@ -257,6 +258,7 @@ impl LocalRooms {
                 event: Some(Event::RoomPresence(RoomPresence {
                     room_id: room_id.clone(),
                     online: (room.viewers.len() as u64).max(*online),
+                    unique_viewers: *unique_viewers,
                 })),
             });
             for outbox in room.viewers.values() {

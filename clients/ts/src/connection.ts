@@ -30,7 +30,7 @@ import { SeqTracker } from "./sequence.js";
 import { renewDelay, tokenExpiry } from "./token.js";
 import { Watchdog, systemClock, type Clock } from "./watchdog.js";
 import type { ClientApiClient } from "./api.js";
-import { GiftRecordSchema, type GiftKind, type GiftRecord } from "./gen/hubbub/v1/gift_pb.js";
+import { GiftKind, GiftRecordSchema, type CoStreamAnswer, type GiftRecord } from "./gen/hubbub/v1/gift_pb.js";
 import type { SendGiftResponse } from "./gen/hubbub/v1/client_gift_pb.js";
 import type { MailboxItem } from "./gen/hubbub/v1/group_pb.js";
 import type { SendGroupMessageResponse } from "./gen/hubbub/v1/client_group_pb.js";
@@ -64,6 +64,11 @@ export interface GiftToSend {
   giftId?: string;
   count?: number;
   payload?: Uint8Array;
+  /** For a co-streaming answer: the request's seq, and what it says. */
+  answersSeq?: bigint;
+  answer?: CoStreamAnswer;
+  /** The idempotency key (made up when not given). */
+  clientKey?: string;
 }
 
 export interface ConnectionEvents {
@@ -76,8 +81,8 @@ export interface ConnectionEvents {
   giftsSkipped: (roomId: string, seq: number) => void;
   /** A room could not be joined again and was left (a final refusal). */
   roomError: (roomId: string, error: HubbubError) => void;
-  /** A room's online count. */
-  presence: (roomId: string, online: number) => void;
+  /** A room's online count and its distinct viewers so far (an estimate). */
+  presence: (roomId: string, online: number, uniqueViewers: number) => void;
   /** The gateway dropped `count` low-priority messages of a room for this slow device. */
   missed: (roomId: string, count: number) => void;
   /** Room messages after `afterSeq`, up to `untilSeq`, may be missing for good. */
@@ -92,6 +97,15 @@ type Listeners = { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> };
 
 /** Gifts pulled per page. */
 const PULL_PAGE = 500;
+/** Co-streaming seqs remembered per room for dedupe. */
+const PRIVATE_KEPT = 1_000;
+/**
+ * When pending co-streaming requests are listed, and the mailbox pulled,
+ * again after a stream opens: past the gateways' presence report interval.
+ */
+const PENDING_RECHECK_MS = 3_000;
+/** The mailbox is pulled at least this often, notify or not. */
+const MAILBOX_SAFETY_MS = 300_000;
 
 export class Connection {
   readonly #options: ConnectionOptions;
@@ -110,7 +124,7 @@ export class Connection {
     groupMessage: new Set(),
     mailboxTrimmed: new Set(),
   };
-  readonly #rooms = new Map<string, { gifts: SeqTracker | undefined; lastSeq: number }>();
+  readonly #rooms = new Map<string, { gifts: SeqTracker | undefined; lastSeq: number; private: Set<number> }>();
   #state: ConnectionState = "disconnected";
   #token: string | undefined;
   #sessionId: string | undefined;
@@ -152,11 +166,23 @@ export class Connection {
     return this.#api;
   }
 
-  /** The current session, waiting for one when there is none. */
-  async session(): Promise<string> {
+  /**
+   * The current session, waiting up to `waitMs` for one when there is none
+   * (then UNAVAILABLE: a call never hangs on a connection that is down).
+   */
+  async session(waitMs = 30_000): Promise<string> {
+    const deadline = this.#clock.now() + waitMs;
     while (this.#sessionId === undefined) {
       if (this.#closed) throw new HubbubError(Code.Canceled, "the connection is closed");
-      await new Promise<void>((resolve) => this.#connectedWaiters.push(resolve));
+      const left = deadline - this.#clock.now();
+      if (left <= 0) throw new HubbubError(Code.Unavailable, "not connected to hubbub: try again when the connection is back");
+      await new Promise<void>((resolve) => {
+        const timer = this.#clock.setTimeout(resolve, left);
+        this.#connectedWaiters.push(() => {
+          this.#clock.clearTimeout(timer);
+          resolve();
+        });
+      });
     }
     return this.#sessionId;
   }
@@ -177,16 +203,30 @@ export class Connection {
     return Number(sent.seq);
   }
 
-  /** Sends a gift or co-streaming request, retried under one idempotency key. */
+  /**
+   * Sends a gift or co-streaming request, retried under one idempotency
+   * key (`gift.clientKey`, made here when not given).
+   */
   sendGift(gift: GiftToSend): Promise<SendGiftResponse> {
-    const request = { ...gift, clientKey: idempotencyKey() };
-    return retrying(() => this.#api.sendGift(request), { deadlineMs: this.#options.sendDeadlineMs });
+    const request = { ...gift, clientKey: gift.clientKey ?? idempotencyKey() };
+    return retrying(async () => {
+      await this.session(this.#options.sendDeadlineMs);
+      return this.#api.sendGift(request);
+    }, { deadlineMs: this.#options.sendDeadlineMs });
   }
 
   /** Sends a group message from this device, retried under one idempotency key. */
-  sendGroupMessage(groupId: string, body: Uint8Array, contentType = "text/plain"): Promise<SendGroupMessageResponse> {
-    const request = { groupId, body, contentType, deviceId: this.#options.deviceId, clientMessageId: idempotencyKey() };
-    return retrying(() => this.#api.sendGroupMessage(request), { deadlineMs: this.#options.sendDeadlineMs });
+  sendGroupMessage(
+    groupId: string,
+    body: Uint8Array,
+    contentType = "text/plain",
+    clientMessageId = idempotencyKey(),
+  ): Promise<SendGroupMessageResponse> {
+    const request = { groupId, body, contentType, deviceId: this.#options.deviceId, clientMessageId };
+    return retrying(async () => {
+      await this.session(this.#options.sendDeadlineMs);
+      return this.#api.sendGroupMessage(request);
+    }, { deadlineMs: this.#options.sendDeadlineMs });
   }
 
   /** Marks a group read up to `seq` (read receipts). */
@@ -200,9 +240,17 @@ export class Connection {
     return () => this.#listeners[event].delete(listener);
   }
 
-  /** Joins `roomId` now (if connected) and on every new stream. */
-  async join(roomId: string): Promise<void> {
-    if (!this.#rooms.has(roomId)) this.#rooms.set(roomId, { gifts: undefined, lastSeq: 0 });
+  /**
+   * Joins `roomId` now (if connected) and on every new stream. `giftsAfter`:
+   * the last gift seq the caller already has with nothing missing below it
+   * (a tab that moves to a new shared connection); the gifts after it are
+   * pulled. Without it, what came before the first join is history.
+   */
+  async join(roomId: string, giftsAfter?: number): Promise<void> {
+    if (!this.#rooms.has(roomId)) {
+      const gifts = giftsAfter === undefined ? undefined : new SeqTracker(giftsAfter);
+      this.#rooms.set(roomId, { gifts, lastSeq: 0, private: new Set() });
+    }
     if (this.#sessionId !== undefined) await this.#joinRoom(this.#sessionId, roomId);
   }
 
@@ -238,7 +286,7 @@ export class Connection {
       this.#setState("connecting");
       let waitMs: number | undefined;
       try {
-        if (this.#options.getToken && !this.#renewed) await this.#takeToken(await this.#options.getToken());
+        if (this.#options.getToken && !this.#renewed) await this.#takeToken(await this.#freshToken(this.#options.getToken));
         this.#renewed = false;
         waitMs = await this.#streamOnce();
         refusedTokens = 0;
@@ -274,6 +322,19 @@ export class Connection {
     }
   }
 
+  /**
+   * A token from the application's source. Its failure (offline, the token
+   * server down) is retried with the backoff like any network failure,
+   * never counted as a refusal: only the gateway refuses tokens.
+   */
+  async #freshToken(getToken: () => Promise<string>): Promise<string> {
+    try {
+      return await getToken();
+    } catch (caught) {
+      throw new HubbubError(Code.Unavailable, `getToken failed: ${caught instanceof Error ? caught.message : String(caught)}`);
+    }
+  }
+
   /** Uses `token` from now on, and plans its renewal before it expires. */
   async #takeToken(token: string): Promise<void> {
     this.#token = token;
@@ -292,7 +353,7 @@ export class Connection {
     const getToken = this.#options.getToken;
     if (getToken === undefined || this.#closed) return;
     try {
-      await this.#takeToken(await getToken());
+      await this.#takeToken(await this.#freshToken(getToken));
     } catch {
       const left = expiresAt - this.#clock.now();
       if (left > 1_000) {
@@ -329,7 +390,7 @@ export class Connection {
           });
           this.#setState("connected");
           for (const waiter of this.#connectedWaiters.splice(0)) waiter();
-          if (!value.guest) this.#syncMailbox(value.sessionId, 0);
+          if (!value.guest) this.#keepMailbox(value.sessionId);
           for (const roomId of [...this.#rooms.keys()]) {
             try {
               await this.#joinRoom(value.sessionId, roomId);
@@ -349,7 +410,7 @@ export class Connection {
         } else if (kind === "groupNotify") {
           if (this.#sessionId !== undefined) this.#syncMailbox(this.#sessionId, Number(value.mailboxSeq));
         } else if (kind === "roomPresence") {
-          if (this.#rooms.has(value.roomId)) this.#emit("presence", value.roomId, Number(value.online));
+          if (this.#rooms.has(value.roomId)) this.#emit("presence", value.roomId, Number(value.online), Number(value.uniqueViewers));
         } else if (kind === "missed") {
           this.#emit("missed", value.roomId, Number(value.count));
         } else if (kind === "roomGap") {
@@ -379,6 +440,7 @@ export class Connection {
       room.gifts.knowHead(Number(joined.giftSeq));
       await this.#repair(roomId);
     }
+    if (this.#userId) this.#listPending(sessionId, roomId);
   }
 
   async #onBatch(batch: RoomBatch): Promise<void> {
@@ -402,8 +464,55 @@ export class Connection {
   }
 
   #onGift(roomId: string, gift: GiftRecord): void {
-    const gifts = this.#rooms.get(roomId)?.gifts;
-    if (gifts?.accept(Number(gift.seq))) this.#emit("gift", gift);
+    const room = this.#rooms.get(roomId);
+    if (room === undefined) return;
+    const seq = Number(gift.seq);
+    const fresh = room.gifts?.accept(seq) ?? false;
+    if (gift.kind === GiftKind.GIFT) {
+      if (fresh) this.#emit("gift", gift);
+      return;
+    }
+    // A co-streaming record: for this user only when it names them (others
+    // get it redacted, to fill the seq), and also listed by ListPending,
+    // below where the seqs were tracked from: its own dedupe.
+    if (gift.senderUserId === "" || room.private.has(seq)) return;
+    room.private.add(seq);
+    if (room.private.size > PRIVATE_KEPT) room.private.delete(room.private.values().next().value as number);
+    this.#emit("gift", gift);
+  }
+
+  /**
+   * The co-streaming requests waiting for this user in a room: asked after
+   * each join, and once more a little later (the request's direct delivery
+   * needs presence to know the new stream, which takes a report interval).
+   */
+  #listPending(sessionId: string, roomId: string): void {
+    const list = () => {
+      if (this.#sessionId !== sessionId || !this.#rooms.has(roomId)) return;
+      this.#api.listPendingCoStreams({ roomId }).then(
+        (pending) => pending.requests.forEach((request) => this.#onGift(roomId, request)),
+        () => {},
+      );
+    };
+    list();
+    this.#clock.setTimeout(list, PENDING_RECHECK_MS);
+  }
+
+  /**
+   * Pulls the mailbox when a stream opens, again a little later (a message
+   * committed before presence knew the new stream had no one to notify),
+   * then now and then while the session lasts: notifies are lossy, a pull
+   * is the truth.
+   */
+  #keepMailbox(sessionId: string): void {
+    this.#syncMailbox(sessionId, 0);
+    const again = (ms: number) =>
+      this.#clock.setTimeout(() => {
+        if (this.#sessionId !== sessionId || this.#closed) return;
+        this.#syncMailbox(sessionId, 0);
+        again(MAILBOX_SAFETY_MS);
+      }, ms);
+    again(PENDING_RECHECK_MS);
   }
 
   /** Pulls the mailbox in the background; a failed pull is tried again while the session lasts. */

@@ -17,3 +17,6 @@ export { MailboxSync, type MailboxEvents } from "./mailbox.js";
 export { retrying, idempotencyKey, type RetryOptions } from "./retry.js";
 export { tokenExpiry, renewDelay } from "./token.js";
 export type { GiftToSend } from "./connection.js";
+export { SharedConnection, type SharedConnectionOptions, type SharingRole } from "./shared.js";
+export { Hub, type HubOptions, type HubCall } from "./hub.js";
+export { startWorkerHub } from "./worker.js";

@@ -4,13 +4,13 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { Connection, type ConnectionState } from "../src/connection.js";
 import { ClientApi } from "../src/api.js";
-import { GiftRecordSchema } from "../src/gen/hubbub/v1/gift_pb.js";
+import { GiftKind, GiftRecordSchema } from "../src/gen/hubbub/v1/gift_pb.js";
 import { RoomMessageKind, RoomMessageSchema } from "../src/gen/hubbub/v1/room_message_pb.js";
 
 const ROOM = "live";
 
 function gift(seq: number) {
-  return create(GiftRecordSchema, { roomId: ROOM, seq: BigInt(seq), giftId: "rose", count: 1 });
+  return create(GiftRecordSchema, { roomId: ROOM, seq: BigInt(seq), kind: GiftKind.GIFT, giftId: "rose", count: 1 });
 }
 
 function giftMessage(seq: number, roomSeq: number) {
@@ -245,4 +245,35 @@ test("group notifies pull the mailbox and each item reaches the application once
   await new Promise((resolve) => setTimeout(resolve, 50));
   connection.close();
   assert.deepEqual(seen, [1, 2, 3]);
+});
+
+test("a token source that fails (offline) is retried, not taken for a refusal", async () => {
+  let asked = 0;
+  let streams = 0;
+  const transport = createRouterTransport(({ service }) => {
+    service(ClientApi, {
+      async *connect() {
+        streams += 1;
+        yield { event: { case: "welcome", value: { sessionId: "gw-0~o", userId: "u", heartbeatIntervalMs: 60_000 } } };
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+      },
+      async pullMailbox() {
+        return { items: [], hasMore: false, headMailboxSeq: 0n };
+      },
+    });
+  });
+  const connection = new Connection({
+    api: () => createClient(ClientApi, transport),
+    deviceId: "o",
+    backoff: { minMs: 1, maxMs: 2 },
+    getToken: async () => {
+      asked += 1;
+      if (asked <= 3) throw new TypeError("Failed to fetch");
+      return "opaque";
+    },
+  });
+  await until(() => connection.state === "connected");
+  connection.close();
+  assert.equal(asked, 4);
+  assert.equal(streams, 1);
 });

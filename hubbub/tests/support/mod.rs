@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod all;
 pub mod node;
+pub mod proxy;
 
 use hubbub_kit::{
     auth::{Identity, JwtKey},

@@ -43,9 +43,14 @@ pub fn prepare(dir: &Path, steps: &[(&str, &[&str])]) {
 /// The next line the program printed, as JSON; fails on an `error` line, on
 /// 10 s of silence, or when the program exits.
 pub async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+    next_line_within(lines, Duration::from_secs(10)).await
+}
+
+/// `next_line`, with `patience` for the silence.
+pub async fn next_line_within(lines: &mut Lines<BufReader<ChildStdout>>, patience: Duration) -> Value {
+    let line = tokio::time::timeout(patience, lines.next_line())
         .await
-        .expect("the program printed nothing within 10 s")
+        .unwrap_or_else(|_| panic!("the program printed nothing within {patience:?}"))
         .expect("reading the program's output")
         .expect("the program exited early");
     let value: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
