@@ -59,6 +59,9 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     /// When set, client tokens must carry this `iss`.
     pub issuer: Option<String>,
+    /// Set by `all` when it made up `jwt_secret` (a development process).
+    #[serde(skip)]
+    pub made_up_secret: bool,
 }
 
 impl Config {

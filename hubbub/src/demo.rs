@@ -4,12 +4,14 @@
 //! it). Served on its own port, never on the public one, which serves only
 //! the client API.
 //!
-//! It mints tokens, so it is a door of its own: loopback by default; a
-//! token is only for a `demo-` user (never a real account, whatever the
-//! secret); `/token` takes JSON only (a cross-site form cannot post it and
-//! there is no CORS to read the answer) and answers only hosts that are IP
-//! literals or `localhost` (a rebound DNS name is refused); heads, bodies,
-//! connections and their lifetime are bounded.
+//! It mints tokens, so it is a door of its own: on by default only when
+//! `all` made up its token secret (a development process; with a
+//! configured secret it takes `demo.enabled = true`, and says so loudly);
+//! loopback addresses only; tokens only for `demo-` users; `/token` takes
+//! JSON only (a cross-site form cannot post it and there is no CORS to read
+//! the answer) and answers only hosts that are IP literals or `localhost`
+//! (a rebound DNS name is refused); heads, bodies, connections and their
+//! lifetime are bounded.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -29,9 +31,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {
-    /// Serve it at all.
-    pub enabled: bool,
-    /// Where (loopback by default: the page hands out tokens).
+    /// Serve it. Unset: only when `all` made up its token secret (then no
+    /// real account's token can exist); `true` with a configured secret
+    /// hands out tokens for `demo-*` users signed with it.
+    pub enabled: Option<bool>,
+    /// Where: a loopback address (the page hands out tokens).
     pub listen: SocketAddr,
     /// Life of the tokens it mints, in seconds (the client renews them).
     pub token_ttl_secs: u64,
@@ -40,7 +44,7 @@ pub struct DemoConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
             token_ttl_secs: 3600,
         }
@@ -71,10 +75,31 @@ pub struct Demo {
     gateway_tls: bool,
 }
 
+impl DemoConfig {
+    /// Whether to serve it, given whether the token secret was made up by
+    /// this process; an error for a listen address off loopback.
+    pub fn serve(&self, made_up_secret: bool) -> anyhow::Result<bool> {
+        let on = self.enabled.unwrap_or(made_up_secret);
+        if on && !self.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "demo.listen = {} is not a loopback address: the demo page hands out tokens, it listens on 127.0.0.1 or ::1 only",
+                self.listen
+            );
+        }
+        if on && !made_up_secret {
+            tracing::warn!(
+                "demo.enabled with a configured token secret: the demo page mints tokens for demo-* users signed with it"
+            );
+        }
+        Ok(on)
+    }
+}
+
 impl Demo {
-    pub fn new(secret: &str, config: &DemoConfig, gateway: SocketAddr, gateway_tls: bool) -> Self {
+    /// `key`: the gateway's client key, with its audience and issuer.
+    pub fn new(key: JwtKey, config: &DemoConfig, gateway: SocketAddr, gateway_tls: bool) -> Self {
         Self {
-            key: Arc::new(JwtKey::new(secret.as_bytes())),
+            key: Arc::new(key),
             token_ttl: Duration::from_secs(config.token_ttl_secs.max(5)),
             gateway_port: gateway.port(),
             gateway_tls,
@@ -129,17 +154,19 @@ impl Demo {
                 "open the demo at http://127.0.0.1:<port>/ or http://localhost:<port>/",
             );
         };
+        // The host the browser used (a loopback address reaches this
+        // machine's gateway by any of its names).
+        let scheme = if self.gateway_tls { "https" } else { "http" };
+        let gateway = format!("{scheme}://{host}:{}", self.gateway_port);
+        let page = |body: &'static str, content_type: &'static str| page(body, content_type, &gateway);
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/") => page(INDEX, "text/html; charset=utf-8"),
             (&Method::GET, "/demo.css") => page(STYLE, "text/css; charset=utf-8"),
             (&Method::GET, "/demo.js") => page(SCRIPT, "text/javascript; charset=utf-8"),
             (&Method::GET, "/worker.js") => page(WORKER, "text/javascript; charset=utf-8"),
             (&Method::GET, "/config.json") => {
-                let scheme = if self.gateway_tls { "https" } else { "http" };
                 let body = serde_json::json!({
-                    // The host the browser used (a loopback address reaches
-                    // this machine's gateway by any of its names).
-                    "gateway": format!("{scheme}://{host}:{}", self.gateway_port),
+                    "gateway": gateway,
                     "tokenTtlSecs": self.token_ttl.as_secs(),
                 });
                 json(StatusCode::OK, &body)
@@ -211,7 +238,8 @@ fn page_host(value: &str) -> Option<&str> {
     (host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok()).then_some(host)
 }
 
-fn page(body: &'static str, content_type: &'static str) -> Response<Full<Bytes>> {
+/// A page, whose scripts may talk to `gateway` and nowhere else.
+fn page(body: &'static str, content_type: &'static str, gateway: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
@@ -221,12 +249,12 @@ fn page(body: &'static str, content_type: &'static str) -> Response<Full<Bytes>>
         header::HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(
-            "default-src 'self'; connect-src 'self' http: https:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
+    let policy = format!(
+        "default-src 'self'; connect-src 'self' {gateway}; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     );
+    if let Ok(policy) = header::HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     response
 }
 
@@ -262,6 +290,22 @@ mod tests {
         for bad in ["", "Alice", "a b", "../x", "x".repeat(33).as_str(), "é"] {
             assert_eq!(demo_user(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_page_is_on_by_itself_only_for_a_made_up_secret_and_only_on_loopback() {
+        let mut config = DemoConfig::default();
+        assert!(config.serve(true).unwrap());
+        assert!(!config.serve(false).unwrap(), "a configured secret needs demo.enabled");
+        config.enabled = Some(true);
+        assert!(config.serve(false).unwrap());
+        config.listen = "0.0.0.0:7780".parse().unwrap();
+        assert!(config.serve(true).unwrap_err().to_string().contains("loopback"));
+        config.enabled = Some(false);
+        assert!(!config.serve(true).unwrap(), "off, wherever it would listen");
+        config.listen = "[::1]:7780".parse().unwrap();
+        config.enabled = None;
+        assert!(config.serve(true).unwrap());
     }
 
     #[test]

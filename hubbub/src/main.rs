@@ -134,6 +134,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             println!("no token secret configured: using the development secret {secret}");
             println!("mint a token with:  HUBBUB_JWT_SECRET={secret} cargo run --release -- token --user alice");
             config.auth.jwt_secret = Some(secret);
+            config.auth.made_up_secret = true;
         }
         if config.auth.internal_key.is_none() {
             // Every role of this process shares it; nothing outside needs it

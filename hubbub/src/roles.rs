@@ -65,6 +65,7 @@ type RoleFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 /// stops the others. `with_demo`: also the demo page (for `all`), when the
 /// configuration keeps it on.
 pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken, with_demo: bool) -> anyhow::Result<()> {
+    let with_demo = with_demo && config.demo.serve(config.auth.made_up_secret)?;
     // Unusable certificate files stop the start before any port is bound.
     let tls = config.internal_tls.as_ref().map(|tls| tls.load()).transpose()?;
     let mut bound = Vec::with_capacity(roles.len());
@@ -99,11 +100,10 @@ pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken, wi
         bound.push((*role, listener, internal));
     }
     let demo = match bound.iter().find(|(role, ..)| *role == Role::Gateway) {
-        Some((_, gateway, _)) if with_demo && config.demo.enabled => {
+        Some((_, gateway, _)) if with_demo => {
             let listener = bind(config.demo.listen, "demo.listen").await?;
-            let secret = config.auth.jwt_secret.as_deref().context("no client token secret")?;
             let tls = config.gateway.public_tls.is_some();
-            let demo = crate::demo::Demo::new(secret, &config.demo, gateway.local_addr()?, tls);
+            let demo = crate::demo::Demo::new(client_key(&config)?, &config.demo, gateway.local_addr()?, tls);
             println!(
                 "{:<9} open http://{}/ in a browser: a live room and a group chat (demo.enabled = false turns it off)",
                 "demo",
@@ -143,6 +143,13 @@ pub async fn run(roles: &[Role], config: Config, shutdown: CancellationToken, wi
     outcome
 }
 
+/// The client token key with its audience and issuer checks: what the
+/// gateway verifies with, and what the demo page mints with.
+fn client_key(config: &Config) -> anyhow::Result<JwtKey> {
+    let secret = config.auth.jwt_secret.as_deref().context("no client token secret")?;
+    Ok(JwtKey::new(secret.as_bytes()).with_checks(config.auth.audience.clone(), config.auth.issuer.clone()))
+}
+
 async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
@@ -160,9 +167,7 @@ fn start(
     let options = options.clone();
     Ok(match role {
         Role::Gateway => {
-            let secret = config.auth.jwt_secret.as_deref().context("no client token secret")?;
-            let jwt =
-                JwtKey::new(secret.as_bytes()).with_checks(config.auth.audience.clone(), config.auth.issuer.clone());
+            let jwt = client_key(config)?;
             let listeners = svc_gateway::GatewayListeners {
                 public: listener,
                 internal: internal.ok_or_else(|| anyhow!("the gateway's internal listener is missing"))?,

@@ -20,12 +20,16 @@ use support::proxy::Proxy;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+/// One browser at a time under plain `cargo test` too (threads, not processes).
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One scenario against `all`; `answer` serves its `need` lines. Its
 /// figures (the line before `done`).
 async fn scenario<F>(all: &mut All, name: &str, options: Value, mut answer: F) -> Value
 where
     F: AsyncFnMut(&mut All, &str),
 {
+    let _one = ONE_BROWSER.lock().await;
     let dir = repo_dir("clients/ts");
     prepare(&dir, &[("src/gen", &["run", "--silent", "generate"])]);
     let mut child = Command::new("node")

@@ -99,6 +99,7 @@ async function start(name: string): Promise<void> {
     baseUrl: config.gateway,
     deviceId: device,
     getToken,
+    user: me,
     name: shareName,
     ...(sharing === "leader" ? {} : { worker: () => new SharedWorker("/worker.js", { type: "module", name: shareName }) }),
   });
@@ -115,9 +116,8 @@ async function start(name: string): Promise<void> {
     document.body.dataset.sharing = connection.role;
     if (error) show(error);
   });
-  addEventListener("online", () => connection.wake());
-  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && connection.wake());
-  addEventListener("pagehide", () => connection.close());
+  // Kept when the page may come back from the back/forward cache.
+  addEventListener("pagehide", (event) => event.persisted || connection.close());
 
   // The live room.
   let likes = 0;

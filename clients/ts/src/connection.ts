@@ -3,8 +3,8 @@
  *
  * - States `connecting`, `connected`, `disconnected`, `closed`, each an event.
  * - Reconnects with full-jitter backoff ({@link Backoff}), after the delay a
- *   draining gateway asks for, and at once when `wake()` is called (the
- *   browser came back online, the tab became visible).
+ *   draining gateway asks for, and at once when `wake()` is called or the
+ *   browser comes back online or the tab becomes visible ({@link onWakeSignals}).
  * - A stream silent past the announced heartbeat is declared dead
  *   ({@link Watchdog}) and replaced.
  * - Rooms joined are joined again on every new stream; a room's messages
@@ -27,8 +27,9 @@ import { Code, HubbubError } from "./errors.js";
 import { MailboxSync } from "./mailbox.js";
 import { idempotencyKey, retrying } from "./retry.js";
 import { SeqTracker } from "./sequence.js";
-import { renewDelay, tokenExpiry } from "./token.js";
+import { renewDelay, tokenExpiry, tokenTimes } from "./token.js";
 import { Watchdog, systemClock, type Clock } from "./watchdog.js";
+import { onWakeSignals } from "./wake.js";
 import type { ClientApiClient } from "./api.js";
 import { GiftKind, GiftRecordSchema, type CoStreamAnswer, type GiftRecord } from "./gen/hubbub/v1/gift_pb.js";
 import type { SendGiftResponse } from "./gen/hubbub/v1/client_gift_pb.js";
@@ -91,9 +92,23 @@ export interface ConnectionEvents {
   groupMessage: (item: MailboxItem) => void;
   /** Mailbox positions up to `seq` were trimmed before this device pulled them. */
   mailboxTrimmed: (seq: number) => void;
+  /** A room was joined (again): its gift seq then; gifts after it come as `gift`. */
+  joined: (roomId: string, giftSeq: number) => void;
+  /** A gift seq that is not for this user (a co-streaming record between others): for trackers. */
+  giftSeen: (roomId: string, seq: number) => void;
 }
 
 type Listeners = { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> };
+
+/** How long a keyed send is retried by default. */
+const SEND_DEADLINE_MS = 30_000;
+
+/** A listener's exception, reported without stopping the connection. */
+function reportListenerError(error: unknown): void {
+  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError;
+  if (typeof report === "function") report(error);
+  else console.error("@hubbub/client: a listener threw", error);
+}
 
 /** Gifts pulled per page. */
 const PULL_PAGE = 500;
@@ -123,6 +138,8 @@ export class Connection {
     roomGap: new Set(),
     groupMessage: new Set(),
     mailboxTrimmed: new Set(),
+    joined: new Set(),
+    giftSeen: new Set(),
   };
   readonly #rooms = new Map<string, { gifts: SeqTracker | undefined; lastSeq: number; private: Set<number> }>();
   #state: ConnectionState = "disconnected";
@@ -136,7 +153,12 @@ export class Connection {
   /** The token renewal timer, and whether the stream ended for a renewal. */
   #renewal: unknown;
   #renewed = false;
+  /** UNAUTHENTICATED answers in a row, since the last stream that opened. */
+  #refusedTokens = 0;
+  /** Timers to clear on close. */
+  readonly #timers = new Set<unknown>();
   #connectedWaiters: (() => void)[] = [];
+  readonly #unwatch: () => void;
 
   constructor(options: ConnectionOptions) {
     this.#options = options;
@@ -147,6 +169,7 @@ export class Connection {
       item: (item) => this.#emit("groupMessage", item),
       trimmed: (seq) => this.#emit("mailboxTrimmed", seq),
     });
+    this.#unwatch = onWakeSignals(() => this.wake());
     // Started after the constructor returns, so that listeners attached
     // right away see every state, `connecting` included.
     queueMicrotask(() => void this.#run());
@@ -209,10 +232,11 @@ export class Connection {
    */
   sendGift(gift: GiftToSend): Promise<SendGiftResponse> {
     const request = { ...gift, clientKey: gift.clientKey ?? idempotencyKey() };
+    const deadline = this.#clock.now() + (this.#options.sendDeadlineMs ?? SEND_DEADLINE_MS);
     return retrying(async () => {
-      await this.session(this.#options.sendDeadlineMs);
+      await this.session(deadline - this.#clock.now());
       return this.#api.sendGift(request);
-    }, { deadlineMs: this.#options.sendDeadlineMs });
+    }, { deadlineMs: deadline - this.#clock.now() });
   }
 
   /** Sends a group message from this device, retried under one idempotency key. */
@@ -223,10 +247,11 @@ export class Connection {
     clientMessageId = idempotencyKey(),
   ): Promise<SendGroupMessageResponse> {
     const request = { groupId, body, contentType, deviceId: this.#options.deviceId, clientMessageId };
+    const deadline = this.#clock.now() + (this.#options.sendDeadlineMs ?? SEND_DEADLINE_MS);
     return retrying(async () => {
-      await this.session(this.#options.sendDeadlineMs);
+      await this.session(deadline - this.#clock.now());
       return this.#api.sendGroupMessage(request);
-    }, { deadlineMs: this.#options.sendDeadlineMs });
+    }, { deadlineMs: deadline - this.#clock.now() });
   }
 
   /** Marks a group read up to `seq` (read receipts). */
@@ -265,12 +290,31 @@ export class Connection {
     this.#stream?.abort();
     this.#wake?.();
     this.#clock.clearTimeout(this.#renewal);
+    for (const handle of this.#timers) this.#clock.clearTimeout(handle);
+    this.#timers.clear();
+    this.#unwatch();
     this.#setState("closed");
     for (const waiter of this.#connectedWaiters.splice(0)) waiter();
   }
 
   #emit<K extends keyof ConnectionEvents>(event: K, ...args: Parameters<ConnectionEvents[K]>): void {
-    for (const listener of this.#listeners[event]) (listener as (...a: Parameters<ConnectionEvents[K]>) => void)(...args);
+    for (const listener of this.#listeners[event]) {
+      // An application's listener that throws must not end the stream.
+      try {
+        (listener as (...a: Parameters<ConnectionEvents[K]>) => void)(...args);
+      } catch (error) {
+        reportListenerError(error);
+      }
+    }
+  }
+
+  /** A timer cleared on close. */
+  #later(run: () => void, ms: number): void {
+    const handle = this.#clock.setTimeout(() => {
+      this.#timers.delete(handle);
+      if (!this.#closed) run();
+    }, ms);
+    this.#timers.add(handle);
   }
 
   #setState(state: ConnectionState, error?: HubbubError): void {
@@ -281,7 +325,6 @@ export class Connection {
   }
 
   async #run(): Promise<void> {
-    let refusedTokens = 0;
     while (!this.#closed) {
       this.#setState("connecting");
       let waitMs: number | undefined;
@@ -289,14 +332,13 @@ export class Connection {
         if (this.#options.getToken && !this.#renewed) await this.#takeToken(await this.#freshToken(this.#options.getToken));
         this.#renewed = false;
         waitMs = await this.#streamOnce();
-        refusedTokens = 0;
       } catch (caught) {
         const error = HubbubError.from(caught);
         if (this.#closed) break;
         if (this.#renewed) continue; // ended on purpose, for a fresh token
         if (error.needsToken && this.#options.getToken) {
-          refusedTokens += 1;
-          if (refusedTokens >= 2) {
+          this.#refusedTokens += 1;
+          if (this.#refusedTokens >= 2) {
             // The token source keeps giving refused tokens: say so, stop.
             this.#setState("closed", error);
             this.#closed = true;
@@ -339,28 +381,37 @@ export class Connection {
   async #takeToken(token: string): Promise<void> {
     this.#token = token;
     this.#clock.clearTimeout(this.#renewal);
-    const expiresAt = tokenExpiry(token);
-    if (expiresAt === undefined || this.#closed) return;
-    this.#renewal = this.#clock.setTimeout(() => void this.#renew(expiresAt), renewDelay(expiresAt, this.#clock.now()));
+    const times = tokenTimes(token);
+    if (times === undefined || this.#closed) return;
+    this.#renewal = this.#clock.setTimeout(() => void this.#renew(times.expiresAt), renewDelay(times, this.#clock.now()));
   }
 
   /**
    * Renews the token ahead of its expiry and moves the stream onto it at
-   * once (the gateway ends a stream when its token expires); a failing
-   * `getToken` is tried again, jittered, until the old token runs out.
+   * once (the gateway ends a stream when its token expires). A failing
+   * `getToken`, or one that answers the same token again (a cached one), is
+   * asked again later, jittered; at the old token's expiry the gateway ends
+   * the stream and the reconnect asks once more.
    */
   async #renew(expiresAt: number): Promise<void> {
     const getToken = this.#options.getToken;
     if (getToken === undefined || this.#closed) return;
+    const retry = () => {
+      if (this.#closed) return;
+      this.#renewal = this.#clock.setTimeout(() => void this.#renew(expiresAt), 2_000 + Math.random() * 8_000);
+    };
+    let token: string;
     try {
-      await this.#takeToken(await this.#freshToken(getToken));
+      token = await this.#freshToken(getToken);
     } catch {
-      const left = expiresAt - this.#clock.now();
-      if (left > 1_000) {
-        this.#renewal = this.#clock.setTimeout(() => void this.#renew(expiresAt), Math.min(left / 2, 1_000 + Math.random() * 4_000));
-      }
+      retry();
       return;
     }
+    if ((tokenExpiry(token) ?? Infinity) <= expiresAt) {
+      retry(); // nothing newer yet: keep the stream
+      return;
+    }
+    await this.#takeToken(token);
     if (this.#stream !== undefined && !this.#stream.signal.aborted) {
       this.#renewed = true;
       this.#stream.abort();
@@ -381,6 +432,7 @@ export class Connection {
         if (kind === "welcome") {
           this.#sessionId = value.sessionId;
           this.#userId = value.userId;
+          this.#refusedTokens = 0; // a token was taken: refusals count afresh
           if (value.guest) this.#token = value.guestToken;
           this.#backoff.connected(this.#clock.now());
           watchdog = new Watchdog({
@@ -401,9 +453,11 @@ export class Connection {
               this.#rooms.delete(roomId);
               this.#emit("roomError", roomId, error);
             }
+            watchdog?.feed();
           }
         } else if (kind === "roomBatch") {
           await this.#onBatch(value);
+          watchdog?.feed(); // a long repair is not the stream's silence
         } else if (kind === "giftNotify") {
           // A co-streaming request or answer addressed to this user.
           if (value.gift !== undefined) this.#onGift(value.roomId, value.gift);
@@ -440,6 +494,7 @@ export class Connection {
       room.gifts.knowHead(Number(joined.giftSeq));
       await this.#repair(roomId);
     }
+    this.#emit("joined", roomId, Number(joined.giftSeq));
     if (this.#userId) this.#listPending(sessionId, roomId);
   }
 
@@ -475,7 +530,11 @@ export class Connection {
     // A co-streaming record: for this user only when it names them (others
     // get it redacted, to fill the seq), and also listed by ListPending,
     // below where the seqs were tracked from: its own dedupe.
-    if (gift.senderUserId === "" || room.private.has(seq)) return;
+    if (gift.senderUserId === "") {
+      if (fresh) this.#emit("giftSeen", roomId, seq);
+      return;
+    }
+    if (room.private.has(seq)) return;
     room.private.add(seq);
     if (room.private.size > PRIVATE_KEPT) room.private.delete(room.private.values().next().value as number);
     this.#emit("gift", gift);
@@ -495,7 +554,7 @@ export class Connection {
       );
     };
     list();
-    this.#clock.setTimeout(list, PENDING_RECHECK_MS);
+    this.#later(list, PENDING_RECHECK_MS);
   }
 
   /**
@@ -507,8 +566,8 @@ export class Connection {
   #keepMailbox(sessionId: string): void {
     this.#syncMailbox(sessionId, 0);
     const again = (ms: number) =>
-      this.#clock.setTimeout(() => {
-        if (this.#sessionId !== sessionId || this.#closed) return;
+      this.#later(() => {
+        if (this.#sessionId !== sessionId) return;
         this.#syncMailbox(sessionId, 0);
         again(MAILBOX_SAFETY_MS);
       }, ms);
@@ -519,7 +578,7 @@ export class Connection {
   #syncMailbox(sessionId: string, head: number): void {
     this.#mailbox.sync(sessionId, head).catch((caught) => {
       if (this.#closed || HubbubError.from(caught).final) return;
-      this.#clock.setTimeout(() => {
+      this.#later(() => {
         if (this.#sessionId === sessionId) this.#syncMailbox(sessionId, head);
       }, 1_000 + Math.random() * 2_000);
     });

@@ -6,13 +6,15 @@
  * room, the rest to all). A room stays joined while any tab is in it.
  */
 import { Connection, type ConnectionEvents, type ConnectionState, type GiftToSend } from "./connection.js";
-import { clientApi } from "./api.js";
+import { ClientApi, clientApi } from "./api.js";
 import { HubbubError, Code } from "./errors.js";
 
 /** How the shared connection is made (what a tab asks for). */
 export interface HubOptions {
   baseUrl: string;
   deviceId: string;
+  /** Whose stream it is (the signed-in user, "" for a guest): tabs of another user are refused. */
+  user: string;
   /** Whether tabs have a token source (else: a guest). */
   signedIn: boolean;
   callTimeoutMs?: number;
@@ -73,34 +75,67 @@ const ROOM_OF: Partial<Record<keyof ConnectionEvents, (args: unknown[]) => strin
   presence: (args) => args[0] as string,
   missed: (args) => args[0] as string,
   roomGap: (args) => args[0] as string,
+  joined: (args) => args[0] as string,
+  giftSeen: (args) => args[0] as string,
 };
 
 const EVENTS: (keyof ConnectionEvents)[] = [
   "state", "message", "gift", "giftsSkipped", "roomError", "presence", "missed", "roomGap", "groupMessage", "mailboxTrimmed",
+  "joined", "giftSeen",
 ];
+
+/** How long a tab has to answer for a token before the next tab is asked. */
+const TOKEN_ASK_MS = 15_000;
+/** Calls answered, remembered this long so a call re-sent at a hand-over runs once. */
+const ANSWERED_KEPT_MS = 60_000;
+const ANSWERED_MAX = 1_000;
 
 export class Hub {
   readonly #tabs = new Map<string, Tab>();
   #connection: Connection | undefined;
+  #options: HubOptions | undefined;
   #state: { state: ConnectionState; error?: WireError } = { state: "disconnected" };
   #tokenAsks = new Map<number, { resolve: (token: string) => void; reject: (e: Error) => void; tab: string }>();
   #nextAsk = 1;
+  /** Calls by `tab:id`: running, or answered a little while ago. */
+  readonly #calls = new Map<string, { done: Promise<HubMessage>; at: number }>();
 
   /** A message from a tab; `post` reaches that tab. */
   receive(message: TabMessage, post: (message: HubMessage) => void): void {
+    const safePost = (answer: HubMessage) => {
+      try {
+        post(answer);
+      } catch {
+        // The tab's port or channel is gone: its lock will say so.
+      }
+    };
     switch (message.t) {
       case "hello": {
+        if (this.#options !== undefined && !sameStream(this.#options, message.options)) {
+          // Another user's (or device's) tab under this name: never theirs to share.
+          const error = toWire(new HubbubError(Code.FailedPrecondition, "this shared connection belongs to another user or device: give each its own name"));
+          safePost({ t: "event", name: "state", args: ["closed", error], tab: message.tab });
+          return;
+        }
         const known = this.#tabs.get(message.tab);
-        this.#tabs.set(message.tab, { post, rooms: known?.rooms ?? new Set(), signedIn: message.options.signedIn });
-        this.#connection ??= this.#open(message.options);
-        post({ t: "event", name: "state", args: [this.#state.state, this.#state.error], tab: message.tab });
+        this.#tabs.set(message.tab, { post: safePost, rooms: known?.rooms ?? new Set(), signedIn: message.options.signedIn });
+        if (this.#connection === undefined || this.#state.state === "closed") this.#connection = this.#open(message.options);
+        safePost({ t: "event", name: "state", args: [this.#state.state, this.#state.error], tab: message.tab });
         break;
       }
       case "join": {
         const tab = this.#tabs.get(message.tab);
-        if (tab === undefined || this.#connection === undefined) return;
+        const connection = this.#connection;
+        if (tab === undefined || connection === undefined) return;
         tab.rooms.add(message.roomId);
-        this.#connection.join(message.roomId, message.giftsAfter).catch(() => {});
+        connection.join(message.roomId, message.giftsAfter).catch((error: unknown) => {
+          // Refused now (a final refusal also leaves it on the next stream): tell the tab.
+          const wire = HubbubError.from(error);
+          if (wire.final) {
+            tab.rooms.delete(message.roomId);
+            tab.post({ t: "event", name: "roomError", args: [message.roomId, toWire(wire)], roomId: message.roomId });
+          }
+        });
         break;
       }
       case "leave": {
@@ -108,15 +143,25 @@ export class Hub {
         this.#leaveUnused(message.roomId);
         break;
       }
-      case "call":
-        void this.#call(message.call).then(
-          (value) => post({ t: "result", tab: message.tab, id: message.id, value }),
-          (error) => post({ t: "result", tab: message.tab, id: message.id, error: toWire(error) }),
-        );
+      case "call": {
+        const key = `${message.tab}:${message.id}`;
+        this.#forgetOldCalls();
+        let entry = this.#calls.get(key);
+        if (entry === undefined) {
+          // Once per call, however often a tab re-sends it (a hand-over).
+          const done = this.#call(message.call).then(
+            (value): HubMessage => ({ t: "result", tab: message.tab, id: message.id, value }),
+            (error): HubMessage => ({ t: "result", tab: message.tab, id: message.id, error: toWire(error) }),
+          );
+          entry = { done, at: Date.now() };
+          this.#calls.set(key, entry);
+        }
+        void entry.done.then(safePost);
         break;
+      }
       case "token": {
         const ask = this.#tokenAsks.get(message.id);
-        if (ask === undefined) return;
+        if (ask === undefined || ask.tab !== message.tab) return;
         this.#tokenAsks.delete(message.id);
         if (message.token !== undefined) ask.resolve(message.token);
         // The tab could not get one (offline, its token server down): a
@@ -152,20 +197,31 @@ export class Hub {
     return this.#tabs.size;
   }
 
-  /** Ends the shared connection (the last tab went, or the leader hands over). */
+  /**
+   * Ends the shared connection (the last tab went, or the leader hands
+   * over), without telling the tabs it closed: for them a hand-over is a
+   * reconnect, not an end.
+   */
   close(): void {
-    this.#connection?.close();
+    const connection = this.#connection;
     this.#connection = undefined;
+    this.#options = undefined;
+    this.#state = { state: "disconnected" };
+    connection?.close();
   }
 
   #open(options: HubOptions): Connection {
+    this.#options = options;
+    this.#state = { state: "disconnected" };
     const connection = new Connection({
       api: (token) => clientApi({ baseUrl: options.baseUrl, token, callTimeoutMs: options.callTimeoutMs }),
       deviceId: options.deviceId,
       ...(options.signedIn ? { getToken: () => this.#askToken() } : {}),
     });
     for (const name of EVENTS) {
-      connection.on(name, ((...args: unknown[]) => this.#broadcast(name, args)) as ConnectionEvents[typeof name]);
+      connection.on(name, ((...args: unknown[]) => {
+        if (this.#connection === connection) this.#broadcast(name, args);
+      }) as ConnectionEvents[typeof name]);
     }
     return connection;
   }
@@ -175,6 +231,8 @@ export class Hub {
       const error = args[1] === undefined ? undefined : toWire(args[1]);
       this.#state = { state: args[0] as ConnectionState, ...(error ? { error } : {}) };
       args = [args[0], error];
+    } else if (name === "roomError") {
+      args = [args[0], toWire(args[1])];
     }
     const roomId = ROOM_OF[name]?.(args);
     for (const tab of this.#tabs.values()) {
@@ -182,16 +240,36 @@ export class Hub {
     }
   }
 
-  /** A token from a signed-in tab (the first that answers is enough). */
-  #askToken(): Promise<string> {
-    const entry = [...this.#tabs.entries()].find(([, tab]) => tab.signedIn);
-    if (entry === undefined) return Promise.reject(new HubbubError(Code.Unavailable, "no tab to ask for a token"));
-    const [tabId, tab] = entry;
-    const id = this.#nextAsk++;
-    return new Promise<string>((resolve, reject) => {
-      this.#tokenAsks.set(id, { resolve, reject, tab: tabId });
-      tab.post({ t: "askToken", tab: tabId, id });
-    });
+  /** A token from a signed-in tab: the first asked that answers in time, else the next. */
+  async #askToken(): Promise<string> {
+    const asked = new Set<string>();
+    for (;;) {
+      const entry = [...this.#tabs.entries()].find(([id, tab]) => tab.signedIn && !asked.has(id));
+      if (entry === undefined) throw new HubbubError(Code.Unavailable, "no tab answered for a token");
+      const [tabId, tab] = entry;
+      asked.add(tabId);
+      const id = this.#nextAsk++;
+      try {
+        return await new Promise<string>((resolve, reject) => {
+          this.#tokenAsks.set(id, { resolve, reject, tab: tabId });
+          tab.post({ t: "askToken", tab: tabId, id });
+          // A frozen tab (a hidden one on a phone) may never answer.
+          setTimeout(() => {
+            if (this.#tokenAsks.delete(id)) reject(new HubbubError(Code.DeadlineExceeded, "the tab did not answer for a token"));
+          }, TOKEN_ASK_MS);
+        });
+      } catch (error) {
+        if (HubbubError.from(error).code !== Code.DeadlineExceeded) throw error;
+      }
+    }
+  }
+
+  #forgetOldCalls(): void {
+    const now = Date.now();
+    for (const [key, entry] of this.#calls) {
+      if (this.#calls.size <= ANSWERED_MAX && now - entry.at < ANSWERED_KEPT_MS) break;
+      this.#calls.delete(key);
+    }
   }
 
   #leaveUnused(roomId: string): void {
@@ -214,13 +292,19 @@ export class Hub {
       case "session":
         return { sessionId: await connection.session(), userId: connection.userId };
       case "api": {
-        await connection.session(); // its token comes with the stream
-        const method = (connection.api as unknown as Record<string, (r: unknown) => Promise<unknown>>)[call.method];
-        if (typeof method !== "function" || call.method === "connect") {
-          throw new HubbubError(Code.InvalidArgument, `no unary call ${call.method}`);
+        const method = ClientApi.method[call.method as keyof typeof ClientApi.method];
+        if (method === undefined || method.methodKind !== "unary") {
+          throw new HubbubError(Code.InvalidArgument, `no unary call ${call.method} in the client API`);
         }
-        return method(call.request);
+        await connection.session(); // its token comes with the stream
+        const api = connection.api as unknown as Record<string, (request: unknown) => Promise<unknown>>;
+        return api[call.method]!(call.request);
       }
     }
   }
+}
+
+/** Whether two tabs' options name the same stream. */
+function sameStream(a: HubOptions, b: HubOptions): boolean {
+  return a.baseUrl === b.baseUrl && a.deviceId === b.deviceId && a.user === b.user && a.signedIn === b.signedIn;
 }

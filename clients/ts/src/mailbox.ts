@@ -29,6 +29,8 @@ export class MailboxSync {
   /** Known head of the mailbox (from notifies). */
   #head = 0;
   #running: Promise<void> | undefined;
+  /** The session to pull with: the newest asked for (a reconnect mid-drain). */
+  #session = "";
   #again = false;
 
   constructor(api: ClientApiClient, events: MailboxEvents) {
@@ -47,19 +49,20 @@ export class MailboxSync {
    * `head`: the position a notify named (0: unknown, pull anyway).
    */
   sync(sessionId: string, head = 0): Promise<void> {
+    this.#session = sessionId;
     this.#head = Math.max(this.#head, head);
     if (head > 0 && head <= this.#delivered && this.#acked >= this.#delivered) return Promise.resolve();
     if (this.#running !== undefined) {
       this.#again = true;
       return this.#running;
     }
-    this.#running = this.#drain(sessionId).finally(() => {
+    this.#running = this.#drain().finally(() => {
       this.#running = undefined;
     });
     return this.#running;
   }
 
-  async #drain(sessionId: string): Promise<void> {
+  async #drain(): Promise<void> {
     let progressed: boolean;
     do {
       this.#again = false;
@@ -67,7 +70,7 @@ export class MailboxSync {
       let more = true;
       while (more) {
         const page = await this.#api.pullMailbox({
-          sessionId,
+          sessionId: this.#session,
           // Within this connection: after what was delivered. The first pull
           // of a page load: after the device's ack cursor, on the server.
           ...(this.#delivered > 0 ? { afterMailboxSeq: BigInt(this.#delivered) } : {}),
@@ -90,7 +93,7 @@ export class MailboxSync {
         more = page.hasMore && page.items.length > 0;
       }
       if (this.#delivered > this.#acked) {
-        const acked = await this.#api.ack({ sessionId, mailboxSeq: BigInt(this.#delivered) });
+        const acked = await this.#api.ack({ sessionId: this.#session, mailboxSeq: BigInt(this.#delivered) });
         this.#acked = Math.max(this.#acked, Number(acked.cursor?.ackSeq ?? 0n));
       }
       progressed = this.#delivered > before;

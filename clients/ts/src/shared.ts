@@ -16,6 +16,7 @@ import { Hub, fromWire, type HubCall, type HubMessage, type HubOptions, type Tab
 import { HubbubError, Code } from "./errors.js";
 import { idempotencyKey } from "./retry.js";
 import { SeqTracker } from "./sequence.js";
+import { onWakeSignals } from "./wake.js";
 import { GiftKind, type GiftRecord } from "./gen/hubbub/v1/gift_pb.js";
 import type { RoomMessage } from "./gen/hubbub/v1/room_message_pb.js";
 import type { MailboxItem } from "./gen/hubbub/v1/group_pb.js";
@@ -30,7 +31,13 @@ export interface SharedConnectionOptions {
   /** A signed-in user's token source (asked by whichever context holds the stream). */
   getToken?: () => Promise<string>;
   callTimeoutMs?: number;
-  /** Tabs with the same name share one stream (default: base URL and device). */
+  /**
+   * Whose stream: the signed-in user's id (or any stable key of theirs);
+   * tabs share only with tabs of the same user. Default "" (one user per
+   * browser profile, or guests).
+   */
+  user?: string;
+  /** Tabs with the same name share one stream (default: base URL, user and device). */
   name?: string;
   /** Makes the SharedWorker that runs `startWorkerHub()`; none: a leader tab. */
   worker?: () => SharedWorker;
@@ -47,6 +54,9 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
+/** The longest a tab waits for the hub to answer a call. */
+const SHARED_CALL_MS = 75_000;
+
 const locks = (): LockManager | undefined => (globalThis.navigator as Navigator | undefined)?.locks;
 
 export class SharedConnection {
@@ -56,6 +66,7 @@ export class SharedConnection {
   readonly #listeners: Listeners = {
     state: new Set(), message: new Set(), gift: new Set(), giftsSkipped: new Set(), roomError: new Set(),
     presence: new Set(), missed: new Set(), roomGap: new Set(), groupMessage: new Set(), mailboxTrimmed: new Set(),
+    joined: new Set(), giftSeen: new Set(),
   };
   readonly #rooms = new Map<string, { lastSeq: number; gifts: SeqTracker | undefined; private: Set<number> }>();
   readonly #pending = new Map<number, Pending>();
@@ -67,11 +78,15 @@ export class SharedConnection {
   #hub: Hub | undefined;
   #channel: BroadcastChannel | undefined;
   #releaseTabLock: (() => void) | undefined;
+  #releaseLeaderLock: (() => void) | undefined;
   #closed = false;
+  readonly #unwatch: () => void;
 
   constructor(options: SharedConnectionOptions) {
     this.#options = options;
-    this.#name = options.name ?? `hubbub:${options.baseUrl}:${options.deviceId}`;
+    this.#name = options.name ?? `hubbub:${options.baseUrl}:${options.user ?? ""}:${options.deviceId}`;
+    // A tab sees the page become visible; a worker would not.
+    this.#unwatch = onWakeSignals(() => this.wake());
     queueMicrotask(() => void this.#start());
   }
 
@@ -135,10 +150,17 @@ export class SharedConnection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unwatch();
     this.#post({ t: "bye", tab: this.#tab });
+    // The hub first (it must not post on a closed channel), then the locks:
+    // another tab takes the lead.
+    this.#hub?.close();
+    this.#hub = undefined;
+    this.#releaseLeaderLock?.();
     this.#releaseTabLock?.();
     this.#channel?.close();
-    this.#hub?.close();
+    for (const pending of this.#pending.values()) pending.reject(new HubbubError(Code.Canceled, "the connection is closed"));
+    this.#pending.clear();
     this.#setState("closed");
   }
 
@@ -146,14 +168,22 @@ export class SharedConnection {
     // Held for the tab's life: whoever runs the stream learns the tab is
     // gone (closed, crashed) when the lock is freed.
     await this.#holdTabLock();
-    if (this.#options.worker !== undefined && typeof SharedWorker !== "undefined") {
-      this.#role = "worker";
-      const worker = this.#options.worker();
-      worker.port.onmessage = (event: MessageEvent<HubMessage>) => this.#onHub(event.data);
-      worker.port.start();
-      this.#post = (message) => worker.port.postMessage(message);
-      this.#hello();
+    if (this.#closed) {
+      this.#releaseTabLock?.();
       return;
+    }
+    if (this.#options.worker !== undefined && typeof SharedWorker !== "undefined") {
+      try {
+        const worker = this.#options.worker();
+        this.#role = "worker";
+        worker.port.onmessage = (event: MessageEvent<HubMessage>) => this.#onHub(event.data);
+        worker.port.start();
+        this.#post = (message) => worker.port.postMessage(message);
+        this.#hello();
+        return;
+      } catch {
+        // No worker here (a CSP, a missing script): a leader tab instead.
+      }
     }
     const channel = new BroadcastChannel(this.#name);
     this.#channel = channel;
@@ -168,7 +198,8 @@ export class SharedConnection {
     void manager.request(`${this.#name}:leader`, () => {
       if (this.#closed) return undefined;
       this.#lead();
-      return new Promise<void>(() => {}); // held until the tab goes
+      // Held until the tab goes or closes the connection.
+      return new Promise<void>((release) => (this.#releaseLeaderLock = release));
     });
   }
 
@@ -185,6 +216,7 @@ export class SharedConnection {
 
   /** This tab now runs the shared connection: it serves the others over the channel. */
   #lead(): void {
+    if (this.#closed) return;
     const hub = new Hub();
     this.#hub = hub;
     this.#role = "leader";
@@ -226,6 +258,7 @@ export class SharedConnection {
     const options: HubOptions = {
       baseUrl: this.#options.baseUrl,
       deviceId: this.#options.deviceId,
+      user: this.#options.user ?? "",
       signedIn: this.#options.getToken !== undefined,
       ...(this.#options.callTimeoutMs !== undefined ? { callTimeoutMs: this.#options.callTimeoutMs } : {}),
     };
@@ -243,7 +276,16 @@ export class SharedConnection {
     if (this.#closed) return Promise.reject(new HubbubError(Code.Canceled, "the connection is closed"));
     const id = this.#nextCall++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { call, resolve, reject });
+      // Past every wait the hub itself has (session, call timeout, send
+      // retries): a hub that went silent is not waited for forever.
+      const timer = setTimeout(() => {
+        if (this.#pending.delete(id)) reject(new HubbubError(Code.DeadlineExceeded, "the shared connection did not answer"));
+      }, SHARED_CALL_MS);
+      const settle = <T>(done: (value: T) => void) => (value: T) => {
+        clearTimeout(timer);
+        done(value);
+      };
+      this.#pending.set(id, { call, resolve: settle(resolve), reject: settle(reject) });
       this.#post({ t: "call", tab: this.#tab, id, call });
     });
   }
@@ -282,20 +324,32 @@ export class SharedConnection {
         room.lastSeq = Math.max(room.lastSeq, seq);
         break;
       }
+      case "joined": {
+        // The baseline: what came before the first join is history.
+        const room = this.#rooms.get(args[0] as string);
+        if (room !== undefined) room.gifts ??= new SeqTracker(args[1] as number);
+        break;
+      }
+      case "giftSeen":
+        this.#rooms.get(args[0] as string)?.gifts?.accept(args[1] as number);
+        break;
       case "gift": {
         const gift = args[0] as GiftRecord;
         const room = this.#rooms.get(gift.roomId);
         if (room === undefined) return;
         const seq = Number(gift.seq);
+        // A live gift before this tab's baseline came: it starts there.
+        room.gifts ??= new SeqTracker(seq - 1);
+        const fresh = room.gifts.accept(seq);
         if (gift.kind !== GiftKind.GIFT) {
-          // Co-streaming records: a dedupe of their own (listed as pending too).
+          // Co-streaming records: a dedupe of their own (listed as pending
+          // too, below the baseline), and a seq for the tracker.
           if (room.private.has(seq)) return;
           room.private.add(seq);
           if (room.private.size > 1_000) room.private.delete(room.private.values().next().value as number);
           break;
         }
-        room.gifts ??= new SeqTracker(seq - 1);
-        if (!room.gifts.accept(seq)) return;
+        if (!fresh) return;
         break;
       }
       case "giftsSkipped":
@@ -309,16 +363,30 @@ export class SharedConnection {
       }
       case "roomError":
         this.#rooms.delete(args[0] as string);
+        args = [args[0], fromWire(args[1] as Parameters<typeof fromWire>[0])];
         break;
       default:
         break;
     }
-    for (const listener of this.#listeners[name]) (listener as (...a: unknown[]) => void)(...args);
+    for (const listener of this.#listeners[name]) {
+      try {
+        (listener as (...a: unknown[]) => void)(...args);
+      } catch (error) {
+        // One tab's listener that throws must not stop the others' events.
+        console.error("@hubbub/client: a listener threw", error);
+      }
+    }
   }
 
   #setState(state: ConnectionState, error?: HubbubError): void {
     if (this.#state === "closed") return;
     this.#state = state;
-    for (const listener of this.#listeners.state) listener(state, error);
+    for (const listener of this.#listeners.state) {
+      try {
+        listener(state, error);
+      } catch (caught) {
+        console.error("@hubbub/client: a listener threw", caught);
+      }
+    }
   }
 }

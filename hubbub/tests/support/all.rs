@@ -85,7 +85,10 @@ async fn spawn(data: &Path, ports: &[u16], sets: &[String], secret: Option<&str>
         .env_remove("HUBBUB_INTERNAL_KEY")
         .env("RUST_LOG", "warn");
     if let Some(secret) = secret {
-        command.env("HUBBUB_JWT_SECRET", secret);
+        // The same secret again: no longer made up, so the demo is asked for.
+        command
+            .env("HUBBUB_JWT_SECRET", secret)
+            .args(["--set", "demo.enabled=true"]);
     }
     for ((key, _), port) in LISTENERS.iter().zip(ports) {
         command.args(["--set", &format!("{key}=127.0.0.1:{port}")]);
