@@ -31,6 +31,7 @@ pub mod gateway;
 mod gift_batch;
 mod gifts;
 pub mod groups;
+pub mod lean;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
