@@ -31,8 +31,23 @@ fn prepare_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_client_connects_joins_and_receives_room_messages() {
+    connects_joins_and_receives(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_does_the_same_over_the_lean_connect_path() {
+    connects_joins_and_receives(true).await;
+}
+
+/// Connect over tonic (`lean` false) or over the lean path; every other
+/// call of the client goes to tonic either way.
+async fn connects_joins_and_receives(lean: bool) {
     prepare_client();
-    let sandbox = support::start(1, |config| config.heartbeat_interval_ms = 60_000).await;
+    let sandbox = support::start(1, |config| {
+        config.heartbeat_interval_ms = 60_000;
+        config.lean_connect = lean;
+    })
+    .await;
     let mut child = Command::new("node")
         .arg(client_dir().join("smoke/watch.mjs"))
         .args(["--url", &format!("http://{}", sandbox.gateways[0])])

@@ -41,6 +41,7 @@ mod grpc_metrics;
 pub mod ids;
 pub mod internal_auth;
 pub mod jwt;
+pub mod lean;
 pub mod metrics;
 mod metrics_endpoint;
 pub mod policy;

@@ -14,6 +14,8 @@
 //! handshake timeout or stop answering keepalive pings, cap streams per
 //! connection, and bound how long a drain may take.
 
+use crate::conn_guard::HandshakeDeadline;
+use crate::lean::{rewind::Rewind, split::split};
 use crate::{
     accept::{ConnectionCaps, GuardedIncoming},
     call_trace::trace_layer,
@@ -28,8 +30,10 @@ use crate::{
 use http::{HeaderName, Method};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
+use std::pin::Pin;
 use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
@@ -143,6 +147,10 @@ pub enum Exposure {
     Public {
         /// TLS of the port; None: plaintext HTTP/2 and HTTP/1.1.
         tls: Option<crate::tls::PublicTls>,
+        /// A long-lived call served on the lean path over plaintext
+        /// HTTP/1.1 (TLS in front of it is the load balancer's or the
+        /// mesh's); with `tls`, every call stays on tonic.
+        lean: Option<LeanRoute>,
     },
     /// An internal port: every call needs a credential signed with `key`,
     /// and connections speak TLS when `tls` is set.
@@ -152,6 +160,26 @@ pub enum Exposure {
         /// TLS of the port; None: plaintext.
         tls: Option<InternalTls>,
     },
+}
+
+/// The lean call of a public port, and its head limits.
+#[derive(Clone)]
+pub struct LeanRoute {
+    /// The call.
+    pub calls: Arc<dyn crate::lean::split::LeanCalls>,
+    /// Bounds on its request head.
+    pub limits: crate::lean::head::HeadLimits,
+    /// Time a client has to send the head.
+    pub head_timeout: Duration,
+}
+
+impl std::fmt::Debug for LeanRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeanRoute")
+            .field("path", &self.calls.path())
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 /// The metrics of a role, shared by its listeners: the registry is served by
@@ -260,7 +288,14 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     let signal = shutdown.clone().cancelled_owned();
     let served = async move {
         match exposure {
-            Exposure::Public { tls } => {
+            Exposure::Public { tls, lean } => {
+                // Every connection as a Rewind: with a lean call, the bytes
+                // its first reads took are put back in front for tonic.
+                type Incoming = Pin<Box<dyn Stream<Item = std::io::Result<Rewind<HandshakeDeadline>>> + Send>>;
+                let incoming: Incoming = match (&tls, lean) {
+                    (None, Some(lean)) => Box::pin(split(incoming, lean.calls, lean.limits, lean.head_timeout)),
+                    _ => Box::pin(incoming.map(|accepted| accepted.map(|io| Rewind::new(Vec::new(), io)))),
+                };
                 let builder = match tls {
                     Some(tls) => builder.tls_config(tls.server_config(handshake))?,
                     None => builder,

@@ -62,6 +62,11 @@ pub struct GatewayConfig {
     pub peer_address_template: Option<String>,
     /// Interval of heartbeat events on client streams.
     pub heartbeat_interval_ms: u32,
+    /// Serve `Connect` over plaintext HTTP/1.1 gRPC-web on the lean path
+    /// (no hyper or h2 buffers per connection; the same call, one send per
+    /// event). Everything else on the port stays on tonic; with
+    /// `public_tls` every call does.
+    pub lean_connect: bool,
     /// Largest room message body a client may send, in bytes.
     pub max_room_message_bytes: usize,
     /// Events queued per connection; a device that lets it fill is closed
@@ -147,6 +152,7 @@ impl Default for GatewayConfig {
             peer_address_template: None,
             public_tls: None,
             heartbeat_interval_ms: 25_000,
+            lean_connect: true,
             max_room_message_bytes: 4096,
             outbox_capacity: 1024,
             max_rooms_per_session: 32,

@@ -31,7 +31,7 @@ pub mod gateway;
 mod gift_batch;
 mod gifts;
 pub mod groups;
-pub mod lean;
+pub mod lean_connect;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
@@ -211,11 +211,20 @@ pub async fn serve_with(
         .map_err(|err| GatewayError::Config(format!("gateway.public_tls: {err}")))?;
     let metrics = RoleMetrics::new(registry);
     let max_request = gateway.config.max_request_bytes;
-    let client_api = ClientApiServer::new(api::ClientApiService::new(gateway.clone(), jwt, shutdown.clone()))
-        .max_decoding_message_size(max_request);
+    let service = api::ClientApiService::new(gateway.clone(), jwt, shutdown.clone());
+    let lean = gateway.config.lean_connect.then(|| {
+        // A device that reads nothing for two heartbeats is gone.
+        let write_timeout = Duration::from_millis(u64::from(gateway.config.heartbeat_interval_ms).max(2_500) * 2);
+        hubbub_kit::serve::LeanRoute {
+            calls: Arc::new(lean_connect::LeanConnect::new(service.clone(), write_timeout)),
+            limits: hubbub_kit::lean::head::HeadLimits::default(),
+            head_timeout: Duration::from_millis(options.limits.handshake_timeout_ms.max(1)),
+        }
+    });
+    let client_api = ClientApiServer::new(service).max_decoding_message_size(max_request);
     let public = RoleServer {
         role: "gateway",
-        exposure: Exposure::Public { tls: public_tls },
+        exposure: Exposure::Public { tls: public_tls, lean },
         routes: Routes::new(client_api),
         service_names: vec![hubbub_proto::wire::server::client_api_server::SERVICE_NAME],
         metrics: metrics.clone(),

@@ -1,11 +1,13 @@
-//! Telling a lean `Connect` apart from everything else on a connection's
-//! first bytes, and parsing its request head with `httparse` under hard
-//! limits. Only the exact request line prefix of the call is ever parsed
-//! here; any other first bytes (the HTTP/2 preface, TLS, another method or
-//! path, garbage) are hyper's to judge.
+//! Telling a lean call apart from everything else on a connection's first
+//! bytes, and parsing its request head with `httparse` under hard limits.
+//! Only a head that starts with the call's exact request line is ever
+//! parsed here; any other first bytes (the HTTP/2 preface, TLS, another
+//! method or path, garbage) are hyper's to judge.
 
-/// The request line every lean Connect starts with.
-const CONNECT_LINE: &[u8] = b"POST /hubbub.v1.ClientApi/Connect HTTP/1.1\r\n";
+/// The request line of a lean call on `path` (`/pkg.Service/Method`).
+pub fn request_line(path: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\n").into_bytes()
+}
 
 /// Bounds on a request head.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +36,7 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// What the lean path needs of a Connect's head.
+/// What the lean path needs of a call's head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectHead {
     /// Bytes of the head; the body starts right after.
@@ -50,6 +52,8 @@ pub struct ConnectHead {
     pub body: BodyFraming,
     /// The client accepts gzip-compressed messages (`grpc-accept-encoding`).
     pub accepts_gzip: bool,
+    /// `x-forwarded-for` values, in order (trusted only from trusted proxies).
+    pub forwarded_for: Vec<String>,
 }
 
 /// Why a head is refused, with the HTTP status that says so.
@@ -86,13 +90,14 @@ pub enum Sniffed {
     Refused(Refusal),
 }
 
-/// Judges `bytes`, the first bytes a connection sent.
-pub fn sniff(bytes: &[u8], limits: HeadLimits) -> Sniffed {
-    let line = bytes.len().min(CONNECT_LINE.len());
-    if bytes[..line] != CONNECT_LINE[..line] {
+/// Judges `bytes`, the first bytes a connection sent, against the lean
+/// call's request line `line` (see [`request_line`]).
+pub fn sniff(bytes: &[u8], line: &[u8], limits: HeadLimits) -> Sniffed {
+    let seen = bytes.len().min(line.len());
+    if bytes[..seen] != line[..seen] {
         return Sniffed::Other;
     }
-    if bytes.len() < CONNECT_LINE.len() {
+    if bytes.len() < line.len() {
         return Sniffed::Incomplete;
     }
     let window = &bytes[..bytes.len().min(limits.max_head_bytes)];
@@ -116,6 +121,7 @@ fn connect_head(request: &httparse::Request<'_, '_>, len: usize) -> Sniffed {
         tracestate: None,
         body: BodyFraming::Length(0),
         accepts_gzip: false,
+        forwarded_for: Vec::new(),
     };
     let (mut length, mut chunked, mut binary_grpc_web) = (None, false, false);
     for field in request.headers.iter() {
@@ -161,6 +167,9 @@ fn connect_head(request: &httparse::Request<'_, '_>, len: usize) -> Sniffed {
             once(&mut head.traceparent)
         } else if name.eq_ignore_ascii_case("tracestate") {
             once(&mut head.tracestate)
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            head.forwarded_for.push(value.to_owned());
+            true
         } else if name.eq_ignore_ascii_case("grpc-accept-encoding") {
             head.accepts_gzip |= value.split(',').any(|coding| coding.trim() == "gzip");
             true
@@ -194,8 +203,15 @@ mod tests {
         traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\
         grpc-accept-encoding: identity, gzip\r\nContent-Length: 12\r\n\r\n";
 
+    const CONNECT_LINE: &[u8] = b"POST /hubbub.v1.ClientApi/Connect HTTP/1.1\r\n";
+
     fn limits() -> HeadLimits {
         HeadLimits::default()
+    }
+
+    fn sniff(bytes: &[u8], limits: HeadLimits) -> Sniffed {
+        assert_eq!(request_line("/hubbub.v1.ClientApi/Connect"), CONNECT_LINE);
+        super::sniff(bytes, CONNECT_LINE, limits)
     }
 
     #[test]

@@ -1,0 +1,266 @@
+//! `Connect` on the lean path, spoken byte by byte as a browser's fetch
+//! over HTTP/1.1 would: one chunk per event, the same call as on tonic
+//! (unary calls on the same port still reach tonic, over HTTP/2 and
+//! HTTP/1.1), errors as gRPC-web trailers, and the attacks on the parser
+//! and the connection: a head sent a byte at a time, an oversized head, a
+//! pipelined request, a half-closed socket, an abrupt reset.
+
+mod support;
+
+use hubbub_proto::v1::{
+    ConnectRequest, JoinRoomRequest, RoomMessageKind, SendRoomMessageRequest, ServerEvent, server_event::Event,
+};
+use prost::Message;
+use std::time::Duration;
+use support::{Viewer, authed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A Connect request as connect-web sends it.
+fn request(token: Option<&str>, device: &str) -> Vec<u8> {
+    let message = ConnectRequest {
+        device_id: device.into(),
+        client_info: "raw".into(),
+    }
+    .encode_to_vec();
+    let mut body = vec![0];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let mut bytes = format!(
+        "POST /hubbub.v1.ClientApi/Connect HTTP/1.1\r\nhost: gw\r\ncontent-type: application/grpc-web+proto\r\n\
+         x-grpc-web: 1\r\norigin: https://app.example\r\n{auth}content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// A raw lean stream: the response head, then one event per chunk.
+struct Raw {
+    stream: TcpStream,
+    read: Vec<u8>,
+}
+
+impl Raw {
+    async fn open(address: std::net::SocketAddr, request: &[u8]) -> Raw {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        Raw {
+            stream,
+            read: Vec::new(),
+        }
+    }
+
+    async fn more(&mut self) -> usize {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(support::PATIENCE, self.stream.read(&mut buf))
+            .await
+            .expect("the gateway said something in time")
+            .unwrap_or(0);
+        self.read.extend_from_slice(&buf[..n]);
+        n
+    }
+
+    /// The response head, as text.
+    async fn head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(self.read[..end + 4].to_vec()).unwrap();
+                self.read.drain(..end + 4);
+                return head;
+            }
+            assert!(self.more().await > 0, "closed before the response head");
+        }
+    }
+
+    /// The next chunk's bytes.
+    async fn chunk(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(line) = self.read.windows(2).position(|w| w == b"\r\n") {
+                let size = usize::from_str_radix(std::str::from_utf8(&self.read[..line]).unwrap(), 16).unwrap();
+                if self.read.len() >= line + 2 + size + 2 {
+                    let chunk = self.read[line + 2..line + 2 + size].to_vec();
+                    assert_eq!(&self.read[line + 2 + size..line + 4 + size], b"\r\n");
+                    self.read.drain(..line + 4 + size);
+                    return chunk;
+                }
+            }
+            assert!(self.more().await > 0, "closed mid-stream");
+        }
+    }
+
+    /// The next event that is not a heartbeat or presence.
+    async fn event(&mut self) -> Event {
+        loop {
+            let chunk = self.chunk().await;
+            assert_eq!(chunk[0], 0, "a data frame");
+            let length = u32::from_be_bytes(chunk[1..5].try_into().unwrap()) as usize;
+            assert_eq!(chunk.len(), 5 + length, "one frame per chunk");
+            match ServerEvent::decode(&chunk[5..]).unwrap().event.unwrap() {
+                Event::Heartbeat(_) | Event::RoomPresence(_) => continue,
+                event => return event,
+            }
+        }
+    }
+
+    /// Waits for the gateway to close the connection.
+    async fn closed(&mut self) {
+        while self.more().await > 0 {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lean_connect_streams_one_chunk_per_event_and_other_calls_still_reach_tonic() {
+    let sandbox = support::start(1, |config| config.lean_connect = true).await;
+    let mut raw = Raw::open(sandbox.gateways[0], &request(None, "browser")).await;
+    let head = raw.head().await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("transfer-encoding: chunked") && head.contains("cache-control: no-store"),
+        "lean: {head}"
+    );
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    assert!(head.contains("retry-after-ms"), "exposed to browsers: {head}");
+    let Event::Welcome(welcome) = raw.event().await else {
+        panic!("Welcome first")
+    };
+    assert!(welcome.guest);
+
+    // JoinRoom over HTTP/2 on the same port: tonic, with the sniffed bytes put back.
+    let mut client = sandbox.client(0).await;
+    let join = JoinRoomRequest {
+        session_id: welcome.session_id.clone(),
+        room_id: "lean".into(),
+    };
+    client
+        .join_room(authed(join, Some(&welcome.guest_token)))
+        .await
+        .unwrap();
+    let mut sender = Viewer::connect(&sandbox, 0, Some("lean-sender")).await;
+    sender.join("lean").await;
+    for n in 0..3 {
+        let send = SendRoomMessageRequest {
+            session_id: sender.session_id.clone(),
+            room_id: "lean".into(),
+            body: format!("m{n}").into_bytes().into(),
+            kind: RoomMessageKind::Comment as i32,
+        };
+        sender
+            .client
+            .send_room_message(authed(send, sender.token.as_deref()))
+            .await
+            .unwrap();
+        let Event::RoomBatch(batch) = raw.event().await else {
+            panic!("a room batch")
+        };
+        assert_eq!(
+            batch.messages[0].body,
+            format!("m{n}").into_bytes(),
+            "each before the next is sent"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_grpc_web_trailers_a_browser_reads() {
+    let sandbox = support::start(1, |config| config.lean_connect = true).await;
+    let mut raw = Raw::open(sandbox.gateways[0], &request(Some("not-a-token"), "browser")).await;
+    let head = raw.head().await;
+    assert!(
+        head.contains("grpc-status: 16\r\n"),
+        "UNAUTHENTICATED, trailers-only: {head}"
+    );
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    raw.closed().await;
+
+    let mut raw = Raw::open(sandbox.gateways[0], &request(None, "")).await;
+    assert!(
+        raw.head().await.contains("grpc-status: 3\r\n"),
+        "INVALID_ARGUMENT for an empty device id"
+    );
+
+    // A body that is not one gRPC-web frame.
+    let bad = b"POST /hubbub.v1.ClientApi/Connect HTTP/1.1\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 3\r\n\r\nabc";
+    let mut raw = Raw::open(sandbox.gateways[0], bad).await;
+    assert!(raw.head().await.contains("grpc-status: 3\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_slow_heads_and_smuggled_framing_are_refused() {
+    let sandbox = support::start(1, |config| config.lean_connect = true).await;
+    let line = "POST /hubbub.v1.ClientApi/Connect HTTP/1.1\r\ncontent-type: application/grpc-web+proto\r\n";
+    let oversized = format!("{line}x-pad: {}\r\n\r\n", "a".repeat(9000));
+    let mut raw = Raw::open(sandbox.gateways[0], oversized.as_bytes()).await;
+    assert!(raw.head().await.starts_with("HTTP/1.1 431"), "oversized");
+    let smuggled = format!("{line}content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n");
+    let mut raw = Raw::open(sandbox.gateways[0], smuggled.as_bytes()).await;
+    assert!(raw.head().await.starts_with("HTTP/1.1 400"), "both framings");
+
+    // A head sent a byte at a time, and never finished: cut at the handshake timeout.
+    let mut slow = TcpStream::connect(sandbox.gateways[0]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    for byte in line.as_bytes().iter().take(60) {
+        if slow.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut answer)).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "cut, not held");
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_request_a_half_close_or_a_reset_ends_the_stream_and_frees_its_place() {
+    // One stream per user, so a stream that is not cleaned up would refuse the next.
+    let sandbox = support::start(1, |config| {
+        config.lean_connect = true;
+        config.max_streams_per_user = 1;
+    })
+    .await;
+    let token = support::token("lean-user");
+    let mut raw = Raw::open(sandbox.gateways[0], &request(Some(&token), "phone")).await;
+    raw.head().await;
+    assert!(matches!(raw.event().await, Event::Welcome(_)));
+    raw.stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    raw.closed().await;
+
+    let reopen = async || loop {
+        let mut raw = Raw::open(sandbox.gateways[0], &request(Some(&token), "phone")).await;
+        if raw.head().await.contains("grpc-status: 8") {
+            tokio::time::sleep(Duration::from_millis(50)).await; // the last one still closing
+            continue;
+        }
+        assert!(matches!(raw.event().await, Event::Welcome(_)));
+        return raw;
+    };
+    let mut raw = tokio::time::timeout(support::PATIENCE, reopen())
+        .await
+        .expect("its place was freed");
+    raw.stream.shutdown().await.unwrap(); // half-closed: the client is gone
+    raw.closed().await;
+
+    let raw = tokio::time::timeout(support::PATIENCE, reopen())
+        .await
+        .expect("freed after a half-close");
+    raw.stream.set_zero_linger().unwrap();
+    drop(raw); // a reset
+    let _raw = tokio::time::timeout(support::PATIENCE, reopen())
+        .await
+        .expect("freed after a reset");
+}

@@ -1,0 +1,352 @@
+//! `Connect` on the lean path: an HTTP/1.1 gRPC-web request served without
+//! hyper or h2. The call itself is the tonic path's (the same
+//! `ClientApiService::connect`: the same authentication, limits, session
+//! and outbox); only its framing differs. Each event the outbox yields is
+//! written as one HTTP chunk holding one gRPC-web frame, with one vectored
+//! write straight from the event's shared bytes; while a write waits, the
+//! outbox queues (laned, dropping low first) and is the only memory that
+//! grows. Errors are gRPC-web trailers, before the stream
+//! (trailers-only) or at its end.
+
+use crate::api::ClientApiService;
+use hubbub_kit::conn_guard::HandshakeDeadline;
+use hubbub_kit::lean::head::BodyFraming;
+use hubbub_kit::lean::split::{LeanCalls, LeanConn};
+use hubbub_proto::v1::ConnectRequest;
+use hubbub_proto::wire::server::client_api_server::ClientApi;
+use prost::Message;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::StreamExt;
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::{Code, Status};
+
+/// The path of the call served here.
+pub const CONNECT_PATH: &str = "/hubbub.v1.ClientApi/Connect";
+/// Largest Connect request body (a device id and a client string).
+const MAX_BODY: usize = 4 * 1024;
+/// Time to send the body after the head.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The response headers CORS lets a browser read.
+const EXPOSED: &str =
+    "grpc-status, grpc-message, grpc-status-details-bin, retry-after-ms, grpc-encoding, grpc-accept-encoding";
+
+/// The lean `Connect` of a gateway.
+#[derive(Debug, Clone)]
+pub struct LeanConnect {
+    api: ClientApiService,
+    /// A write that waits longer than this (a client that stopped reading
+    /// while its socket buffer is full) ends the stream.
+    write_timeout: Duration,
+}
+
+impl LeanConnect {
+    pub fn new(api: ClientApiService, write_timeout: Duration) -> Self {
+        Self { api, write_timeout }
+    }
+}
+
+impl LeanCalls for LeanConnect {
+    fn path(&self) -> &'static str {
+        CONNECT_PATH
+    }
+
+    fn serve(&self, conn: LeanConn) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let this = self.clone();
+        Box::pin(async move { this.connect(conn).await })
+    }
+}
+
+impl LeanConnect {
+    async fn connect(self, conn: LeanConn) {
+        let LeanConn {
+            mut io,
+            head,
+            rest,
+            info,
+        } = conn;
+        let cors = cors_headers(head.origin.as_deref());
+        let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(&mut io, rest, head.body)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(status)) => return trailers_only(&mut io, &cors, &status).await,
+            Err(_) => {
+                return trailers_only(
+                    &mut io,
+                    &cors,
+                    &Status::deadline_exceeded("the request body was not sent in time"),
+                )
+                .await;
+            }
+        };
+        let message = match unframe(&body).and_then(|m| {
+            ConnectRequest::decode(m)
+                .map_err(|err| Status::invalid_argument(format!("the ConnectRequest does not decode: {err}")))
+        }) {
+            Ok(message) => message,
+            Err(status) => return trailers_only(&mut io, &cors, &status).await,
+        };
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(value) = MetadataValue::try_from(value) {
+                metadata.append(MetadataKey::from_static(name), value);
+            }
+        };
+        if let Some(value) = &head.authorization {
+            put("authorization", value);
+        }
+        if let Some(value) = &head.traceparent {
+            put("traceparent", value);
+        }
+        if let Some(value) = &head.tracestate {
+            put("tracestate", value);
+        }
+        for value in &head.forwarded_for {
+            put("x-forwarded-for", value);
+        }
+        request.extensions_mut().insert(info);
+        let events = match self.api.connect(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return trailers_only(&mut io, &cors, &status).await,
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\n{cors}\r\n"
+        );
+        if io.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        self.stream(io, events).await;
+    }
+
+    async fn stream(&self, mut io: HandshakeDeadline, mut events: crate::outbox::OutboxStream) {
+        // A byte from the client after its request is a close (EOF), a
+        // reset, or a pipelined request it has no business sending: each
+        // ends the stream. Nothing is buffered for it.
+        let mut probe = [0u8; 16];
+        let status = loop {
+            tokio::select! {
+                next = events.next() => match next {
+                    Some(Ok(event)) => {
+                        let framed = chunk_head(event.0.len());
+                        let written = tokio::time::timeout(
+                            self.write_timeout,
+                            write_all_vectored(&mut io, [&framed.bytes[..framed.len], &event.0, b"\r\n"]),
+                        );
+                        match written.await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return,
+                            Err(_) => break Status::resource_exhausted("the device stopped reading"),
+                        }
+                    }
+                    Some(Err(status)) => break status,
+                    None => break Status::ok(""),
+                },
+                _ = io.read(&mut probe) => return,
+            }
+        };
+        // The trailers in the last data chunk, then the end of the body.
+        let trailer = trailer_frame(&status);
+        let size = format!("{:x}\r\n", trailer.len());
+        let end = write_all_vectored(&mut io, [size.as_bytes(), &trailer, b"\r\n0\r\n\r\n"]);
+        let _ = tokio::time::timeout(Duration::from_secs(1), end).await;
+        let _ = io.shutdown().await;
+    }
+}
+
+/// The request body, from what came after the head and more reads.
+async fn read_body(io: &mut HandshakeDeadline, mut read: Vec<u8>, framing: BodyFraming) -> Result<Vec<u8>, Status> {
+    let too_big = || Status::resource_exhausted(format!("the Connect request is larger than {MAX_BODY} bytes"));
+    match framing {
+        BodyFraming::Length(length) => {
+            let length = usize::try_from(length).map_err(|_| too_big())?;
+            if length > MAX_BODY {
+                return Err(too_big());
+            }
+            while read.len() < length {
+                if fill(io, &mut read, MAX_BODY + 64).await? == 0 {
+                    return Err(Status::invalid_argument("the request body ended early"));
+                }
+            }
+            read.truncate(length);
+            Ok(read)
+        }
+        BodyFraming::Chunked => {
+            let mut body = Vec::new();
+            let mut at = 0;
+            loop {
+                let Some(line_end) = find_crlf(&read[at..]) else {
+                    if read.len() > MAX_BODY + 1024 {
+                        return Err(too_big());
+                    }
+                    if fill(io, &mut read, MAX_BODY + 1024).await? == 0 {
+                        return Err(Status::invalid_argument("the request body ended early"));
+                    }
+                    continue;
+                };
+                let size_text = std::str::from_utf8(&read[at..at + line_end]).unwrap_or("");
+                let size_text = size_text.split(';').next().unwrap_or("").trim();
+                let size = usize::from_str_radix(size_text, 16)
+                    .map_err(|_| Status::invalid_argument("a malformed chunk size in the request body"))?;
+                if body.len() + size > MAX_BODY {
+                    return Err(too_big());
+                }
+                let start = at + line_end + 2;
+                while read.len() < start + size + 2 {
+                    if fill(io, &mut read, MAX_BODY + 1024).await? == 0 {
+                        return Err(Status::invalid_argument("the request body ended early"));
+                    }
+                }
+                if size == 0 {
+                    return Ok(body);
+                }
+                body.extend_from_slice(&read[start..start + size]);
+                at = start + size + 2;
+            }
+        }
+    }
+}
+
+/// Reads more into `read`, never past `cap` bytes in all.
+async fn fill(io: &mut HandshakeDeadline, read: &mut Vec<u8>, cap: usize) -> Result<usize, Status> {
+    if read.len() >= cap {
+        return Err(Status::resource_exhausted(format!(
+            "the Connect request is larger than {MAX_BODY} bytes"
+        )));
+    }
+    read.reserve((cap - read.len()).min(4096));
+    io.read_buf(read)
+        .await
+        .map_err(|_| Status::cancelled("the client went away"))
+}
+
+fn find_crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|pair| pair == b"\r\n")
+}
+
+/// The message of the one gRPC-web data frame of a request body.
+fn unframe(body: &[u8]) -> Result<&[u8], Status> {
+    let (Some(&flags), Some(length)) = (body.first(), body.get(1..5)) else {
+        return Err(Status::invalid_argument("the request body is not a gRPC-web frame"));
+    };
+    if flags != 0 {
+        return Err(Status::unimplemented("compressed requests are not accepted on Connect"));
+    }
+    let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+    body.get(5..5 + length)
+        .filter(|_| body.len() == 5 + length)
+        .ok_or_else(|| Status::invalid_argument("the request body is not exactly one gRPC-web frame"))
+}
+
+/// A chunk's size line and a gRPC-web data frame's header, for a message of `len` bytes.
+struct ChunkHead {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+fn chunk_head(message_len: usize) -> ChunkHead {
+    let mut bytes = [0u8; 24];
+    let size = format!("{:x}\r\n", message_len + 5);
+    let size = size.as_bytes();
+    bytes[..size.len()].copy_from_slice(size);
+    let frame = size.len();
+    bytes[frame] = 0;
+    bytes[frame + 1..frame + 5].copy_from_slice(&(message_len as u32).to_be_bytes());
+    ChunkHead { bytes, len: frame + 5 }
+}
+
+/// A gRPC-web trailer frame (flag 0x80) saying `status`.
+fn trailer_frame(status: &Status) -> Vec<u8> {
+    let mut text = format!("grpc-status:{}\r\n", status.code() as i32);
+    if !status.message().is_empty() {
+        text.push_str(&format!("grpc-message:{}\r\n", percent_encode(status.message())));
+    }
+    let mut frame = vec![0x80];
+    frame.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    frame.extend_from_slice(text.as_bytes());
+    frame
+}
+
+/// A refusal before any event: status and message as headers, no body.
+async fn trailers_only(io: &mut HandshakeDeadline, cors: &str, status: &Status) {
+    if status.code() == Code::Internal || status.code() == Code::Unknown {
+        tracing::error!(%status, "lean connect failed");
+    } else {
+        tracing::debug!(%status, "lean connect refused");
+    }
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ngrpc-status: {}\r\ngrpc-message: {}\r\n",
+        status.code() as i32,
+        percent_encode(status.message())
+    );
+    if let Some(hint) = status.metadata().get("retry-after-ms").and_then(|v| v.to_str().ok()) {
+        head.push_str(&format!("retry-after-ms: {hint}\r\n"));
+    }
+    head.push_str(&format!("content-length: 0\r\nconnection: close\r\n{cors}\r\n"));
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(head.as_bytes())).await;
+    let _ = io.shutdown().await;
+}
+
+fn cors_headers(origin: Option<&str>) -> String {
+    match origin {
+        // The token, not the origin, authorises (as on the tonic path).
+        Some(origin) => format!(
+            "access-control-allow-origin: {origin}\r\nvary: origin\r\naccess-control-expose-headers: {EXPOSED}\r\n"
+        ),
+        None => String::new(),
+    }
+}
+
+/// gRPC's percent-encoding of a status message.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Writes every byte of `parts` with vectored writes (one syscall when the
+/// socket takes it all).
+async fn write_all_vectored(io: &mut HandshakeDeadline, mut parts: [&[u8]; 3]) -> io::Result<()> {
+    while parts.iter().any(|part| !part.is_empty()) {
+        let slices = [IoSlice::new(parts[0]), IoSlice::new(parts[1]), IoSlice::new(parts[2])];
+        let mut written = io.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        for part in parts.iter_mut() {
+            let taken = written.min(part.len());
+            *part = &part[taken..];
+            written -= taken;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_chunks_are_laid_out_as_grpc_web_over_http1() {
+        let head = chunk_head(300);
+        assert_eq!(&head.bytes[..head.len], b"131\r\n\0\0\0\x01\x2c");
+        let trailer = trailer_frame(&Status::unavailable("draining: 100% gone\n"));
+        assert_eq!(trailer[0], 0x80);
+        assert_eq!(
+            &trailer[5..],
+            b"grpc-status:14\r\ngrpc-message:draining: 100%25 gone%0A\r\n"
+        );
+        assert_eq!(unframe(b"\0\0\0\0\x02hi").unwrap(), b"hi");
+        assert!(unframe(b"\0\0\0\0\x05hi").is_err());
+        assert!(unframe(b"\x01\0\0\0\x02hi").is_err());
+        assert!(unframe(b"\0\0").is_err());
+    }
+}
