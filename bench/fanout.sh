@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Runs one fan-out scenario on this machine: a room instance and GATEWAYS
 # gateway processes on 127.0.0.1, then hubbub-bench against them; prints the
-# bench's JSON line and stops the servers.
+# bench's JSON line and stops the servers. It does so once per transport of
+# the viewers' Connect streams (TRANSPORTS, default "h2 lean": gRPC over
+# HTTP/2, then gRPC-web over HTTP/1.1 on the lean path), each against fresh
+# servers, so each memory figure starts from the same place.
 #
 #   bench/fanout.sh [GATEWAYS] -- [hubbub-bench fanout options]
+#   TRANSPORTS=lean bench/fanout.sh 1 -- --viewers 19000 --rate 5 --duration 20
 #   bench/fanout.sh 1 -- --viewers 1000 --rate 5000 --duration 10
 #   ROOM_CAPS=default bench/fanout.sh 1 -- --viewers 1000 --rate 5000   # keep the rooms' delivery caps
 #
@@ -40,28 +44,37 @@ publish=/hubbub.v1.Room/Publish
 HUBBUB_BENCH_GIFT_CREDENTIAL=$("$bin/hubbub" token --role gift --service bench --user bench --call $publish --ttl 2h)
 HUBBUB_BENCH_USER_CREDENTIAL=$("$bin/hubbub" token --role gateway --service bench --user bench --call $publish --ttl 2h)
 export HUBBUB_BENCH_GIFT_CREDENTIAL HUBBUB_BENCH_USER_CREDENTIAL
-HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" room --set "room.listen=127.0.0.1:$room_port" \
-  --set "room.advertise=http://127.0.0.1:$room_port" "${caps[@]}" >&2 &
-pids+=($!)
-
-addresses=()
-metrics=()
-for i in $(seq 0 $((gateways - 1))); do
-  port=$((first_gateway_port + i))
-  internal=$((first_gateway_port + 100 + i))
-  HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" gateway \
-    --set "gateway.listen=127.0.0.1:$port" --set "gateway.internal_listen=127.0.0.1:$internal" \
-    --set "gateway.advertise=http://127.0.0.1:$internal" --set "gateway.id=gateway-$i" \
-    --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
-    --set gateway.max_guest_streams_per_address=1000000 --set listener.max_connections_per_address=1000000 \
-    --set "gateway.room_instances=[\"http://127.0.0.1:$room_port\"]" >&2 &
+start_servers() {
+  pids=()
+  HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" room --set "room.listen=127.0.0.1:$room_port" \
+    --set "room.advertise=http://127.0.0.1:$room_port" "${caps[@]}" >&2 &
   pids+=($!)
-  addresses+=("127.0.0.1:$port")
-  metrics+=("127.0.0.1:$internal")
-done
-sleep 1
-for pid in "${pids[@]}"; do
-  kill -0 "$pid" 2>/dev/null || { echo "fanout.sh: a server did not start (port in use?)" >&2; exit 1; }
-done
+  
+  addresses=()
+  metrics=()
+  for i in $(seq 0 $((gateways - 1))); do
+    port=$((first_gateway_port + i))
+    internal=$((first_gateway_port + 100 + i))
+    HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" gateway \
+      --set "gateway.listen=127.0.0.1:$port" --set "gateway.internal_listen=127.0.0.1:$internal" \
+      --set "gateway.advertise=http://127.0.0.1:$internal" --set "gateway.id=gateway-$i" \
+      --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
+      --set gateway.max_guest_streams_per_address=1000000 --set listener.max_connections_per_address=1000000 \
+      --set "gateway.room_instances=[\"http://127.0.0.1:$room_port\"]" >&2 &
+    pids+=($!)
+    addresses+=("127.0.0.1:$port")
+    metrics+=("127.0.0.1:$internal")
+  done
+  sleep 1
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { echo "fanout.sh: a server did not start (port in use?)" >&2; exit 1; }
+  done
+}
 
-"$bin/hubbub-bench" fanout --gateways "$(IFS=,; echo "${addresses[*]}")" --gateway-metrics "$(IFS=,; echo "${metrics[*]}")" --room "127.0.0.1:$room_port" "$@"
+for transport in ${TRANSPORTS:-h2 lean}; do
+  addresses=()
+  metrics=()
+  start_servers
+  "$bin/hubbub-bench" fanout --transport "$transport" --gateways "$(IFS=,; echo "${addresses[*]}")" --gateway-metrics "$(IFS=,; echo "${metrics[*]}")" --room "127.0.0.1:$room_port" "$@"
+  cleanup
+done

@@ -78,6 +78,9 @@ pub struct FanoutArgs {
     /// Concurrent publish calls in flight at most.
     #[arg(long, default_value_t = 64)]
     pub in_flight: usize,
+    /// The viewers' Connect transport: h2 or lean (see `viewers --transport`).
+    #[arg(long, default_value = "h2")]
+    pub transport: crate::viewers::Transport,
 }
 
 struct Worker {
@@ -183,6 +186,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let per_connection = |sample: &ProcessSample| (sample.resident_bytes - before.resident_bytes) / ready.max(1) as f64;
     let report = json!({
         "scenario": "fanout",
+        "transport": args.transport,
         "viewers": ready,
         "viewers_failed": tally.failed,
         "rooms": args.rooms,
@@ -227,6 +231,14 @@ fn spawn_worker(args: &FanoutArgs, first: usize, count: usize) -> anyhow::Result
         .args(["--first", &first.to_string()])
         .args(["--rooms", &args.rooms.to_string()])
         .args(["--sources", &args.sources.to_string()])
+        .args([
+            "--transport",
+            if args.transport == crate::viewers::Transport::Lean {
+                "lean"
+            } else {
+                "h2"
+            },
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

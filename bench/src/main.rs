@@ -15,6 +15,7 @@ mod gift;
 mod group;
 mod grpc_conn;
 mod histogram;
+mod lean_conn;
 mod scan;
 mod scrape;
 mod token;

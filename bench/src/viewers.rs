@@ -44,6 +44,24 @@ pub struct ViewersArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
+    /// How each viewer's Connect travels: `h2` (gRPC over HTTP/2, one
+    /// connection per viewer) or `lean` (gRPC-web over HTTP/1.1, the
+    /// gateway's lean path; joins share one HTTP/2 connection per gateway).
+    #[arg(long, default_value = "h2")]
+    pub transport: Transport,
+}
+
+/// The transport of the viewers' Connect streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    H2,
+    Lean,
+}
+
+thread_local! {
+    /// One HTTP/2 connection per gateway for the lean viewers' joins.
+    static JOINERS: RefCell<std::collections::HashMap<SocketAddr, GrpcConn>> = RefCell::default();
 }
 
 /// What a viewers process saw.
@@ -120,6 +138,9 @@ async fn open_viewer(args: ViewersArgs, index: usize, tally: Rc<RefCell<Tally>>)
     let gateway = args.gateways[index % args.gateways.len()];
     let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % args.sources.clamp(1, 250)) as u8));
     let source = gateway.ip().is_loopback().then_some(source);
+    if args.transport == Transport::Lean {
+        return open_lean_viewer(&args, index, gateway, source, tally).await;
+    }
     let mut conn = GrpcConn::connect(source, gateway).await?;
     let (session_id, mut events) = conn.open_session(format!("bench-{index}")).await?;
     let join = JoinRoomRequest {
@@ -129,6 +150,44 @@ async fn open_viewer(args: ViewersArgs, index: usize, tally: Rc<RefCell<Tally>>)
     conn.unary("/hubbub.v1.ClientApi/JoinRoom", &join).await?;
     tokio::task::spawn_local(async move {
         let _conn = conn; // the connection lives as long as its stream
+        loop {
+            match events.next().await {
+                Ok(Some(event)) => count(&event, &tally),
+                _ => {
+                    tally.borrow_mut().streams_lost += 1;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn open_lean_viewer(
+    args: &ViewersArgs,
+    index: usize,
+    gateway: SocketAddr,
+    source: Option<IpAddr>,
+    tally: Rc<RefCell<Tally>>,
+) -> anyhow::Result<()> {
+    let (session_id, guest_token, mut events) =
+        crate::lean_conn::open(source, gateway, format!("bench-{index}")).await?;
+    let joiner = match JOINERS.with(|joiners| joiners.borrow().get(&gateway).cloned()) {
+        Some(joiner) => joiner,
+        None => {
+            let joiner = GrpcConn::connect(None, gateway).await?;
+            JOINERS.with(|joiners| joiners.borrow_mut().insert(gateway, joiner.clone()));
+            joiner
+        }
+    };
+    let mut joiner = joiner;
+    joiner.authorize(&guest_token)?;
+    let join = JoinRoomRequest {
+        session_id,
+        room_id: format!("room-{}", index % args.rooms.max(1)),
+    };
+    joiner.unary("/hubbub.v1.ClientApi/JoinRoom", &join).await?;
+    tokio::task::spawn_local(async move {
         loop {
             match events.next().await {
                 Ok(Some(event)) => count(&event, &tally),

@@ -264,3 +264,96 @@ async fn a_pipelined_request_a_half_close_or_a_reset_ends_the_stream_and_frees_i
         .await
         .expect("freed after a reset");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_and_its_place_freed() {
+    let sandbox = support::start_with_room(
+        1,
+        |config| {
+            config.lean_connect = true;
+            // Writes stuck for two heartbeats end the stream: 5 s here.
+            config.heartbeat_interval_ms = 1_000;
+            config.session_calls_per_sec = 1e9;
+            config.session_calls_burst = 1e9;
+            config.user_publish_per_sec = 1e9;
+            config.user_publish_burst = 1e9;
+        },
+        |room| {
+            room.limits.delivery_cap_per_sec = 1e9;
+            room.limits.publish_cap_per_sec = 1e9;
+        },
+    )
+    .await;
+    let mut raw = Raw::open(sandbox.gateways[0], &request(None, "stuck")).await;
+    raw.head().await;
+    let Event::Welcome(welcome) = raw.event().await else {
+        panic!("Welcome first")
+    };
+    let mut client = sandbox.client(0).await;
+    let join = JoinRoomRequest {
+        session_id: welcome.session_id.clone(),
+        room_id: "flood".into(),
+    };
+    client
+        .join_room(authed(join, Some(&welcome.guest_token)))
+        .await
+        .unwrap();
+    // From here on the client reads nothing; 4 KiB comments pile up.
+    let mut sender = Viewer::connect(&sandbox, 0, Some("flooder")).await;
+    sender.join("flood").await;
+    // Incompressible (batches are compressed): every byte must be written.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut noise = move || {
+        (0..4000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    let mut last = String::new();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        for _ in 0..200 {
+            let send = SendRoomMessageRequest {
+                session_id: sender.session_id.clone(),
+                room_id: "flood".into(),
+                body: noise().into(),
+                kind: RoomMessageKind::Comment as i32,
+            };
+            sent += usize::from(
+                sender
+                    .client
+                    .send_room_message(authed(send, sender.token.as_deref()))
+                    .await
+                    .is_ok(),
+            );
+        }
+        let metrics = support::scrape(sandbox.gateways_internal[0]).await;
+        last = metrics
+            .lines()
+            .filter(|l| l.starts_with("hubbub_gateway"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        // The flooder's own stream is the one left.
+        if metrics.contains("hubbub_gateway_connections 1\n") {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a stream that never reads is closed, not held (sent {sent}): {last}"
+    );
+    // Its socket is closed too: what it had not read, then the end.
+    let drained = tokio::time::timeout(support::PATIENCE, async {
+        let mut buf = vec![0u8; 1 << 16];
+        while raw.stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the gateway closed the connection");
+}
