@@ -56,7 +56,18 @@ impl LeanCalls for LeanConnect {
 
     fn serve(&self, conn: LeanConn) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let this = self.clone();
-        Box::pin(async move { this.connect(conn).await })
+        // The span the tonic path's trace layer would make: the call
+        // continues the client's trace (W3C context from its headers).
+        let span = hubbub_kit::telemetry::role_span("gateway", CONNECT_PATH);
+        hubbub_kit::tracecontext::set_parent_from(
+            &span,
+            conn.head.traceparent.as_deref().unwrap_or(""),
+            conn.head.tracestate.as_deref().unwrap_or(""),
+        );
+        Box::pin(tracing::Instrument::instrument(
+            async move { this.connect(conn).await },
+            span,
+        ))
     }
 }
 
