@@ -37,7 +37,8 @@ const EXPOSED: &str =
 /// The lean `Connect` of a gateway.
 #[derive(Debug, Clone)]
 pub struct LeanConnect {
-    api: ClientApiService,
+    /// Shared, not copied into each connection's future.
+    api: std::sync::Arc<ClientApiService>,
     /// A write that waits longer than this (a client that stopped reading
     /// while its socket buffer is full) ends the stream.
     write_timeout: Duration,
@@ -45,7 +46,10 @@ pub struct LeanConnect {
 
 impl LeanConnect {
     pub fn new(api: ClientApiService, write_timeout: Duration) -> Self {
-        Self { api, write_timeout }
+        Self {
+            api: std::sync::Arc::new(api),
+            write_timeout,
+        }
     }
 }
 
@@ -73,6 +77,17 @@ impl LeanCalls for LeanConnect {
 
 impl LeanConnect {
     async fn connect(self, conn: LeanConn) {
+        // Everything the opening needed (the head, the body, the response
+        // head) is dropped before the stream starts: a streaming connection
+        // holds its socket, its outbox and this future's few words.
+        if let Some((io, events)) = self.open(conn).await {
+            self.stream(io, events).await;
+        }
+    }
+
+    /// Reads the request, opens the call and writes the response head; the
+    /// connection and its events, or None when it was refused (answered).
+    async fn open(&self, conn: LeanConn) -> Option<(HandshakeDeadline, crate::outbox::OutboxStream)> {
         let LeanConn {
             mut io,
             head,
@@ -84,12 +99,8 @@ impl LeanConnect {
             Ok(Ok(body)) => body,
             Ok(Err(status)) => return trailers_only(&mut io, &cors, &status).await,
             Err(_) => {
-                return trailers_only(
-                    &mut io,
-                    &cors,
-                    &Status::deadline_exceeded("the request body was not sent in time"),
-                )
-                .await;
+                let status = Status::deadline_exceeded("the request body was not sent in time");
+                return trailers_only(&mut io, &cors, &status).await;
             }
         };
         let message = match unframe(&body).and_then(|m| {
@@ -126,10 +137,8 @@ impl LeanConnect {
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\n{cors}\r\n"
         );
-        if io.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        self.stream(io, events).await;
+        io.write_all(head.as_bytes()).await.ok()?;
+        Some((io, events))
     }
 
     async fn stream(&self, mut io: HandshakeDeadline, mut events: crate::outbox::OutboxStream) {
@@ -281,7 +290,7 @@ fn trailer_frame(status: &Status) -> Vec<u8> {
 }
 
 /// A refusal before any event: status and message as headers, no body.
-async fn trailers_only(io: &mut HandshakeDeadline, cors: &str, status: &Status) {
+async fn trailers_only<T>(io: &mut HandshakeDeadline, cors: &str, status: &Status) -> Option<T> {
     if status.code() == Code::Internal || status.code() == Code::Unknown {
         tracing::error!(%status, "lean connect failed");
     } else {
@@ -298,6 +307,7 @@ async fn trailers_only(io: &mut HandshakeDeadline, cors: &str, status: &Status) 
     head.push_str(&format!("content-length: 0\r\nconnection: close\r\n{cors}\r\n"));
     let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(head.as_bytes())).await;
     let _ = io.shutdown().await;
+    None
 }
 
 fn cors_headers(origin: Option<&str>) -> String {
