@@ -3,7 +3,9 @@
 //! (unary calls on the same port still reach tonic, over HTTP/2 and
 //! HTTP/1.1), errors as gRPC-web trailers, and the attacks on the parser
 //! and the connection: a head sent a byte at a time, an oversized head, a
-//! pipelined request, a half-closed socket, an abrupt reset.
+//! pipelined request, a half-closed socket, an abrupt reset, a client that
+//! never reads, and the trust boundary's Connect cases (bad, foreign,
+//! expired and service tokens, limits, rates, expiry mid-stream).
 
 mod support;
 
@@ -356,4 +358,80 @@ async fn a_client_that_never_reads_is_closed_and_its_place_freed() {
     })
     .await;
     assert!(drained.is_ok(), "the gateway closed the connection");
+}
+
+/// Reads chunks until the trailer frame; its text.
+async fn trailers(raw: &mut Raw) -> String {
+    loop {
+        let chunk = raw.chunk().await;
+        if chunk[0] & 0x80 != 0 {
+            return String::from_utf8_lossy(&chunk[5..]).into_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trust_boundary_holds_on_the_lean_path_too() {
+    use hubbub_kit::auth::{Claims, JwtKey};
+    use hubbub_kit::jwt::{Hs256, unix_now};
+    use hubbub_kit::service_auth::{InternalKey, Role};
+
+    let sandbox = support::start(1, |config| {
+        config.lean_connect = true;
+        config.session_calls_per_sec = 0.01;
+        config.session_calls_burst = 1.0;
+    })
+    .await;
+    let claims = |sub: &str, exp: u64| Claims {
+        sub: sub.into(),
+        exp,
+        iat: unix_now() - 600,
+        nbf: None,
+        aud: None,
+        iss: None,
+        gst: false,
+    };
+    let expired = Hs256::new(support::SECRET, "JWT").sign(&claims("mallory", 1_000));
+    let foreign = JwtKey::new(b"another-secret-of-at-least-32-bytes!").mint("mallory", Duration::from_secs(60));
+    let service = InternalKey::new(support::INTERNAL_KEY).mint(Role::Gateway, "gw-0", &[], Duration::from_secs(60));
+    for (what, token) in [
+        ("an expired token", expired.as_str()),
+        ("another secret's token", foreign.as_str()),
+        ("a service credential", service.as_str()),
+        ("garbage", "not.a.token"),
+    ] {
+        let mut raw = Raw::open(sandbox.gateways[0], &request(Some(token), "d")).await;
+        let head = raw.head().await;
+        assert!(head.contains("grpc-status: 16\r\n"), "{what}: {head}");
+    }
+    let mut raw = Raw::open(sandbox.gateways[0], &request(None, &"d".repeat(129))).await;
+    assert!(
+        raw.head().await.contains("grpc-status: 3\r\n"),
+        "an over-long device id"
+    );
+
+    // The identity is the token's; a second connect at once is over the rate, with a hint.
+    let alice = support::token("alice");
+    let mut raw = Raw::open(sandbox.gateways[0], &request(Some(&alice), "laptop")).await;
+    raw.head().await;
+    let Event::Welcome(welcome) = raw.event().await else {
+        panic!("Welcome first")
+    };
+    assert_eq!(welcome.user_id, "alice");
+    let mut again = Raw::open(sandbox.gateways[0], &request(Some(&alice), "phone")).await;
+    let head = again.head().await;
+    assert!(
+        head.contains("grpc-status: 8\r\n") && head.contains("retry-after-ms: "),
+        "{head}"
+    );
+
+    // A token that expires while streaming ends the stream, UNAUTHENTICATED.
+    let short = Hs256::new(support::SECRET, "JWT").sign(&claims("short-lived", unix_now() - 29));
+    let mut raw = Raw::open(sandbox.gateways[0], &request(Some(&short), "d")).await;
+    raw.head().await;
+    assert!(matches!(raw.event().await, Event::Welcome(_)));
+    let ended = tokio::time::timeout(Duration::from_secs(15), trailers(&mut raw))
+        .await
+        .expect("the stream ended");
+    assert!(ended.contains("grpc-status:16"), "{ended}");
 }
