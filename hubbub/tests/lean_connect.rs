@@ -435,3 +435,46 @@ async fn the_trust_boundary_holds_on_the_lean_path_too() {
         .expect("the stream ended");
     assert!(ended.contains("grpc-status:16"), "{ended}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_chunked_body_is_refused_without_harm() {
+    let sandbox = support::start(1, |config| config.lean_connect = true).await;
+    let head = "POST /hubbub.v1.ClientApi/Connect HTTP/1.1\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\n\r\n";
+    for body in [
+        "1\r\nA\r\nffffffffffffffff\r\nB\r\n0\r\n\r\n", // a size that would wrap
+        "+5\r\nAAAAA\r\n0\r\n\r\n",                     // a sign
+        "5\r\nAAAAAxx0\r\n\r\n",                        // no CRLF after the data
+        "2000\r\n",                                     // above the limit
+    ] {
+        let mut raw = Raw::open(sandbox.gateways[0], format!("{head}{body}").as_bytes()).await;
+        let answer = raw.head().await;
+        assert!(
+            answer.contains("grpc-status: 3\r\n") || answer.contains("grpc-status: 8\r\n"),
+            "{body:?}: {answer}"
+        );
+    }
+    // Still serving.
+    let mut raw = Raw::open(sandbox.gateways[0], &request(None, "after")).await;
+    raw.head().await;
+    assert!(matches!(raw.event().await, Event::Welcome(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_gateway_tells_lean_streams_to_reconnect_and_ends_them_with_trailers() {
+    let sandbox = support::start(1, |config| {
+        config.lean_connect = true;
+        config.drain_reconnect_after_ms = 200;
+    })
+    .await;
+    let mut raw = Raw::open(sandbox.gateways[0], &request(None, "drained")).await;
+    raw.head().await;
+    assert!(matches!(raw.event().await, Event::Welcome(_)));
+    sandbox.gateway_shutdowns[0].cancel();
+    let Event::Reconnect(reconnect) = raw.event().await else {
+        panic!("Reconnect before the end")
+    };
+    assert!(reconnect.after_ms <= 200, "{reconnect:?}");
+    let ended = trailers(&mut raw).await;
+    assert!(ended.contains("grpc-status:0"), "a clean end: {ended}");
+    raw.closed().await;
+}

@@ -292,15 +292,21 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
                 // Every connection as a Rewind: with a lean call, the bytes
                 // its first reads took are put back in front for tonic.
                 type Incoming = Pin<Box<dyn Stream<Item = std::io::Result<Rewind<HandshakeDeadline>>> + Send>>;
-                let incoming: Incoming = match (&tls, lean) {
-                    (None, Some(lean)) => Box::pin(split(incoming, lean.calls, lean.limits, lean.head_timeout)),
-                    _ => Box::pin(incoming.map(|accepted| accepted.map(|io| Rewind::new(Vec::new(), io)))),
+                let (incoming, lean_streams): (Incoming, _) = match (&tls, lean) {
+                    (None, Some(lean)) => {
+                        let (incoming, streams) = split(incoming, lean.calls, lean.limits, lean.head_timeout);
+                        (Box::pin(incoming), Some(streams))
+                    }
+                    _ => (
+                        Box::pin(incoming.map(|accepted| accepted.map(|io| Rewind::new(Vec::new(), io)))),
+                        None,
+                    ),
                 };
                 let builder = match tls {
                     Some(tls) => builder.tls_config(tls.server_config(handshake))?,
                     None => builder,
                 };
-                builder
+                let served = builder
                     // gRPC-web clients in browsers speak HTTP/1.1.
                     .accept_http1(true)
                     // Outermost: a browser's preflight is answered before anything else runs.
@@ -313,7 +319,15 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
                     .layer(grpc_metrics)
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, signal)
-                    .await
+                    .await;
+                // The lean streams end as the role drains them (their
+                // Reconnect, then their trailers): wait as for tonic's own,
+                // within the same drain timeout.
+                if let Some(streams) = lean_streams {
+                    streams.close();
+                    streams.wait().await;
+                }
+                served
             }
             Exposure::Internal { key, tls } => {
                 let builder = match tls {

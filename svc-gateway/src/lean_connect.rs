@@ -112,8 +112,10 @@ impl LeanConnect {
         };
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
+        // As bytes, as hyper keeps them: a value the token check cannot
+        // read is refused there (UNAUTHENTICATED), never dropped into a guest.
         let mut put = |name: &'static str, value: &str| {
-            if let Ok(value) = MetadataValue::try_from(value) {
+            if let Ok(value) = MetadataValue::try_from(value.as_bytes()) {
                 metadata.append(MetadataKey::from_static(name), value);
             }
         };
@@ -135,7 +137,7 @@ impl LeanConnect {
             Err(status) => return trailers_only(&mut io, &cors, &status).await,
         };
         let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\n{cors}\r\n"
+            "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\nconnection: close\r\n{cors}\r\n"
         );
         io.write_all(head.as_bytes()).await.ok()?;
         Some((io, events))
@@ -206,11 +208,17 @@ async fn read_body(io: &mut HandshakeDeadline, mut read: Vec<u8>, framing: BodyF
                     }
                     continue;
                 };
-                let size_text = std::str::from_utf8(&read[at..at + line_end]).unwrap_or("");
-                let size_text = size_text.split(';').next().unwrap_or("").trim();
-                let size = usize::from_str_radix(size_text, 16)
-                    .map_err(|_| Status::invalid_argument("a malformed chunk size in the request body"))?;
-                if body.len() + size > MAX_BODY {
+                let malformed = || Status::invalid_argument("a malformed chunk in the request body");
+                // Hex digits only, at most 4 of them (MAX_BODY is 4 KiB): no
+                // sign, no whitespace, no overflow.
+                let size_text = &read[at..at + line_end];
+                let digits = size_text.split(|b| *b == b';').next().unwrap_or_default();
+                if digits.is_empty() || digits.len() > 4 || !digits.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(malformed());
+                }
+                let size = usize::from_str_radix(std::str::from_utf8(digits).map_err(|_| malformed())?, 16)
+                    .map_err(|_| malformed())?;
+                if size > MAX_BODY - body.len() {
                     return Err(too_big());
                 }
                 let start = at + line_end + 2;
@@ -218,6 +226,9 @@ async fn read_body(io: &mut HandshakeDeadline, mut read: Vec<u8>, framing: BodyF
                     if fill(io, &mut read, MAX_BODY + 1024).await? == 0 {
                         return Err(Status::invalid_argument("the request body ended early"));
                     }
+                }
+                if &read[start + size..start + size + 2] != b"\r\n" {
+                    return Err(malformed());
                 }
                 if size == 0 {
                     return Ok(body);

@@ -128,7 +128,8 @@ fn connect_head(request: &httparse::Request<'_, '_>, len: usize) -> Sniffed {
         let Ok(value) = std::str::from_utf8(field.value) else {
             return Sniffed::Refused(Refusal::Malformed);
         };
-        let value = value.trim();
+        // Optional whitespace is spaces and tabs (RFC 9110), nothing else.
+        let value = value.trim_matches([' ', '\t']);
         let name = field.name;
         let once = |slot: &mut Option<String>| {
             if slot.is_some() {

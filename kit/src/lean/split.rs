@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// A connection whose head is a lean call's.
@@ -41,15 +42,19 @@ pub trait LeanCalls: Send + Sync + 'static {
 /// Connections handed to tonic at once, waiting for it to take them.
 const HANDED_OVER: usize = 1024;
 
-/// `incoming`, split: lean calls served by `lean`, the rest yielded.
+/// `incoming`, split: lean calls served by `lean`, the rest yielded. The
+/// tracker holds every connection being judged or served on the lean path:
+/// a drain waits for it as tonic waits for its own.
 pub fn split(
     mut incoming: GuardedIncoming,
     lean: Arc<dyn LeanCalls>,
     limits: HeadLimits,
     head_timeout: Duration,
-) -> ReceiverStream<io::Result<Rewind<HandshakeDeadline>>> {
+) -> (ReceiverStream<io::Result<Rewind<HandshakeDeadline>>>, TaskTracker) {
     let (to_tonic, stream) = tokio::sync::mpsc::channel(HANDED_OVER);
     let line: Arc<[u8]> = head::request_line(lean.path()).into();
+    let tracker = TaskTracker::new();
+    let connections = tracker.clone();
     tokio::spawn(async move {
         loop {
             let next = tokio::select! {
@@ -60,7 +65,7 @@ pub fn split(
             let Some(accepted) = next else { return };
             let Ok(io) = accepted else { continue };
             let (lean, line, to_tonic) = (lean.clone(), line.clone(), to_tonic.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 match judge(io, &line, limits, head_timeout).await {
                     Judged::Tonic(io) => {
                         let _ = to_tonic.send(Ok(io)).await;
@@ -71,7 +76,7 @@ pub fn split(
             });
         }
     });
-    ReceiverStream::new(stream)
+    (ReceiverStream::new(stream), tracker)
 }
 
 enum Judged {
