@@ -255,11 +255,22 @@ async fn a_gift_is_durable_reaches_every_viewer_and_is_pulled_back() {
         .into_inner();
     assert_eq!(pulled.gifts, vec![record, second]);
     assert_eq!(pulled.last_seq, 2);
-    // A joiner learns where the ledger stands (heads are at most a second
-    // old: the first joins were told 0).
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    let mut late = Viewer::connect(&sandbox, 0, None).await;
-    assert_eq!(late.join(&room).await.gift_seq, 2);
+    // A joiner learns where the ledger stands (heads are about a second
+    // old: the first joins were told 0). Awaited, not timed: a loaded
+    // machine refreshes them later.
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut late = Viewer::connect(&sandbox, 0, None).await;
+        let told = late.join(&room).await.gift_seq;
+        if told == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "joiners are still told {told}, not 2"
+        );
+    }
 
     // Totals, kept with every commit: the room's (a guest may read them)...
     let totals = guest
