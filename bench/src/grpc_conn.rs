@@ -13,6 +13,26 @@ use prost::Message;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::TcpSocket;
 
+/// A TCP connection from `source` (a loopback address, to spread
+/// connections over many source addresses) to `target`, without Nagle.
+pub async fn dial(source: Option<IpAddr>, target: SocketAddr) -> anyhow::Result<tokio::net::TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(source) = source {
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .with_context(|| format!("bind {source}"))?;
+    }
+    socket.set_nodelay(true)?;
+    socket
+        .connect(target)
+        .await
+        .with_context(|| format!("connect {target}"))
+}
+
 /// One HTTP/2 connection to a gateway.
 #[derive(Clone)]
 pub struct GrpcConn {
@@ -27,21 +47,7 @@ impl GrpcConn {
     /// Connects from `source` (a loopback address, to spread connections
     /// over many source addresses) to `target`.
     pub async fn connect(source: Option<IpAddr>, target: SocketAddr) -> anyhow::Result<Self> {
-        let socket = if target.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(source) = source {
-            socket
-                .bind(SocketAddr::new(source, 0))
-                .with_context(|| format!("bind {source}"))?;
-        }
-        socket.set_nodelay(true)?;
-        let stream = socket
-            .connect(target)
-            .await
-            .with_context(|| format!("connect {target}"))?;
+        let stream = dial(source, target).await?;
         let mut builder = http2::Builder::new(TokioExecutor::new());
         // Small windows and buffers: a viewer reads as it goes.
         builder
@@ -119,17 +125,26 @@ impl GrpcConn {
                 .unwrap_or("");
             bail!("{path}: grpc-status {status:?} {message}");
         }
-        Ok(MessageStream {
-            body: response.into_body(),
-            buffer: Vec::new(),
-        })
+        Ok(MessageStream::new(response.into_body()))
     }
 }
 
-/// Length-prefixed gRPC messages read from a response body.
+/// Length-prefixed gRPC messages read from a response body: gRPC over
+/// HTTP/2 (status in the HTTP trailers) or gRPC-web (status in a trailer
+/// frame, flag 0x80).
 pub struct MessageStream {
     body: hyper::body::Incoming,
     buffer: Vec<u8>,
+}
+
+impl MessageStream {
+    /// The messages of `body`.
+    pub fn new(body: hyper::body::Incoming) -> Self {
+        Self {
+            body,
+            buffer: Vec::new(),
+        }
+    }
 }
 
 impl MessageStream {
@@ -139,6 +154,13 @@ impl MessageStream {
             if self.buffer.len() >= 5 {
                 let len = u32::from_be_bytes(self.buffer[1..5].try_into().expect("4 bytes")) as usize;
                 if self.buffer.len() >= 5 + len {
+                    if self.buffer[0] & 0x80 != 0 {
+                        let trailers = String::from_utf8_lossy(&self.buffer[5..5 + len]).into_owned();
+                        if !trailers.contains("grpc-status:0") {
+                            bail!("stream ended: {}", trailers.trim());
+                        }
+                        return Ok(None);
+                    }
                     let message = Bytes::copy_from_slice(&self.buffer[5..5 + len]);
                     self.buffer.drain(..5 + len);
                     return Ok(Some(message));

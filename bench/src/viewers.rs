@@ -5,7 +5,11 @@
 //! It runs on one thread: tallies need no locks, and several processes use
 //! several cores (and stay under the per-process file limit).
 
-use crate::{grpc_conn::GrpcConn, histogram::Histogram, scan};
+use crate::{
+    grpc_conn::{GrpcConn, MessageStream},
+    histogram::Histogram,
+    scan,
+};
 use hubbub_proto::v1::{JoinRoomRequest, ServerEvent, server_event::Event};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -142,7 +146,7 @@ async fn open_viewer(args: ViewersArgs, index: usize, tally: Rc<RefCell<Tally>>)
         return open_lean_viewer(&args, index, gateway, source, tally).await;
     }
     let mut conn = GrpcConn::connect(source, gateway).await?;
-    let (session_id, mut events) = conn.open_session(format!("bench-{index}")).await?;
+    let (session_id, events) = conn.open_session(format!("bench-{index}")).await?;
     let join = JoinRoomRequest {
         session_id,
         room_id: format!("room-{}", index % args.rooms.max(1)),
@@ -150,15 +154,7 @@ async fn open_viewer(args: ViewersArgs, index: usize, tally: Rc<RefCell<Tally>>)
     conn.unary("/hubbub.v1.ClientApi/JoinRoom", &join).await?;
     tokio::task::spawn_local(async move {
         let _conn = conn; // the connection lives as long as its stream
-        loop {
-            match events.next().await {
-                Ok(Some(event)) => count(&event, &tally),
-                _ => {
-                    tally.borrow_mut().streams_lost += 1;
-                    return;
-                }
-            }
-        }
+        count_until_lost(events, &tally).await;
     });
     Ok(())
 }
@@ -170,8 +166,7 @@ async fn open_lean_viewer(
     source: Option<IpAddr>,
     tally: Rc<RefCell<Tally>>,
 ) -> anyhow::Result<()> {
-    let (session_id, guest_token, mut events) =
-        crate::lean_conn::open(source, gateway, format!("bench-{index}")).await?;
+    let (session_id, guest_token, events) = crate::lean_conn::open(source, gateway, format!("bench-{index}")).await?;
     let joiner = match JOINERS.with(|joiners| joiners.borrow().get(&gateway).cloned()) {
         Some(joiner) => joiner,
         None => {
@@ -187,18 +182,16 @@ async fn open_lean_viewer(
         room_id: format!("room-{}", index % args.rooms.max(1)),
     };
     joiner.unary("/hubbub.v1.ClientApi/JoinRoom", &join).await?;
-    tokio::task::spawn_local(async move {
-        loop {
-            match events.next().await {
-                Ok(Some(event)) => count(&event, &tally),
-                _ => {
-                    tally.borrow_mut().streams_lost += 1;
-                    return;
-                }
-            }
-        }
-    });
+    tokio::task::spawn_local(async move { count_until_lost(events, &tally).await });
     Ok(())
+}
+
+/// Counts a viewer's events until its stream ends (before `stop`: lost).
+async fn count_until_lost(mut events: MessageStream, tally: &RefCell<Tally>) {
+    while let Ok(Some(event)) = events.next().await {
+        count(&event, tally);
+    }
+    tally.borrow_mut().streams_lost += 1;
 }
 
 fn count(event: &[u8], tally: &RefCell<Tally>) {

@@ -158,7 +158,7 @@ impl Demo {
         // machine's gateway by any of its names).
         let scheme = if self.gateway_tls { "https" } else { "http" };
         let gateway = format!("{scheme}://{host}:{}", self.gateway_port);
-        let page = |body: &'static str, content_type: &'static str| page(body, content_type, &gateway);
+        let page = |body: &'static str, content_type: &'static str| asset(body, content_type, &gateway);
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/") => page(INDEX, "text/html; charset=utf-8"),
             (&Method::GET, "/demo.css") => page(STYLE, "text/css; charset=utf-8"),
@@ -239,7 +239,7 @@ fn page_host(value: &str) -> Option<&str> {
 }
 
 /// A page, whose scripts may talk to `gateway` and nowhere else.
-fn page(body: &'static str, content_type: &'static str, gateway: &str) -> Response<Full<Bytes>> {
+fn asset(body: &'static str, content_type: &'static str, gateway: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));

@@ -278,11 +278,16 @@ struct ChunkHead {
 }
 
 fn chunk_head(message_len: usize) -> ChunkHead {
+    // Once per event per viewer: laid out by hand, no allocation.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 24];
-    let size = format!("{:x}\r\n", message_len + 5);
-    let size = size.as_bytes();
-    bytes[..size.len()].copy_from_slice(size);
-    let frame = size.len();
+    let size = message_len + 5;
+    let digits = (usize::BITS - size.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, byte) in bytes[..digits].iter_mut().enumerate() {
+        *byte = HEX[(size >> (4 * (digits - 1 - i))) & 0xf];
+    }
+    bytes[digits..digits + 2].copy_from_slice(b"\r\n");
+    let frame = digits + 2;
     bytes[frame] = 0;
     bytes[frame + 1..frame + 5].copy_from_slice(&(message_len as u32).to_be_bytes());
     ChunkHead { bytes, len: frame + 5 }
@@ -370,6 +375,12 @@ mod tests {
     fn frames_and_chunks_are_laid_out_as_grpc_web_over_http1() {
         let head = chunk_head(300);
         assert_eq!(&head.bytes[..head.len], b"131\r\n\0\0\0\x01\x2c");
+        for len in [0, 10, 11, 250, 251, 65_530, 1 << 24] {
+            let head = chunk_head(len);
+            let line = format!("{:x}\r\n", len + 5);
+            assert_eq!(&head.bytes[..line.len()], line.as_bytes(), "{len}");
+            assert_eq!(head.len, line.len() + 5);
+        }
         let trailer = trailer_frame(&Status::unavailable("draining: 100% gone\n"));
         assert_eq!(trailer[0], 0x80);
         assert_eq!(
