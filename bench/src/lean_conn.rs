@@ -5,48 +5,61 @@
 
 use crate::grpc_conn::MessageStream;
 use anyhow::{Context, bail};
-use http::{Request, header};
-use http_body_util::Full;
 use hubbub_proto::v1::{ConnectRequest, ServerEvent, server_event::Event};
-use hyper::{body::Bytes, client::conn::http1};
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use std::net::{IpAddr, SocketAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Opens a lean Connect from `source` to `target`: the Welcome's session id
-/// and guest token, and the events after it.
+/// and guest token, and the events after it. The request is written and the
+/// response read on the socket itself, as a browser's network stack would:
+/// a load generator with an HTTP client task per viewer would spend more
+/// CPU per event than the gateway it measures.
 pub async fn open(
     source: Option<IpAddr>,
     target: SocketAddr,
     device_id: String,
 ) -> anyhow::Result<(String, String, MessageStream)> {
-    let stream = crate::grpc_conn::dial(source, target).await?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::task::spawn_local(async move {
-        let _ = connection.await;
-    });
+    let mut socket = crate::grpc_conn::dial(source, target).await?;
     let message = ConnectRequest {
         device_id,
         client_info: "hubbub-bench lean".into(),
     }
     .encode_to_vec();
-    let mut framed = vec![0];
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
     // Origin-form, as browsers send it (the lean path judges the request line).
-    let request = Request::post("/hubbub.v1.ClientApi/Connect")
-        .header(header::HOST, target.to_string())
-        .header(header::CONTENT_TYPE, "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(Full::new(Bytes::from(framed)))?;
-    let response = sender.send_request(request).await?;
-    if let Some(status) = response.headers().get("grpc-status").filter(|s| *s != "0") {
-        bail!("Connect: grpc-status {status:?}");
+    let mut request = format!(
+        "POST /hubbub.v1.ClientApi/Connect HTTP/1.1\r\nhost: {target}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\ncontent-length: {}\r\n\r\n",
+        message.len() + 5
+    )
+    .into_bytes();
+    request.push(0);
+    request.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    request.extend_from_slice(&message);
+    socket.write_all(&request).await?;
+    let mut read = Vec::with_capacity(1024);
+    let head_end = loop {
+        if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if read.len() > 16 * 1024 || socket.read_buf(&mut read).await? == 0 {
+            bail!("Connect: no response head");
+        }
+    };
+    let head = String::from_utf8_lossy(&read[..head_end]).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200") {
+        bail!("Connect: {}", head.lines().next().unwrap_or(""));
     }
-    if response.headers().get("cache-control").is_none_or(|v| v != "no-store") {
+    if let Some(status) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("grpc-status:"))
+        .filter(|s| s.trim() != "0")
+    {
+        bail!("Connect: grpc-status {}", status.trim());
+    }
+    if !head.contains("cache-control: no-store") || !head.contains("transfer-encoding: chunked") {
         bail!("Connect was not served by the lean path (is gateway.lean_connect on?)");
     }
-    let mut events = MessageStream::new(response.into_body());
+    let mut events = MessageStream::chunked(socket, read.split_off(head_end));
     let welcome = events.next().await?.context("stream ended before Welcome")?;
     let Some(Event::Welcome(welcome)) = ServerEvent::decode(welcome)?.event else {
         bail!("first event was not Welcome");

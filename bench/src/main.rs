@@ -11,6 +11,7 @@
 
 mod churn;
 mod fanout;
+mod floor;
 mod gift;
 mod group;
 mod grpc_conn;
@@ -43,6 +44,11 @@ enum BenchCommand {
     Gift(gift::GiftArgs),
     /// One process of viewers (started by `fanout`).
     Viewers(viewers::ViewersArgs),
+    /// The kernel's CPU per send to N loopback connections: the floor of a
+    /// delivery on this machine; prints JSON.
+    Floor(floor::FloorArgs),
+    /// The reading side of `floor` (started by it).
+    FloorSink(floor::SinkArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +73,11 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(gift::run(args)),
+        BenchCommand::Floor(args) => floor::run(args),
+        BenchCommand::FloorSink(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(floor::sink(args)),
         BenchCommand::Viewers(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let local = tokio::task::LocalSet::new();

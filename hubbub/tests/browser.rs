@@ -5,7 +5,8 @@
 //! message exactly once; ten tabs of one browser share one stream (a
 //! SharedWorker, or a leader tab that hands over) over HTTP/1.1 and over
 //! TLS with HTTP/2; tokens expiring every few seconds are renewed under
-//! live streams; tabs ride out a restart of hubbub.
+//! live streams; tabs ride out a restart of hubbub; gzip-compressed room
+//! batches arrive whole over the lean Connect path.
 //!
 //! The scenarios run one at a time (see .config/nextest.toml): each drives
 //! a real browser, and two cores hold one well.
@@ -14,7 +15,7 @@ mod support;
 
 use serde_json::Value;
 use std::process::Stdio;
-use support::all::{All, DEMO, PUBLIC};
+use support::all::{All, DEMO, INTERNAL_GATEWAY, PUBLIC};
 use support::node::{next_line_within, prepare, repo_dir};
 use support::proxy::Proxy;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -87,6 +88,26 @@ async fn two_browsers_chat_send_gifts_co_stream_and_read_receipts_on_the_demo_pa
         std::fs::metadata(&screenshot).unwrap().len() > 10_000,
         "a screenshot was taken"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_batches_reach_browsers_whole_over_the_lean_path() {
+    let data = tempfile::tempdir().unwrap();
+    let mut all = All::start(data.path(), &["gateway.compress_above_bytes=64"]).await;
+    let figures = scenario(&mut all, "compressed", serde_json::json!({}), no_needs).await;
+    assert_eq!(figures["comments"], 3);
+    let internal = format!("127.0.0.1:{}", all.ports[INTERNAL_GATEWAY]).parse().unwrap();
+    let metrics = support::scrape(internal).await;
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    // Both browsers streamed on the lean path, and what they read was gzip.
+    assert!(counter("hubbub_gateway_lean_streams_total") >= 2, "{metrics}");
+    assert!(counter("hubbub_gateway_compressed_batches_total") >= 3, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

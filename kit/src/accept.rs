@@ -24,12 +24,16 @@ use tokio_stream::Stream;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Connection caps of one listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionCaps {
     /// Open connections at most.
     pub total: usize,
     /// Open connections per source address (IPv6: per /64) at most.
     pub per_address: usize,
+    /// Addresses held only to `total`: the proxies in front of the port
+    /// (every client behind a TLS-terminating load balancer arrives from
+    /// its few addresses).
+    pub uncapped: std::sync::Arc<[IpAddr]>,
 }
 
 #[derive(Debug, Default)]
@@ -83,10 +87,15 @@ impl GuardedIncoming {
     }
 
     fn admit(&self, address: IpAddr) -> Option<Place> {
+        let per_address = if self.caps.uncapped.contains(&address) {
+            usize::MAX
+        } else {
+            self.caps.per_address
+        };
         let address = bucket(address);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let held = counts.by_address.get(&address).copied().unwrap_or(0);
-        if counts.total >= self.caps.total || held >= self.caps.per_address {
+        if counts.total >= self.caps.total || held >= per_address {
             return None;
         }
         counts.total += 1;
@@ -142,8 +151,35 @@ impl Stream for GuardedIncoming {
 
 #[cfg(test)]
 mod tests {
-    use super::bucket;
+    use super::{ConnectionCaps, GuardedIncoming, bucket};
     use std::net::IpAddr;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_trusted_proxy_is_held_to_the_total_cap_only() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy: IpAddr = "10.0.0.9".parse().unwrap();
+        let client: IpAddr = "10.0.0.1".parse().unwrap();
+        let caps = ConnectionCaps {
+            total: 4,
+            per_address: 1,
+            uncapped: [proxy].as_slice().into(),
+        };
+        let incoming = GuardedIncoming::new(listener, caps, Duration::from_secs(1));
+        let held = incoming.admit(client).expect("a client's first connection");
+        assert!(
+            incoming.admit(client).is_none(),
+            "a client's second is over the per-address cap"
+        );
+        let proxied: Vec<_> = (0..3).map(|_| incoming.admit(proxy)).collect();
+        assert!(
+            proxied.iter().all(Option::is_some),
+            "the proxy's connections are not capped per address"
+        );
+        assert!(incoming.admit(proxy).is_none(), "but they count toward the total");
+        drop(held);
+        assert!(incoming.admit(proxy).is_some(), "a freed place is taken again");
+    }
 
     #[test]
     fn ipv6_hosts_count_by_their_64() {

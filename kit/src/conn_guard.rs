@@ -31,7 +31,7 @@ pub struct HandshakeDeadline {
     received: usize,
     deadline: Option<Pin<Box<Sleep>>>,
     /// Its place under the listener's caps, given back when it closes.
-    _place: Option<Place>,
+    place: Option<Place>,
 }
 
 impl HandshakeDeadline {
@@ -41,8 +41,14 @@ impl HandshakeDeadline {
             stream,
             received: 0,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
-            _place: place,
+            place,
         }
+    }
+
+    /// The socket and its place under the caps, once the handshake is
+    /// over: for a caller that drives the socket itself (the lean path).
+    pub fn into_parts(self) -> (TcpStream, Option<Place>) {
+        (self.stream, self.place)
     }
 }
 

@@ -40,6 +40,33 @@ impl GrpcMetrics {
         );
         Self { requests, latency }
     }
+
+    /// Counts a call served outside the tower stack (the lean path) as the
+    /// layer counts its own; the call is timed until the timer is dropped,
+    /// once its response head is written. `method` must be a served path.
+    pub fn start_call(&self, method: &str) -> CallTimer {
+        let labels = MethodLabels {
+            method: method.to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        CallTimer {
+            latency: self.latency.get_or_create(&labels).clone(),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Times one call until dropped; see [`GrpcMetrics::start_call`].
+#[derive(Debug)]
+pub struct CallTimer {
+    latency: Histogram,
+    started: std::time::Instant,
+}
+
+impl Drop for CallTimer {
+    fn drop(&mut self) {
+        self.latency.observe(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// Renders a registry in the Prometheus text format.

@@ -15,7 +15,7 @@
 //! connection, and bound how long a drain may take.
 
 use crate::conn_guard::HandshakeDeadline;
-use crate::lean::{rewind::Rewind, split::split};
+use crate::lean::{close_http1::CloseHttp1Layer, rewind::Rewind, split::split};
 use crate::{
     accept::{ConnectionCaps, GuardedIncoming},
     call_trace::trace_layer,
@@ -151,6 +151,9 @@ pub enum Exposure {
         /// HTTP/1.1 (TLS in front of it is the load balancer's or the
         /// mesh's); with `tls`, every call stays on tonic.
         lean: Option<LeanRoute>,
+        /// Proxies in front of the port, held only to the total connection
+        /// cap, not to the per-address one.
+        proxies: Vec<std::net::IpAddr>,
     },
     /// An internal port: every call needs a credential signed with `key`,
     /// and connections speak TLS when `tls` is set.
@@ -274,6 +277,10 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     let caps = ConnectionCaps {
         total: limits.max_connections.max(1),
         per_address: limits.max_connections_per_address.max(1),
+        uncapped: match &exposure {
+            Exposure::Public { proxies, .. } => proxies.as_slice().into(),
+            Exposure::Internal { .. } => Default::default(),
+        },
     };
     let incoming = GuardedIncoming::new(listener, caps, handshake);
     let builder = Server::builder()
@@ -288,13 +295,20 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
     let signal = shutdown.clone().cancelled_owned();
     let served = async move {
         match exposure {
-            Exposure::Public { tls, lean } => {
+            Exposure::Public { tls, lean, .. } => {
                 // Every connection as a Rewind: with a lean call, the bytes
                 // its first reads took are put back in front for tonic.
                 type Incoming = Pin<Box<dyn Stream<Item = std::io::Result<Rewind<HandshakeDeadline>>> + Send>>;
+                let lean_on = tls.is_none() && lean.is_some();
                 let (incoming, lean_streams): (Incoming, _) = match (&tls, lean) {
                     (None, Some(lean)) => {
-                        let (incoming, streams) = split(incoming, lean.calls, lean.limits, lean.head_timeout);
+                        let (incoming, streams) = split(
+                            incoming,
+                            lean.calls,
+                            lean.limits,
+                            lean.head_timeout,
+                            metrics.grpc.clone(),
+                        );
                         (Box::pin(incoming), Some(streams))
                     }
                     _ => (
@@ -309,7 +323,10 @@ pub async fn serve(server: RoleServer, listener: TcpListener, shutdown: Cancella
                 let served = builder
                     // gRPC-web clients in browsers speak HTTP/1.1.
                     .accept_http1(true)
-                    // Outermost: a browser's preflight is answered before anything else runs.
+                    // Outermost, with a lean call: HTTP/1.1 connections carry one
+                    // request each, so every Connect reaches the lean path.
+                    .layer(tower::util::option_layer(lean_on.then_some(CloseHttp1Layer)))
+                    // A browser's preflight is answered before anything else runs.
                     .layer(cors())
                     // Translates gRPC-web to gRPC, so every layer below sees plain gRPC.
                     .layer(tonic_web::GrpcWebLayer::new())

@@ -4,6 +4,11 @@
 //! [`EncodedEvent`] and cloning that (a reference count) per connection
 //! replaces a deep clone plus an encode per connection. On the wire it is
 //! exactly a `ServerEvent`, so clients see no difference.
+//!
+//! The encoded bytes sit inside a complete HTTP/1.1 chunk holding one
+//! gRPC-web data frame (size line, frame header, message, CRLF): the lean
+//! Connect path writes that same chunk to every viewer as it is, while
+//! tonic takes only the message.
 
 use crate::v1::ServerEvent;
 use prost::{
@@ -12,24 +17,79 @@ use prost::{
     encoding::{DecodeContext, WireType, skip_field},
 };
 
-/// The encoded body of one `ServerEvent`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EncodedEvent(pub Bytes);
+/// The encoded body of one `ServerEvent`, inside its gRPC-web chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// `{size:x}\r\n`, the 5-byte frame header, the message, `\r\n`.
+    chunk: Bytes,
+    /// Where the message starts in `chunk`.
+    message_at: u8,
+}
 
 impl EncodedEvent {
     /// Encodes `event` once.
     pub fn encode(event: &ServerEvent) -> Self {
-        Self(event.encode_to_vec().into())
+        let len = event.encoded_len();
+        let mut chunk = Vec::with_capacity(len + CHUNK_OVERHEAD);
+        let message_at = chunk_head(&mut chunk, len);
+        event.encode(&mut chunk).expect("a Vec grows to take any message");
+        chunk.extend_from_slice(b"\r\n");
+        Self {
+            chunk: chunk.into(),
+            message_at,
+        }
+    }
+
+    /// The encoded `ServerEvent`.
+    pub fn message(&self) -> &[u8] {
+        &self.chunk[usize::from(self.message_at)..self.chunk.len() - 2]
+    }
+
+    /// The encoded `ServerEvent`, sharing this event's memory.
+    pub fn message_bytes(&self) -> Bytes {
+        self.chunk.slice(usize::from(self.message_at)..self.chunk.len() - 2)
+    }
+
+    /// The whole HTTP/1.1 chunk carrying it as a gRPC-web data frame.
+    pub fn chunk(&self) -> &Bytes {
+        &self.chunk
     }
 
     /// The encoded size in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.chunk.len() - usize::from(self.message_at) - 2
     }
 
     /// True for an empty event.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+}
+
+/// Bytes a chunk adds around a message at most: 16 hex digits and CRLF,
+/// the frame header, the closing CRLF.
+const CHUNK_OVERHEAD: usize = 16 + 2 + 5 + 2;
+
+/// Writes a chunk's size line and a gRPC-web data frame's header for a
+/// message of `len` bytes; returns where the message starts.
+fn chunk_head(out: &mut Vec<u8>, len: usize) -> u8 {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let size = len + 5;
+    let digits = (usize::BITS - size.leading_zeros()).div_ceil(4).max(1) as usize;
+    for i in (0..digits).rev() {
+        out.push(HEX[(size >> (4 * i)) & 0xf]);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.push(0);
+    // A gRPC-web frame says its length in 4 bytes; the server's messages are
+    // bounded far below (tonic refuses anything over its limits anyway).
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.len() as u8
+}
+
+impl Default for EncodedEvent {
+    fn default() -> Self {
+        Self::encode(&ServerEvent::default())
     }
 }
 
@@ -41,7 +101,7 @@ impl From<&ServerEvent> for EncodedEvent {
 
 impl Message for EncodedEvent {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        buf.put_slice(&self.0);
+        buf.put_slice(self.message());
     }
 
     // The server never decodes a stream element; anything given is skipped.
@@ -56,11 +116,11 @@ impl Message for EncodedEvent {
     }
 
     fn encoded_len(&self) -> usize {
-        self.0.len()
+        self.len()
     }
 
     fn clear(&mut self) {
-        self.0 = Bytes::new();
+        *self = Self::default();
     }
 }
 
@@ -115,6 +175,31 @@ mod tests {
         };
         let encoded = EncodedEvent::encode(&event);
         assert_eq!(encoded.encode_to_vec(), event.encode_to_vec());
-        assert_eq!(ServerEvent::decode(encoded.0.clone()).unwrap(), event);
+        assert_eq!(ServerEvent::decode(encoded.message_bytes()).unwrap(), event);
+    }
+
+    #[test]
+    fn an_encoded_event_is_a_complete_grpc_web_chunk() {
+        for size in [0usize, 6, 250, 251, 4090, 70_000] {
+            let event = ServerEvent {
+                event: Some(Event::RoomBatch(crate::v1::RoomBatch {
+                    room_id: "r".repeat(size),
+                    ..Default::default()
+                })),
+            };
+            let message = event.encode_to_vec();
+            let encoded = EncodedEvent::encode(&event);
+            let mut expected = format!("{:x}\r\n", message.len() + 5).into_bytes();
+            expected.push(0);
+            expected.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            expected.extend_from_slice(&message);
+            expected.extend_from_slice(b"\r\n");
+            assert_eq!(encoded.chunk().as_ref(), expected.as_slice(), "{size}");
+            assert_eq!(encoded.message(), message.as_slice());
+            assert_eq!(encoded.len(), message.len());
+        }
+        let empty = EncodedEvent::default();
+        assert_eq!(empty.chunk().as_ref(), b"5\r\n\0\0\0\0\0\r\n");
+        assert!(empty.is_empty());
     }
 }

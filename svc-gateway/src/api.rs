@@ -42,6 +42,11 @@ impl ClientApiService {
         Self { gateway, jwt, shutdown }
     }
 
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &crate::metrics::GatewayMetrics {
+        &self.gateway.metrics
+    }
+
     fn route(&self, session_id: &str) -> Result<Route, Status> {
         if session_id.is_empty() {
             return Err(Status::invalid_argument(

@@ -27,6 +27,8 @@ pub struct PreparedBatch {
     pub messages: u64,
     /// Its last `keep` messages, for the gateway's recent ring.
     pub tail: Vec<RoomMessage>,
+    /// Its messages travel gzip-compressed.
+    pub compressed: bool,
 }
 
 impl PreparedBatch {
@@ -44,15 +46,17 @@ impl PreparedBatch {
         let room_id: Arc<str> = batch.room_id.as_str().into();
         // Internal to the route layer: clients need not carry it.
         batch.linked_traceparents.clear();
+        let mut compressed = false;
         if compress_above > 0 {
             let list = RoomMessageList {
                 messages: std::mem::take(&mut batch.messages),
             };
             let plain = list.encode_to_vec();
             match (plain.len() > compress_above).then(|| gzip(&plain)).flatten() {
-                Some(compressed) if compressed.len() < plain.len() => {
-                    batch.compressed = compressed.into();
+                Some(packed) if packed.len() < plain.len() => {
+                    batch.compressed = packed.into();
                     batch.codec = GZIP.to_owned();
+                    compressed = true;
                 }
                 _ => batch.messages = list.messages,
             }
@@ -66,6 +70,7 @@ impl PreparedBatch {
             lane,
             messages,
             tail,
+            compressed,
         }
     }
 }
@@ -109,7 +114,7 @@ mod tests {
     }
 
     fn decode(prepared: &PreparedBatch) -> RoomBatch {
-        match ServerEvent::decode(prepared.event.0.clone()).unwrap().event {
+        match ServerEvent::decode(prepared.event.message_bytes()).unwrap().event {
             Some(Event::RoomBatch(batch)) => batch,
             other => panic!("not a batch: {other:?}"),
         }

@@ -67,6 +67,9 @@ pub struct GatewayConfig {
     /// event). Everything else on the port stays on tonic; with
     /// `public_tls` every call does.
     pub lean_connect: bool,
+    /// Threads one batch's fan-out to a big room's viewers may use (0: one
+    /// per core). Rooms under ~2,000 local viewers use one.
+    pub fanout_threads: usize,
     /// Largest room message body a client may send, in bytes.
     pub max_room_message_bytes: usize,
     /// Events queued per connection; a device that lets it fill is closed
@@ -107,7 +110,9 @@ pub struct GatewayConfig {
     pub max_guest_streams_per_address: usize,
     /// Proxies (load balancers) whose `x-forwarded-for` is believed: behind
     /// them, a guest's source address is the rightmost address of that
-    /// header that is not itself a trusted proxy.
+    /// header that is not itself a trusted proxy. Their connections are
+    /// held to `listener.max_connections` only, not to the per-address cap
+    /// (every client behind a TLS-terminating proxy arrives from it).
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Largest ClientApi request accepted, in bytes (room bodies are capped
     /// separately by `max_room_message_bytes`).
@@ -152,6 +157,7 @@ impl Default for GatewayConfig {
             peer_address_template: None,
             public_tls: None,
             heartbeat_interval_ms: 25_000,
+            fanout_threads: 0,
             lean_connect: true,
             max_room_message_bytes: 4096,
             outbox_capacity: 1024,

@@ -48,7 +48,7 @@ impl GatewayControl for GatewayControlService {
                     let metrics = &self.gateway.metrics;
                     // Notifies are high priority: a device that cannot take one
                     // is closed, reconnects and pulls.
-                    if session.outbox.push(event.clone(), Lane::High, None, 1, metrics) {
+                    if session.outbox.push(&event, Lane::High, None, 1, metrics) {
                         response.delivered += 1;
                     }
                 }

@@ -124,7 +124,7 @@ impl Gateway {
             session_id: session_id.clone(),
         };
         let (outbox, stream) = Outbox::new(self.config.outbox_capacity, guard);
-        outbox.offer(EncodedEvent::encode(&ServerEvent {
+        outbox.offer(&EncodedEvent::encode(&ServerEvent {
             event: Some(Event::Welcome(Welcome {
                 session_id: session_id.to_string(),
                 user_id: identity.user_id().unwrap_or_default().to_owned(),
@@ -180,7 +180,7 @@ impl Gateway {
                             mailbox_seq: head,
                         })),
                     });
-                    session.outbox.push(event, Lane::High, None, 1, &gateway.metrics);
+                    session.outbox.push(&event, Lane::High, None, 1, &gateway.metrics);
                 }
                 Ok(None) => {}
                 Err(status) => {
@@ -335,7 +335,7 @@ impl Gateway {
         for session in sessions {
             // Jittered so a fleet of clients does not come back at once.
             let after_ms = (rand::random::<u64>() % spread) as u32;
-            session.outbox.offer(EncodedEvent::encode(&ServerEvent {
+            session.outbox.offer(&EncodedEvent::encode(&ServerEvent {
                 event: Some(Event::Reconnect(Reconnect {
                     reason: "draining".into(),
                     after_ms,

@@ -1,14 +1,17 @@
 //! `Connect` on the lean path: an HTTP/1.1 gRPC-web request served without
 //! hyper or h2. The call itself is the tonic path's (the same
 //! `ClientApiService::connect`: the same authentication, limits, session
-//! and outbox); only its framing differs. Each event the outbox yields is
-//! written as one HTTP chunk holding one gRPC-web frame, with one vectored
-//! write straight from the event's shared bytes; while a write waits, the
-//! outbox queues (laned, dropping low first) and is the only memory that
-//! grows. Errors are gRPC-web trailers, before the stream
-//! (trailers-only) or at its end.
+//! and outbox); only its framing differs. Each event is one HTTP chunk
+//! holding one gRPC-web frame, encoded once per gateway (`EncodedEvent`'s
+//! chunk) and written by whoever pushes it, with one non-blocking write,
+//! straight from the fan-out: a delivery wakes no task. Only when the socket
+//! is full does the outbox queue (laned, dropping low first), and this
+//! connection's task writes the queue as the socket drains; the queue is
+//! the only memory that grows. Errors are gRPC-web trailers, before the
+//! stream (trailers-only) or at its end.
 
 use crate::api::ClientApiService;
+use crate::outbox::OutboxStream;
 use hubbub_kit::conn_guard::HandshakeDeadline;
 use hubbub_kit::lean::head::BodyFraming;
 use hubbub_kit::lean::split::{LeanCalls, LeanConn};
@@ -16,11 +19,12 @@ use hubbub_proto::v1::ConnectRequest;
 use hubbub_proto::wire::server::client_api_server::ClientApi;
 use prost::Message;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_stream::StreamExt;
+use tokio::net::TcpStream;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::{Code, Status};
 
@@ -38,7 +42,7 @@ const EXPOSED: &str =
 #[derive(Debug, Clone)]
 pub struct LeanConnect {
     /// Shared, not copied into each connection's future.
-    api: std::sync::Arc<ClientApiService>,
+    api: Arc<ClientApiService>,
     /// A write that waits longer than this (a client that stopped reading
     /// while its socket buffer is full) ends the stream.
     write_timeout: Duration,
@@ -47,7 +51,7 @@ pub struct LeanConnect {
 impl LeanConnect {
     pub fn new(api: ClientApiService, write_timeout: Duration) -> Self {
         Self {
-            api: std::sync::Arc::new(api),
+            api: Arc::new(api),
             write_timeout,
         }
     }
@@ -77,22 +81,25 @@ impl LeanCalls for LeanConnect {
 
 impl LeanConnect {
     async fn connect(self, conn: LeanConn) {
-        // Everything the opening needed (the head, the body, the response
-        // head) is dropped before the stream starts: a streaming connection
-        // holds its socket, its outbox and this future's few words.
-        if let Some((io, events)) = self.open(conn).await {
+        // The opening runs in a future of its own, freed before the stream
+        // starts: a streaming connection holds its socket, its outbox and
+        // the few words of `stream`, not the opening's state.
+        let opened = Box::pin(self.open(conn)).await;
+        if let Some((io, events)) = opened {
             self.stream(io, events).await;
         }
     }
 
     /// Reads the request, opens the call and writes the response head; the
     /// connection and its events, or None when it was refused (answered).
-    async fn open(&self, conn: LeanConn) -> Option<(HandshakeDeadline, crate::outbox::OutboxStream)> {
+    async fn open(&self, conn: LeanConn) -> Option<(HandshakeDeadline, OutboxStream)> {
+        // Timed until its answer's head is written, as tonic's calls are.
         let LeanConn {
             mut io,
             head,
             rest,
             info,
+            timer: _timer,
         } = conn;
         let cors = cors_headers(head.origin.as_deref());
         let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(&mut io, rest, head.body)).await {
@@ -136,6 +143,7 @@ impl LeanConnect {
             Ok(response) => response.into_inner(),
             Err(status) => return trailers_only(&mut io, &cors, &status).await,
         };
+        self.api.metrics().lean_streams.inc();
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\nconnection: close\r\n{cors}\r\n"
         );
@@ -143,22 +151,18 @@ impl LeanConnect {
         Some((io, events))
     }
 
-    async fn stream(&self, mut io: HandshakeDeadline, mut events: crate::outbox::OutboxStream) {
-        // A byte from the client after its request is a close (EOF), a
-        // reset, or a pipelined request it has no business sending: each
-        // ends the stream. Nothing is buffered for it.
-        let mut probe = [0u8; 16];
+    async fn stream(&self, io: HandshakeDeadline, mut events: OutboxStream) {
+        let (socket, _place) = io.into_parts();
+        let socket = Arc::new(socket);
+        // From here pushers write events on the socket themselves while
+        // nothing is queued; this task writes only what had to wait.
+        events.write_directly(socket.clone());
         let status = loop {
             tokio::select! {
-                next = events.next() => match next {
-                    Some(Ok(event)) => {
-                        let framed = chunk_head(event.0.len());
-                        let written = tokio::time::timeout(
-                            self.write_timeout,
-                            write_all_vectored(&mut io, [&framed.bytes[..framed.len], &event.0, b"\r\n"]),
-                        );
-                        match written.await {
-                            Ok(Ok(())) => {}
+                next = std::future::poll_fn(|cx| events.poll_chunk(cx)) => match next {
+                    Some(Ok(chunk)) => {
+                        match tokio::time::timeout(self.write_timeout, write_all(&socket, &chunk)).await {
+                            Ok(Ok(())) => events.written(),
                             Ok(Err(_)) => return,
                             Err(_) => break Status::resource_exhausted("the device stopped reading"),
                         }
@@ -166,15 +170,26 @@ impl LeanConnect {
                     Some(Err(status)) => break status,
                     None => break Status::ok(""),
                 },
-                _ = io.read(&mut probe) => return,
+                // A byte from the client after its request is a close (EOF),
+                // a reset, or a pipelined request it has no business
+                // sending: each ends the stream. Nothing is buffered for it.
+                readable = socket.readable() => {
+                    if readable.is_err() || !matches!(socket.try_read(&mut [0u8; 1]), Err(ref err) if err.kind() == io::ErrorKind::WouldBlock) {
+                        return;
+                    }
+                }
             }
         };
+        // No pusher writes past this point: the trailers come last.
+        drop(events);
         // The trailers in the last data chunk, then the end of the body.
-        let trailer = trailer_frame(&status);
-        let size = format!("{:x}\r\n", trailer.len());
-        let end = write_all_vectored(&mut io, [size.as_bytes(), &trailer, b"\r\n0\r\n\r\n"]);
-        let _ = tokio::time::timeout(Duration::from_secs(1), end).await;
-        let _ = io.shutdown().await;
+        let mut end = trailer_chunk(&status);
+        end.extend_from_slice(b"0\r\n\r\n");
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&socket, &end)).await;
+        // The outbox let go of its handle with the stream: the socket is ours.
+        if let Ok(mut socket) = Arc::try_unwrap(socket) {
+            let _ = socket.shutdown().await;
+        }
     }
 }
 
@@ -271,38 +286,18 @@ fn unframe(body: &[u8]) -> Result<&[u8], Status> {
         .ok_or_else(|| Status::invalid_argument("the request body is not exactly one gRPC-web frame"))
 }
 
-/// A chunk's size line and a gRPC-web data frame's header, for a message of `len` bytes.
-struct ChunkHead {
-    bytes: [u8; 24],
-    len: usize,
-}
-
-fn chunk_head(message_len: usize) -> ChunkHead {
-    // Once per event per viewer: laid out by hand, no allocation.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = [0u8; 24];
-    let size = message_len + 5;
-    let digits = (usize::BITS - size.leading_zeros()).div_ceil(4).max(1) as usize;
-    for (i, byte) in bytes[..digits].iter_mut().enumerate() {
-        *byte = HEX[(size >> (4 * (digits - 1 - i))) & 0xf];
-    }
-    bytes[digits..digits + 2].copy_from_slice(b"\r\n");
-    let frame = digits + 2;
-    bytes[frame] = 0;
-    bytes[frame + 1..frame + 5].copy_from_slice(&(message_len as u32).to_be_bytes());
-    ChunkHead { bytes, len: frame + 5 }
-}
-
-/// A gRPC-web trailer frame (flag 0x80) saying `status`.
-fn trailer_frame(status: &Status) -> Vec<u8> {
+/// A chunk holding a gRPC-web trailer frame (flag 0x80) saying `status`.
+fn trailer_chunk(status: &Status) -> Vec<u8> {
     let mut text = format!("grpc-status:{}\r\n", status.code() as i32);
     if !status.message().is_empty() {
         text.push_str(&format!("grpc-message:{}\r\n", percent_encode(status.message())));
     }
-    let mut frame = vec![0x80];
-    frame.extend_from_slice(&(text.len() as u32).to_be_bytes());
-    frame.extend_from_slice(text.as_bytes());
-    frame
+    let mut chunk = format!("{:x}\r\n", text.len() + 5).into_bytes();
+    chunk.push(0x80);
+    chunk.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    chunk.extend_from_slice(text.as_bytes());
+    chunk.extend_from_slice(b"\r\n");
+    chunk
 }
 
 /// A refusal before any event: status and message as headers, no body.
@@ -322,7 +317,7 @@ async fn trailers_only<T>(io: &mut HandshakeDeadline, cors: &str, status: &Statu
     }
     head.push_str(&format!("content-length: 0\r\nconnection: close\r\n{cors}\r\n"));
     let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(head.as_bytes())).await;
-    let _ = io.shutdown().await;
+    hubbub_kit::lean::split::close_lingering(io).await;
     None
 }
 
@@ -349,19 +344,16 @@ fn percent_encode(message: &str) -> String {
     out
 }
 
-/// Writes every byte of `parts` with vectored writes (one syscall when the
-/// socket takes it all).
-async fn write_all_vectored(io: &mut HandshakeDeadline, mut parts: [&[u8]; 3]) -> io::Result<()> {
-    while parts.iter().any(|part| !part.is_empty()) {
-        let slices = [IoSlice::new(parts[0]), IoSlice::new(parts[1]), IoSlice::new(parts[2])];
-        let mut written = io.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        for part in parts.iter_mut() {
-            let taken = written.min(part.len());
-            *part = &part[taken..];
-            written -= taken;
+/// Writes every byte of `bytes` on a socket others may write on too (never
+/// at the same time: the outbox orders them).
+async fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(())
@@ -373,20 +365,12 @@ mod tests {
 
     #[test]
     fn frames_and_chunks_are_laid_out_as_grpc_web_over_http1() {
-        let head = chunk_head(300);
-        assert_eq!(&head.bytes[..head.len], b"131\r\n\0\0\0\x01\x2c");
-        for len in [0, 10, 11, 250, 251, 65_530, 1 << 24] {
-            let head = chunk_head(len);
-            let line = format!("{:x}\r\n", len + 5);
-            assert_eq!(&head.bytes[..line.len()], line.as_bytes(), "{len}");
-            assert_eq!(head.len, line.len() + 5);
-        }
-        let trailer = trailer_frame(&Status::unavailable("draining: 100% gone\n"));
-        assert_eq!(trailer[0], 0x80);
-        assert_eq!(
-            &trailer[5..],
-            b"grpc-status:14\r\ngrpc-message:draining: 100%25 gone%0A\r\n"
-        );
+        let trailer = trailer_chunk(&Status::unavailable("draining: 100% gone\n"));
+        let text = b"grpc-status:14\r\ngrpc-message:draining: 100%25 gone%0A\r\n";
+        assert_eq!(&trailer[..4], format!("{:x}\r\n", text.len() + 5).as_bytes());
+        assert_eq!(trailer[4], 0x80);
+        assert_eq!(&trailer[5..9], &(text.len() as u32).to_be_bytes());
+        assert_eq!(&trailer[9..], [&text[..], b"\r\n"].concat().as_slice());
         assert_eq!(unframe(b"\0\0\0\0\x02hi").unwrap(), b"hi");
         assert!(unframe(b"\0\0\0\0\x05hi").is_err());
         assert!(unframe(b"\x01\0\0\0\x02hi").is_err());

@@ -40,6 +40,7 @@ pub mod presence_link;
 pub mod room_link;
 pub mod rooms;
 pub mod sessions;
+mod spread;
 
 pub use config::GatewayConfig;
 
@@ -120,11 +121,14 @@ pub async fn serve_with(
     let dialer = channel::Dialer::new(credentials.clone(), options.tls.clone());
     let mut registry = Registry::default();
     let metrics = metrics::GatewayMetrics::register(&mut registry);
-    let rooms = Arc::new(rooms::LocalRooms::new(
-        KEEP_RECENT,
-        config.compress_above_bytes,
-        metrics.clone(),
-    ));
+    let fanout_threads = match config.fanout_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        threads => threads,
+    };
+    let rooms = Arc::new(
+        rooms::LocalRooms::new(KEEP_RECENT, config.compress_above_bytes, metrics.clone())
+            .with_fanout_threads(fanout_threads),
+    );
     let links = room_link::RoomLinks::start(
         &config.id,
         &dialer,
@@ -224,7 +228,11 @@ pub async fn serve_with(
     let client_api = ClientApiServer::new(service).max_decoding_message_size(max_request);
     let public = RoleServer {
         role: "gateway",
-        exposure: Exposure::Public { tls: public_tls, lean },
+        exposure: Exposure::Public {
+            tls: public_tls,
+            lean,
+            proxies: gateway.config.trusted_proxies.clone(),
+        },
         routes: Routes::new(client_api),
         service_names: vec![hubbub_proto::wire::server::client_api_server::SERVICE_NAME],
         metrics: metrics.clone(),
@@ -278,7 +286,7 @@ async fn heartbeats(gateway: Arc<gateway::Gateway>, shutdown: CancellationToken)
             event: Some(Event::Heartbeat(Heartbeat { server_time_ms: now })),
         });
         for session in gateway.sessions.snapshot() {
-            session.outbox.offer(event.clone());
+            session.outbox.offer(&event);
         }
         gateway.limiter.sweep();
         gateway.session_limiter.sweep();

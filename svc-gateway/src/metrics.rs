@@ -32,6 +32,10 @@ pub struct GatewayMetrics {
     pub stale_dropped: Counter,
     /// Streams ended because their token expired.
     pub expired_closed: Counter,
+    /// Connect streams opened on the lean path (HTTP/1.1 gRPC-web).
+    pub lean_streams: Counter,
+    /// Room batches sent gzip-compressed.
+    pub compressed_batches: Counter,
 }
 
 impl GatewayMetrics {
@@ -85,6 +89,16 @@ impl GatewayMetrics {
             "hubbub_gateway_expired_closed",
             "Streams ended at their token's expiry",
             m.expired_closed.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_lean_streams",
+            "Connect streams opened on the lean path",
+            m.lean_streams.clone(),
+        );
+        registry.register(
+            "hubbub_gateway_compressed_batches",
+            "Room batches sent gzip-compressed",
+            m.compressed_batches.clone(),
         );
         m
     }

@@ -5,18 +5,26 @@
 //! there is room); a high-priority event evicts the oldest droppable one;
 //! when nothing is droppable the stream is closed with RESOURCE_EXHAUSTED so
 //! the device reconnects and pulls what it missed.
+//!
+//! A lean-path stream attaches its socket ([`OutboxStream::write_directly`]):
+//! then an event that finds nothing queued ahead of it is written by the
+//! pusher itself, with one non-blocking write of the event's shared chunk,
+//! and the stream's task is never woken. Only what the socket does not take
+//! at once is queued, and the task writes it when the socket drains.
 
 use crate::metrics::GatewayMetrics;
 use hubbub_proto::{
     v1::{Missed, ServerEvent, server_event::Event},
     wire::EncodedEvent,
 };
+use prost::bytes::Bytes;
 use std::{
     collections::VecDeque,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
 };
+use tokio::net::TcpStream;
 use tokio_stream::Stream;
 use tonic::Status;
 
@@ -49,6 +57,36 @@ struct State {
     /// The stream's task, parked until something is queued. Kept here, under
     /// the same lock as the queue, so a push can never miss a parked reader.
     reader: Option<Waker>,
+    /// The lean path's socket, written by pushers while nothing waits.
+    direct: Option<Arc<TcpStream>>,
+    /// The stream's task holds an event it has not finished writing: what
+    /// comes next must queue behind it.
+    writing: bool,
+    /// The rest of a chunk a pusher began on the socket: written first,
+    /// never dropped (the HTTP framing depends on it).
+    rest: Option<Bytes>,
+}
+
+impl State {
+    /// Writes `event` on the lean socket now, when nothing waits ahead of
+    /// it. True when the socket took it (what it did not take of a chunk it
+    /// began is kept in `rest` for the stream's task).
+    fn write_now(&mut self, event: &EncodedEvent) -> bool {
+        let Some(socket) = &self.direct else { return false };
+        if self.writing || self.rest.is_some() || !self.queue.is_empty() || !self.missed.is_empty() {
+            return false;
+        }
+        let chunk = event.chunk();
+        match socket.try_write(chunk) {
+            Ok(written) if written == chunk.len() => true,
+            Ok(written) if written > 0 => {
+                self.rest = Some(chunk.slice(written..));
+                true
+            }
+            // Full (or broken): queued; the stream's task finds out which.
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -91,9 +129,9 @@ impl Outbox {
     /// queued (dropped as a slow device's normal/low traffic, or closed).
     pub fn push(
         &self,
-        event: EncodedEvent,
+        event: &EncodedEvent,
         lane: Lane,
-        room: Option<Arc<str>>,
+        room: Option<&Arc<str>>,
         messages: u64,
         metrics: &GatewayMetrics,
     ) -> bool {
@@ -101,10 +139,16 @@ impl Outbox {
         if state.closing.is_some() {
             return false;
         }
+        if state.write_now(event) {
+            if state.rest.is_some() {
+                wake(state);
+            }
+            return true;
+        }
         if state.queue.len() >= self.shared.capacity {
             if lane < Lane::High {
                 metrics.dropped.inc_by(messages);
-                record_missed(&mut state.missed, room, messages);
+                record_missed(&mut state.missed, room.cloned(), messages);
                 return false;
             }
             let Some(victim) = state.queue.iter().position(|queued| queued.lane < Lane::High) else {
@@ -120,9 +164,9 @@ impl Outbox {
             record_missed(&mut state.missed, victim.room, victim.messages);
         }
         state.queue.push_back(Queued {
-            event,
+            event: event.clone(),
             lane,
-            room,
+            room: room.cloned(),
             messages,
         });
         wake(state);
@@ -131,11 +175,20 @@ impl Outbox {
 
     /// Queues a control event (welcome, heartbeat, reconnect) only when
     /// there is room: a busy stream needs no heartbeat.
-    pub fn offer(&self, event: EncodedEvent) {
+    pub fn offer(&self, event: &EncodedEvent) {
         let mut state = self.lock();
-        if state.closing.is_none() && state.queue.len() < self.shared.capacity {
+        if state.closing.is_some() {
+            return;
+        }
+        if state.write_now(event) {
+            if state.rest.is_some() {
+                wake(state);
+            }
+            return;
+        }
+        if state.queue.len() < self.shared.capacity {
             state.queue.push_back(Queued {
-                event,
+                event: event.clone(),
                 lane: Lane::High,
                 room: None,
                 messages: 0,
@@ -204,12 +257,27 @@ pub struct OutboxStream {
     _guard: Box<dyn Send + Sync>,
 }
 
+/// What a stream yields next.
+enum Next {
+    Event(EncodedEvent),
+    /// The rest of a chunk already begun on the lean socket.
+    Rest(Bytes),
+    Failed(Option<Status>),
+    End,
+}
+
 impl OutboxStream {
     /// The next item, or None after parking `waker` (under the queue's lock).
-    fn next_ready(&self, waker: &Waker) -> Option<Option<Result<EncodedEvent, Status>>> {
+    /// `lean`: the caller writes chunks, and takes a begun chunk's rest.
+    fn next_ready(&self, waker: &Waker, lean: bool) -> Option<Next> {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Before a failure too: a chunk begun on the wire must end whole.
+        if lean && let Some(rest) = state.rest.take() {
+            state.writing = true;
+            return Some(Next::Rest(rest));
+        }
         if let Some(Closing::Failed(status)) = &mut state.closing {
-            return Some(status.take().map(Err));
+            return Some(Next::Failed(status.take()));
         }
         if !state.missed.is_empty() {
             let (room, count) = state.missed.remove(0);
@@ -219,18 +287,64 @@ impl OutboxStream {
                     count,
                 })),
             };
-            return Some(Some(Ok(EncodedEvent::encode(&event))));
+            state.writing = state.direct.is_some();
+            return Some(Next::Event(EncodedEvent::encode(&event)));
         }
         if let Some(queued) = state.queue.pop_front() {
-            return Some(Some(Ok(queued.event)));
+            state.writing = state.direct.is_some();
+            return Some(Next::Event(queued.event));
         }
         if matches!(state.closing, Some(Closing::Graceful)) {
-            return Some(None);
+            return Some(Next::End);
         }
         if !state.reader.as_ref().is_some_and(|parked| parked.will_wake(waker)) {
             state.reader = Some(waker.clone());
         }
         None
+    }
+
+    /// From now on, events that find nothing queued are written on `socket`
+    /// by whoever pushes them; read the rest with [`Self::poll_chunk`].
+    pub fn write_directly(&self, socket: Arc<TcpStream>) {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).direct = Some(socket);
+    }
+
+    /// The lean path's next bytes to write: a whole chunk, or the rest of
+    /// one a pusher began. Call [`Self::written`] once they are written.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let Some(next) = self.next_ready(cx.waker(), true) else {
+            return Poll::Pending;
+        };
+        Poll::Ready(match next {
+            Next::Event(event) => Some(Ok(event.chunk().clone())),
+            Next::Rest(rest) => Some(Ok(rest)),
+            Next::Failed(status) => {
+                self.done = true;
+                status.map(Err)
+            }
+            Next::End => {
+                self.done = true;
+                None
+            }
+        })
+    }
+
+    /// The bytes [`Self::poll_chunk`] gave are on the wire: pushers may
+    /// write directly again once nothing else is queued.
+    pub fn written(&self) {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).writing = false;
+    }
+}
+
+impl Drop for OutboxStream {
+    fn drop(&mut self) {
+        // Nobody writes on a stream that ended; the socket closes with it.
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.direct = None;
+        state.rest = None;
     }
 }
 
@@ -241,15 +355,22 @@ impl Stream for OutboxStream {
         if self.done {
             return Poll::Ready(None);
         }
-        match self.next_ready(cx.waker()) {
-            Some(next) => {
-                if next.as_ref().is_none_or(Result::is_err) {
-                    self.done = true;
-                }
-                Poll::Ready(next)
+        let Some(next) = self.next_ready(cx.waker(), false) else {
+            return Poll::Pending;
+        };
+        Poll::Ready(match next {
+            Next::Event(event) => Some(Ok(event)),
+            // Not asked for: only a lean stream's pushers begin chunks.
+            Next::Rest(_) => None,
+            Next::Failed(status) => {
+                self.done = true;
+                status.map(Err)
             }
-            None => Poll::Pending,
-        }
+            Next::End => {
+                self.done = true;
+                None
+            }
+        })
     }
 }
 
@@ -267,7 +388,10 @@ mod tests {
     }
 
     fn decode(item: Option<Result<EncodedEvent, Status>>) -> Event {
-        ServerEvent::decode(item.unwrap().unwrap().0).unwrap().event.unwrap()
+        ServerEvent::decode(item.unwrap().unwrap().message_bytes())
+            .unwrap()
+            .event
+            .unwrap()
     }
 
     #[tokio::test]
@@ -275,14 +399,14 @@ mod tests {
         let metrics = GatewayMetrics::default();
         let (outbox, mut stream) = Outbox::new(2, ());
         let room: Arc<str> = "r".into();
-        assert!(outbox.push(event(1), Lane::Normal, Some(room.clone()), 10, &metrics));
-        assert!(outbox.push(event(2), Lane::High, Some(room.clone()), 1, &metrics));
+        assert!(outbox.push(&event(1), Lane::Normal, Some(&room), 10, &metrics));
+        assert!(outbox.push(&event(2), Lane::High, Some(&room), 1, &metrics));
         assert!(
-            !outbox.push(event(3), Lane::Normal, Some(room.clone()), 5, &metrics),
+            !outbox.push(&event(3), Lane::Normal, Some(&room), 5, &metrics),
             "dropped"
         );
         assert!(
-            outbox.push(event(4), Lane::High, Some(room.clone()), 1, &metrics),
+            outbox.push(&event(4), Lane::High, Some(&room), 1, &metrics),
             "evicts the normal one"
         );
         assert_eq!(metrics.dropped.get(), 15);
@@ -303,9 +427,9 @@ mod tests {
     async fn high_priority_that_cannot_fit_closes_the_stream_with_resource_exhausted() {
         let metrics = GatewayMetrics::default();
         let (outbox, mut stream) = Outbox::new(2, ());
-        assert!(outbox.push(event(1), Lane::High, None, 1, &metrics));
-        assert!(outbox.push(event(2), Lane::High, None, 1, &metrics));
-        assert!(!outbox.push(event(3), Lane::High, None, 1, &metrics));
+        assert!(outbox.push(&event(1), Lane::High, None, 1, &metrics));
+        assert!(outbox.push(&event(2), Lane::High, None, 1, &metrics));
+        assert!(!outbox.push(&event(3), Lane::High, None, 1, &metrics));
         let status = stream.next().await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(stream.next().await.is_none());
@@ -324,9 +448,9 @@ mod tests {
             got.len()
         });
         tokio::task::yield_now().await;
-        outbox.push(event(1), Lane::Normal, None, 1, &metrics);
+        outbox.push(&event(1), Lane::Normal, None, 1, &metrics);
         outbox.close();
-        assert!(!outbox.push(event(2), Lane::Normal, None, 1, &metrics), "closed");
+        assert!(!outbox.push(&event(2), Lane::Normal, None, 1, &metrics), "closed");
         assert_eq!(reader.await.unwrap(), 1);
     }
 }

@@ -15,6 +15,7 @@ use crate::{
     batch::PreparedBatch,
     metrics::GatewayMetrics,
     outbox::{Lane, Outbox},
+    spread,
 };
 use hubbub_kit::sharded::Sharded;
 use hubbub_proto::{
@@ -100,16 +101,22 @@ impl LocalRoom {
         }
     }
 
-    /// Hands one prepared batch to every viewer; returns how many took it.
-    fn fan_out(&self, batch: &PreparedBatch, metrics: &GatewayMetrics) -> u64 {
-        let mut delivered = 0;
-        for outbox in self.viewers.values() {
-            let room = Some(batch.room_id.clone());
-            if outbox.push(batch.event.clone(), batch.lane, room, batch.messages, metrics) {
-                delivered += 1;
-            }
-        }
+    /// Hands one prepared batch to every viewer, a big room's viewers over
+    /// up to `threads` threads; returns how many took it.
+    fn fan_out(&self, batch: &PreparedBatch, threads: usize, metrics: &GatewayMetrics) -> u64 {
+        let push = |outbox: &&Outbox| {
+            u64::from(outbox.push(&batch.event, batch.lane, Some(&batch.room_id), batch.messages, metrics))
+        };
+        let delivered = if self.viewers.len() >= 2 * spread::MIN_PER_THREAD && threads > 1 {
+            let viewers: Vec<&Outbox> = self.viewers.values().collect();
+            spread::spread(&viewers, threads, push)
+        } else {
+            self.viewers.values().map(|outbox| push(&outbox)).sum()
+        };
         metrics.deliveries.inc_by(delivered * batch.messages);
+        if batch.compressed {
+            metrics.compressed_batches.inc();
+        }
         delivered
     }
 
@@ -125,7 +132,7 @@ impl LocalRoom {
         });
         // High: a gap notice is what lets a viewer recover; never dropped.
         for outbox in self.viewers.values() {
-            outbox.push(event.clone(), Lane::High, None, 0, metrics);
+            outbox.push(&event, Lane::High, None, 0, metrics);
         }
     }
 }
@@ -136,6 +143,8 @@ pub struct LocalRooms {
     rooms: Sharded<HashMap<String, Arc<RoomCell>>>,
     keep_recent: usize,
     compress_above: usize,
+    /// Threads one batch's fan-out may use.
+    fanout_threads: usize,
     metrics: GatewayMetrics,
 }
 
@@ -147,8 +156,15 @@ impl LocalRooms {
             rooms: Sharded::default(),
             keep_recent,
             compress_above,
+            fanout_threads: 1,
             metrics,
         }
+    }
+
+    /// Lets one batch's fan-out use up to `threads` threads.
+    pub fn with_fanout_threads(mut self, threads: usize) -> Self {
+        self.fanout_threads = threads.max(1);
+        self
     }
 
     fn cell(&self, room_id: &str) -> Option<Arc<RoomCell>> {
@@ -262,7 +278,7 @@ impl LocalRooms {
                 })),
             });
             for outbox in room.viewers.values() {
-                outbox.push(event.clone(), Lane::Low, None, 0, &self.metrics);
+                outbox.push(&event, Lane::Low, None, 0, &self.metrics);
             }
         }
     }
@@ -298,7 +314,7 @@ impl LocalRooms {
                     ..Default::default()
                 };
                 let prepared = PreparedBatch::new(batch, 0, self.compress_above);
-                room.fan_out(&prepared, &self.metrics);
+                room.fan_out(&prepared, self.fanout_threads, &self.metrics);
             }
             room.last_seq = room.last_seq.max(subscribed.last_seq);
             return;
@@ -338,7 +354,7 @@ impl LocalRooms {
         }
         let prepared = PreparedBatch::new(batch, self.keep_recent, self.compress_above);
         room.remember(&prepared.tail, self.keep_recent);
-        room.fan_out(&prepared, &self.metrics)
+        room.fan_out(&prepared, self.fanout_threads, &self.metrics)
     }
 
     /// Rooms held here for which `keep` is true (re-subscription after a
@@ -386,7 +402,7 @@ mod tests {
 
     async fn next_event(stream: &mut crate::outbox::OutboxStream) -> Event {
         let item = stream.next().await.unwrap().unwrap();
-        ServerEvent::decode(item.0).unwrap().event.unwrap()
+        ServerEvent::decode(item.message_bytes()).unwrap().event.unwrap()
     }
 
     fn seqs(event: Event) -> Vec<u64> {

@@ -88,6 +88,25 @@ const scenarios = {
     say({ comments: 6, gifts: 3, likes: 2 });
   },
 
+  /** Compressed room batches (the gateway gzips every batch over 64 bytes): long comments arrive whole, one by one. */
+  async compressed() {
+    const [a, b] = [await browser(demoUrl), await browser(demoUrl)];
+    const alice = await a.tab(`user=alice&room=packed-${run}`);
+    const bob = await b.tab(`user=bob&room=packed-${run}`);
+    await Promise.all([connected(alice), connected(bob)]);
+    const sent = [];
+    for (let i = 1; i <= 3; i++) {
+      const body = `packed ${i} ${"hubbub ".repeat(60).trim()}`;
+      sent.push(`alice ${body}`);
+      await comment(alice, body);
+      await atLeast(bob, "#comments li[data-seq]", i);
+      assert.deepEqual(await texts(bob, "#comments li[data-seq]"), sent, "bob has exactly the comments sent so far, whole");
+    }
+    const errors = [a, b].flatMap((x) => x.errors);
+    assert.deepEqual(errors, [], "no page error");
+    say({ comments: sent.length });
+  },
+
   /** A browser offline misses a burst of gifts and group messages; back online it shows each once. */
   async offline() {
     // Bob reaches hubbub through a proxy the test can cut (the page at

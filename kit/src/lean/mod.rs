@@ -6,14 +6,11 @@
 //! preflights, health) goes to hyper and tonic unchanged, with the bytes
 //! already read put back in front ([`rewind::Rewind`]).
 //!
-//! In place so far: the request head, parsed with `httparse` under hard
-//! limits ([`head`]), and the rewinding stream. Still to build: the sniffing
-//! accept loop in front of tonic, the streaming writer (each room batch
-//! encoded once per gateway as a complete chunk, written with non-blocking
-//! writes, queued in the laned outbox only when a write would block), the
-//! error trailers a browser understands, and the one Connect test suite run
-//! over both transports.
+//! Here: the request head, parsed with `httparse` under hard limits
+//! ([`head`]), the sniffing accept loop in front of tonic ([`split`]) and
+//! the rewinding stream. The streaming writer is the role's own.
 
+pub mod close_http1;
 pub mod head;
 pub mod rewind;
 pub mod split;

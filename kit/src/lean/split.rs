@@ -8,6 +8,7 @@ use super::head::{self, ConnectHead, HeadLimits, Sniffed};
 use super::rewind::Rewind;
 use crate::accept::GuardedIncoming;
 use crate::conn_guard::HandshakeDeadline;
+use crate::metrics::{CallTimer, GrpcMetrics};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -29,6 +30,9 @@ pub struct LeanConn {
     pub rest: Vec<u8>,
     /// Its addresses.
     pub info: TcpConnectInfo,
+    /// The call counted in the role's gRPC metrics, timed until dropped
+    /// (drop it once the response head is written).
+    pub timer: CallTimer,
 }
 
 /// A role's lean call.
@@ -50,6 +54,7 @@ pub fn split(
     lean: Arc<dyn LeanCalls>,
     limits: HeadLimits,
     head_timeout: Duration,
+    metrics: GrpcMetrics,
 ) -> (ReceiverStream<io::Result<Rewind<HandshakeDeadline>>>, TaskTracker) {
     let (to_tonic, stream) = tokio::sync::mpsc::channel(HANDED_OVER);
     let line: Arc<[u8]> = head::request_line(lean.path()).into();
@@ -64,13 +69,24 @@ pub fn split(
             };
             let Some(accepted) = next else { return };
             let Ok(io) = accepted else { continue };
-            let (lean, line, to_tonic) = (lean.clone(), line.clone(), to_tonic.clone());
+            let (lean, line, to_tonic, metrics) = (lean.clone(), line.clone(), to_tonic.clone(), metrics.clone());
             connections.spawn(async move {
                 match judge(io, &line, limits, head_timeout).await {
                     Judged::Tonic(io) => {
                         let _ = to_tonic.send(Ok(io)).await;
                     }
-                    Judged::Lean(conn) => lean.serve(*conn).await,
+                    Judged::Lean(parts) => {
+                        let (io, head, rest, info) = *parts;
+                        let timer = metrics.start_call(lean.path());
+                        lean.serve(LeanConn {
+                            io,
+                            head,
+                            rest,
+                            info,
+                            timer,
+                        })
+                        .await
+                    }
                     Judged::Done => {}
                 }
             });
@@ -81,7 +97,7 @@ pub fn split(
 
 enum Judged {
     Tonic(Rewind<HandshakeDeadline>),
-    Lean(Box<LeanConn>),
+    Lean(Box<(HandshakeDeadline, ConnectHead, Vec<u8>, TcpConnectInfo)>),
     Done,
 }
 
@@ -91,9 +107,22 @@ async fn judge(mut io: HandshakeDeadline, line: &[u8], limits: HeadLimits, head_
         loop {
             let room = limits.max_head_bytes.saturating_sub(read.len()).clamp(1, 4096);
             read.reserve(room);
+            let before = read.len();
             match io.read_buf(&mut read).await {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
+            }
+            // A lean call's head is parsed again only when a line ended:
+            // a head trickled byte by byte costs a parse per line, not per
+            // byte (a line without a colon is refused at once).
+            let seen = read.len().min(line.len());
+            let lean_so_far = read[..seen] == line[..seen];
+            if lean_so_far
+                && read.len() > line.len()
+                && read.len() < limits.max_head_bytes
+                && !read[before..].contains(&b'\n')
+            {
+                continue;
             }
             match head::sniff(&read, line, limits) {
                 Sniffed::Incomplete => continue,
@@ -107,7 +136,7 @@ async fn judge(mut io: HandshakeDeadline, line: &[u8], limits: HeadLimits, head_
         Ok(Some(Sniffed::Connect(head))) => {
             let rest = read[head.len..].to_vec();
             let info = io.connect_info();
-            Judged::Lean(Box::new(LeanConn { io, head, rest, info }))
+            Judged::Lean(Box::new((io, head, rest, info)))
         }
         Ok(Some(Sniffed::Refused(refusal))) => {
             refuse(&mut io, refusal.status(), "request head refused").await;
@@ -125,7 +154,26 @@ async fn judge(mut io: HandshakeDeadline, line: &[u8], limits: HeadLimits, head_
 async fn refuse(io: &mut HandshakeDeadline, status: u16, reason: &str) {
     let answer = format!("HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
     let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(answer.as_bytes())).await;
+    close_lingering(io).await;
+}
+
+/// Ends a connection after an answer: our side first, then what the client
+/// still sends is read and dropped (a second at most, 64 KiB at most), so
+/// closing with unread bytes does not reset the connection and destroy the
+/// answer before the client has read it.
+pub async fn close_lingering(io: &mut HandshakeDeadline) {
     let _ = io.shutdown().await;
+    let drain = async {
+        let mut scratch = [0u8; 1024];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match io.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 impl<T: Connected> Connected for Rewind<T> {
