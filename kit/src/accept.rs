@@ -46,17 +46,20 @@ struct Counts {
 #[derive(Debug)]
 pub struct Place {
     counts: Arc<Mutex<Counts>>,
-    address: IpAddr,
+    /// The address counted against, None for a proxy.
+    address: Option<IpAddr>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.total -= 1;
-        if let Some(held) = counts.by_address.get_mut(&self.address) {
+        if let Some(address) = self.address
+            && let Some(held) = counts.by_address.get_mut(&address)
+        {
             *held -= 1;
             if *held == 0 {
-                counts.by_address.remove(&self.address);
+                counts.by_address.remove(&address);
             }
         }
     }
@@ -87,22 +90,23 @@ impl GuardedIncoming {
     }
 
     fn admit(&self, address: IpAddr) -> Option<Place> {
-        let per_address = if self.caps.uncapped.contains(&address) {
-            usize::MAX
-        } else {
-            self.caps.per_address
-        };
+        // A proxy counts toward the total only (an IPv4 one may arrive
+        // IPv4-mapped on a dual-stack listener).
+        let canonical = address.to_canonical();
+        let proxy = self.caps.uncapped.iter().any(|p| p.to_canonical() == canonical);
         let address = bucket(address);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let held = counts.by_address.get(&address).copied().unwrap_or(0);
-        if counts.total >= self.caps.total || held >= per_address {
+        if counts.total >= self.caps.total || (!proxy && held >= self.caps.per_address) {
             return None;
         }
         counts.total += 1;
-        *counts.by_address.entry(address).or_default() += 1;
+        if !proxy {
+            *counts.by_address.entry(address).or_default() += 1;
+        }
         Some(Place {
             counts: self.counts.clone(),
-            address,
+            address: (!proxy).then_some(address),
         })
     }
 }
@@ -159,6 +163,7 @@ mod tests {
     async fn a_trusted_proxy_is_held_to_the_total_cap_only() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy: IpAddr = "10.0.0.9".parse().unwrap();
+        let proxy_mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
         let client: IpAddr = "10.0.0.1".parse().unwrap();
         let caps = ConnectionCaps {
             total: 4,
@@ -171,7 +176,8 @@ mod tests {
             incoming.admit(client).is_none(),
             "a client's second is over the per-address cap"
         );
-        let proxied: Vec<_> = (0..3).map(|_| incoming.admit(proxy)).collect();
+        let mut proxied: Vec<_> = (0..2).map(|_| incoming.admit(proxy)).collect();
+        proxied.push(incoming.admit(proxy_mapped));
         assert!(
             proxied.iter().all(Option::is_some),
             "the proxy's connections are not capped per address"

@@ -15,6 +15,7 @@ use crate::outbox::OutboxStream;
 use hubbub_kit::conn_guard::HandshakeDeadline;
 use hubbub_kit::lean::head::BodyFraming;
 use hubbub_kit::lean::split::{LeanCalls, LeanConn};
+use hubbub_kit::metrics::CallTimer;
 use hubbub_proto::v1::ConnectRequest;
 use hubbub_proto::wire::server::client_api_server::ClientApi;
 use prost::Message;
@@ -99,15 +100,15 @@ impl LeanConnect {
             head,
             rest,
             info,
-            timer: _timer,
+            timer,
         } = conn;
         let cors = cors_headers(head.origin.as_deref());
         let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(&mut io, rest, head.body)).await {
             Ok(Ok(body)) => body,
-            Ok(Err(status)) => return trailers_only(&mut io, &cors, &status).await,
+            Ok(Err(status)) => return trailers_only(&mut io, &cors, &status, timer).await,
             Err(_) => {
                 let status = Status::deadline_exceeded("the request body was not sent in time");
-                return trailers_only(&mut io, &cors, &status).await;
+                return trailers_only(&mut io, &cors, &status, timer).await;
             }
         };
         let message = match unframe(&body).and_then(|m| {
@@ -115,7 +116,7 @@ impl LeanConnect {
                 .map_err(|err| Status::invalid_argument(format!("the ConnectRequest does not decode: {err}")))
         }) {
             Ok(message) => message,
-            Err(status) => return trailers_only(&mut io, &cors, &status).await,
+            Err(status) => return trailers_only(&mut io, &cors, &status, timer).await,
         };
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
@@ -141,7 +142,7 @@ impl LeanConnect {
         request.extensions_mut().insert(info);
         let events = match self.api.connect(request).await {
             Ok(response) => response.into_inner(),
-            Err(status) => return trailers_only(&mut io, &cors, &status).await,
+            Err(status) => return trailers_only(&mut io, &cors, &status, timer).await,
         };
         self.api.metrics().lean_streams.inc();
         let head = format!(
@@ -161,9 +162,13 @@ impl LeanConnect {
             tokio::select! {
                 next = std::future::poll_fn(|cx| events.poll_chunk(cx)) => match next {
                     Some(Ok(chunk)) => {
-                        match tokio::time::timeout(self.write_timeout, write_all(&socket, &chunk)).await {
+                        let mut left: &[u8] = &chunk;
+                        match tokio::time::timeout(self.write_timeout, write_all(&socket, &mut left)).await {
                             Ok(Ok(())) => events.written(),
                             Ok(Err(_)) => return,
+                            // Trailers only after whole chunks: after a half-written
+                            // one they would be read as its rest.
+                            Err(_) if left.len() < chunk.len() => return,
                             Err(_) => break Status::resource_exhausted("the device stopped reading"),
                         }
                     }
@@ -185,7 +190,7 @@ impl LeanConnect {
         // The trailers in the last data chunk, then the end of the body.
         let mut end = trailer_chunk(&status);
         end.extend_from_slice(b"0\r\n\r\n");
-        let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&socket, &end)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&socket, &mut end.as_slice())).await;
         // The outbox let go of its handle with the stream: the socket is ours.
         if let Ok(mut socket) = Arc::try_unwrap(socket) {
             let _ = socket.shutdown().await;
@@ -301,7 +306,7 @@ fn trailer_chunk(status: &Status) -> Vec<u8> {
 }
 
 /// A refusal before any event: status and message as headers, no body.
-async fn trailers_only<T>(io: &mut HandshakeDeadline, cors: &str, status: &Status) -> Option<T> {
+async fn trailers_only<T>(io: &mut HandshakeDeadline, cors: &str, status: &Status, timer: CallTimer) -> Option<T> {
     if status.code() == Code::Internal || status.code() == Code::Unknown {
         tracing::error!(%status, "lean connect failed");
     } else {
@@ -317,6 +322,7 @@ async fn trailers_only<T>(io: &mut HandshakeDeadline, cors: &str, status: &Statu
     }
     head.push_str(&format!("content-length: 0\r\nconnection: close\r\n{cors}\r\n"));
     let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(head.as_bytes())).await;
+    drop(timer); // answered: the linger is not the call's time
     hubbub_kit::lean::split::close_lingering(io).await;
     None
 }
@@ -346,12 +352,13 @@ fn percent_encode(message: &str) -> String {
 
 /// Writes every byte of `bytes` on a socket others may write on too (never
 /// at the same time: the outbox orders them).
-async fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+/// `bytes` is left holding what was not written.
+async fn write_all(socket: &TcpStream, bytes: &mut &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         socket.writable().await?;
         match socket.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => bytes = &bytes[written..],
+            Ok(written) => *bytes = &bytes[written..],
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) => return Err(err),
         }

@@ -360,8 +360,13 @@ impl Stream for OutboxStream {
         };
         Poll::Ready(match next {
             Next::Event(event) => Some(Ok(event)),
-            // Not asked for: only a lean stream's pushers begin chunks.
-            Next::Rest(_) => None,
+            // Never given to this reader (only a lean stream's pushers
+            // begin chunks); should it be, the stream ends rather than
+            // send a broken frame.
+            Next::Rest(_) => {
+                self.done = true;
+                None
+            }
             Next::Failed(status) => {
                 self.done = true;
                 status.map(Err)

@@ -6,15 +6,21 @@
 //! batches in order and a joiner still sees a message either in its
 //! snapshot or on its stream.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+
+/// Helper threads running now, over every room of the process: rooms on
+/// other delivery workers fanning out at the same time share the same
+/// cores, so together they start no more helpers than `threads - 1`.
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Items one thread takes at least before another is worth starting
 /// (starting one costs tens of microseconds; 1,024 sends cost milliseconds).
 pub const MIN_PER_THREAD: usize = 1024;
 
 /// Sums `each(item)` over `items`, on up to `threads` threads (this one
-/// included) when there are enough items. A helper that cannot be started
-/// leaves its part to this thread.
+/// included) when there are enough items and the process is not already
+/// running `threads - 1` helpers. A part with no helper is done here.
 pub fn spread<T: Sync>(items: &[T], threads: usize, each: impl Fn(&T) -> u64 + Sync) -> u64 {
     let parts = (items.len() / MIN_PER_THREAD).clamp(1, threads.max(1));
     if parts == 1 {
@@ -22,18 +28,33 @@ pub fn spread<T: Sync>(items: &[T], threads: usize, each: impl Fn(&T) -> u64 + S
     }
     let each = &each;
     let chunk = items.len().div_ceil(parts);
+    let budget = threads.saturating_sub(1);
     thread::scope(|scope| {
         let mut parts = items.chunks(chunk);
         let mine = parts.next().unwrap_or_default();
         let mut inline = Vec::new();
-        let helpers: Vec<_> = parts
-            .filter_map(|part| {
-                let started = thread::Builder::new()
-                    .name("fan-out".into())
-                    .spawn_scoped(scope, move || part.iter().map(each).sum::<u64>());
-                started.map_err(|_| inline.push(part)).ok()
-            })
-            .collect();
+        let mut helpers = Vec::new();
+        for part in parts {
+            if HELPERS.fetch_add(1, Ordering::AcqRel) >= budget {
+                HELPERS.fetch_sub(1, Ordering::AcqRel);
+                inline.push(part);
+                continue;
+            }
+            let started = thread::Builder::new()
+                .name("fan-out".into())
+                .spawn_scoped(scope, move || {
+                    let sum = part.iter().map(each).sum::<u64>();
+                    HELPERS.fetch_sub(1, Ordering::AcqRel);
+                    sum
+                });
+            match started {
+                Ok(helper) => helpers.push(helper),
+                Err(_) => {
+                    HELPERS.fetch_sub(1, Ordering::AcqRel);
+                    inline.push(part);
+                }
+            }
+        }
         let mut total: u64 = mine.iter().map(each).sum();
         total += inline.iter().flat_map(|part| part.iter()).map(each).sum::<u64>();
         // A helper that panicked counts nothing; the panic stays in it.
