@@ -63,7 +63,7 @@ impl LeanCalls for LeanConnect {
         CONNECT_PATH
     }
 
-    fn serve(&self, conn: LeanConn) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn serve(&self, conn: Box<LeanConn>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let this = self.clone();
         // The span the tonic path's trace layer would make: the call
         // continues the client's trace (W3C context from its headers).
@@ -81,7 +81,7 @@ impl LeanCalls for LeanConnect {
 }
 
 impl LeanConnect {
-    async fn connect(self, conn: LeanConn) {
+    async fn connect(self, conn: Box<LeanConn>) {
         // The opening runs in a future of its own, freed before the stream
         // starts: a streaming connection holds its socket, its outbox and
         // the few words of `stream`, not the opening's state.
@@ -93,7 +93,7 @@ impl LeanConnect {
 
     /// Reads the request, opens the call and writes the response head; the
     /// connection and its events, or None when it was refused (answered).
-    async fn open(&self, conn: LeanConn) -> Option<(HandshakeDeadline, OutboxStream)> {
+    async fn open(&self, conn: Box<LeanConn>) -> Option<(HandshakeDeadline, OutboxStream)> {
         // Timed until its answer's head is written, as tonic's calls are.
         let LeanConn {
             mut io,
@@ -101,7 +101,7 @@ impl LeanConnect {
             rest,
             info,
             timer,
-        } = conn;
+        } = *conn;
         let cors = cors_headers(head.origin.as_deref());
         let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(&mut io, rest, head.body)).await {
             Ok(Ok(body)) => body,
@@ -162,14 +162,14 @@ impl LeanConnect {
             tokio::select! {
                 next = std::future::poll_fn(|cx| events.poll_chunk(cx)) => match next {
                     Some(Ok(chunk)) => {
-                        let mut left: &[u8] = &chunk;
-                        match tokio::time::timeout(self.write_timeout, write_all(&socket, &mut left)).await {
-                            Ok(Ok(())) => events.written(),
-                            Ok(Err(_)) => return,
+                        // Boxed: a write that waits is the exception (the socket
+                        // was full), and an idle stream's future stays small.
+                        match Box::pin(write_within(&socket, &chunk, self.write_timeout)).await {
+                            Ok(()) => events.written(),
                             // Trailers only after whole chunks: after a half-written
                             // one they would be read as its rest.
-                            Err(_) if left.len() < chunk.len() => return,
-                            Err(_) => break Status::resource_exhausted("the device stopped reading"),
+                            Err(Written::Broken | Written::Partly) => return,
+                            Err(Written::Nothing) => break Status::resource_exhausted("the device stopped reading"),
                         }
                     }
                     Some(Err(status)) => break status,
@@ -187,14 +187,7 @@ impl LeanConnect {
         };
         // No pusher writes past this point: the trailers come last.
         drop(events);
-        // The trailers in the last data chunk, then the end of the body.
-        let mut end = trailer_chunk(&status);
-        end.extend_from_slice(b"0\r\n\r\n");
-        let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&socket, &mut end.as_slice())).await;
-        // The outbox let go of its handle with the stream: the socket is ours.
-        if let Ok(mut socket) = Arc::try_unwrap(socket) {
-            let _ = socket.shutdown().await;
-        }
+        Box::pin(end_with(socket, status)).await;
     }
 }
 
@@ -348,6 +341,39 @@ fn percent_encode(message: &str) -> String {
         }
     }
     out
+}
+
+/// Writes the trailers in the last data chunk, then the end of the body,
+/// and closes.
+async fn end_with(socket: Arc<TcpStream>, status: Status) {
+    let mut end = trailer_chunk(&status);
+    end.extend_from_slice(b"0\r\n\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&socket, &mut end.as_slice())).await;
+    // The outbox let go of its handle with the stream: the socket is ours.
+    if let Ok(mut socket) = Arc::try_unwrap(socket) {
+        let _ = socket.shutdown().await;
+    }
+}
+
+/// How a write that did not finish left the socket.
+enum Written {
+    /// Failed (closed, reset).
+    Broken,
+    /// Timed out with nothing of it written.
+    Nothing,
+    /// Timed out part way through.
+    Partly,
+}
+
+/// Writes all of `chunk` within `limit`.
+async fn write_within(socket: &TcpStream, chunk: &[u8], limit: Duration) -> Result<(), Written> {
+    let mut left = chunk;
+    match tokio::time::timeout(limit, write_all(socket, &mut left)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Written::Broken),
+        Err(_) if left.len() < chunk.len() => Err(Written::Partly),
+        Err(_) => Err(Written::Nothing),
+    }
 }
 
 /// Writes every byte of `bytes` on a socket others may write on too (never

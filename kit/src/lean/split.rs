@@ -39,8 +39,9 @@ pub struct LeanConn {
 pub trait LeanCalls: Send + Sync + 'static {
     /// The call's path (`/pkg.Service/Method`).
     fn path(&self) -> &'static str;
-    /// Serves one connection until the call ends.
-    fn serve(&self, conn: LeanConn) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Serves one connection until the call ends (boxed: a streaming
+    /// connection should not carry its opening in its future).
+    fn serve(&self, conn: Box<LeanConn>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// Connections handed to tonic at once, waiting for it to take them.
@@ -71,21 +72,16 @@ pub fn split(
             let Ok(io) = accepted else { continue };
             let (lean, line, to_tonic, metrics) = (lean.clone(), line.clone(), to_tonic.clone(), metrics.clone());
             connections.spawn(async move {
-                match judge(io, &line, limits, head_timeout).await {
+                // Judged in a future of its own, freed once judged: this task
+                // lives as long as the connection, and keeps only a few words.
+                let judged = Box::pin(judge(io, &line, limits, head_timeout)).await;
+                match judged {
                     Judged::Tonic(io) => {
                         let _ = to_tonic.send(Ok(io)).await;
                     }
-                    Judged::Lean(parts) => {
-                        let (io, head, rest, info) = *parts;
+                    Judged::Lean(conn) => {
                         let timer = metrics.start_call(lean.path());
-                        lean.serve(LeanConn {
-                            io,
-                            head,
-                            rest,
-                            info,
-                            timer,
-                        })
-                        .await
+                        lean.serve(lean_conn(conn, timer)).await
                     }
                     Judged::Done => {}
                 }
@@ -93,6 +89,19 @@ pub fn split(
         }
     });
     (ReceiverStream::new(stream), tracker)
+}
+
+/// A lean connection from its judged parts (their box freed here, not
+/// kept for the life of the connection).
+fn lean_conn(parts: Box<(HandshakeDeadline, ConnectHead, Vec<u8>, TcpConnectInfo)>, timer: CallTimer) -> Box<LeanConn> {
+    let (io, head, rest, info) = *parts;
+    Box::new(LeanConn {
+        io,
+        head,
+        rest,
+        info,
+        timer,
+    })
 }
 
 enum Judged {
