@@ -328,8 +328,11 @@ async fn heartbeats_arrive_on_the_configured_interval() {
             beats += 1;
         }
     }
+    // Two intervals between the first beat and the third; the first may
+    // come right after Welcome, and the timer fires within a millisecond
+    // of each tick, either way.
     assert!(
-        started.elapsed() >= Duration::from_millis(200),
+        started.elapsed() >= Duration::from_millis(190),
         "three beats take two intervals at least"
     );
 }

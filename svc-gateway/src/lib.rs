@@ -272,6 +272,9 @@ async fn end_expired_streams(gateway: Arc<gateway::Gateway>, shutdown: Cancellat
 async fn heartbeats(gateway: Arc<gateway::Gateway>, shutdown: CancellationToken) {
     let period = Duration::from_millis(u64::from(gateway.config.heartbeat_interval_ms.max(100)));
     let mut ticker = tokio::time::interval(period);
+    // After a stall, the next beat a period later, not a burst of the
+    // missed ones (a burst says nothing a single beat does not).
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         tokio::select! {
