@@ -32,7 +32,8 @@ impl EncodedEvent {
         let len = event.encoded_len();
         let mut chunk = Vec::with_capacity(len + CHUNK_OVERHEAD);
         let message_at = chunk_head(&mut chunk, len);
-        event.encode(&mut chunk).expect("a Vec grows to take any message");
+        // The length is known and the Vec has room: nothing can fail.
+        event.encode_raw(&mut chunk);
         chunk.extend_from_slice(b"\r\n");
         Self {
             chunk: chunk.into(),

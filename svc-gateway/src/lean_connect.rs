@@ -299,7 +299,12 @@ fn trailer_chunk(status: &Status) -> Vec<u8> {
 }
 
 /// A refusal before any event: status and message as headers, no body.
-async fn trailers_only<T>(io: &mut HandshakeDeadline, cors: &str, status: &Status, timer: CallTimer) -> Option<T> {
+async fn trailers_only<T>(
+    io: &mut HandshakeDeadline,
+    cors: &str,
+    status: &Status,
+    timer: Option<CallTimer>,
+) -> Option<T> {
     if status.code() == Code::Internal || status.code() == Code::Unknown {
         tracing::error!(%status, "lean connect failed");
     } else {

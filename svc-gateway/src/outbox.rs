@@ -135,16 +135,13 @@ impl Outbox {
         messages: u64,
         metrics: &GatewayMetrics,
     ) -> bool {
-        let mut state = self.lock();
+        let state = self.lock();
         if state.closing.is_some() {
             return false;
         }
-        if state.write_now(event) {
-            if state.rest.is_some() {
-                wake(state);
-            }
+        let Err(mut state) = written_directly(state, event) else {
             return true;
-        }
+        };
         if state.queue.len() >= self.shared.capacity {
             if lane < Lane::High {
                 metrics.dropped.inc_by(messages);
@@ -176,16 +173,13 @@ impl Outbox {
     /// Queues a control event (welcome, heartbeat, reconnect) only when
     /// there is room: a busy stream needs no heartbeat.
     pub fn offer(&self, event: &EncodedEvent) {
-        let mut state = self.lock();
+        let state = self.lock();
         if state.closing.is_some() {
             return;
         }
-        if state.write_now(event) {
-            if state.rest.is_some() {
-                wake(state);
-            }
+        let Err(mut state) = written_directly(state, event) else {
             return;
-        }
+        };
         if state.queue.len() < self.shared.capacity {
             state.queue.push_back(Queued {
                 event: event.clone(),
@@ -233,6 +227,19 @@ impl Outbox {
     }
 }
 
+/// Writes `event` on the lean socket when nothing waits ahead of it (the
+/// stream's task is woken only to finish a chunk the socket took part of);
+/// the lock back when it was not written.
+fn written_directly<'a>(mut state: MutexGuard<'a, State>, event: &EncodedEvent) -> Result<(), MutexGuard<'a, State>> {
+    if !state.write_now(event) {
+        return Err(state);
+    }
+    if state.rest.is_some() {
+        wake(state);
+    }
+    Ok(())
+}
+
 /// Releases the lock, then wakes the parked reader, if any.
 fn wake(mut state: MutexGuard<'_, State>) {
     let reader = state.reader.take();
@@ -259,11 +266,16 @@ pub struct OutboxStream {
 
 /// What a stream yields next.
 enum Next {
+    Item(Item),
+    Failed(Option<Status>),
+    End,
+}
+
+/// Something to write.
+enum Item {
     Event(EncodedEvent),
     /// The rest of a chunk already begun on the lean socket.
     Rest(Bytes),
-    Failed(Option<Status>),
-    End,
 }
 
 impl OutboxStream {
@@ -274,7 +286,7 @@ impl OutboxStream {
         // Before a failure too: a chunk begun on the wire must end whole.
         if lean && let Some(rest) = state.rest.take() {
             state.writing = true;
-            return Some(Next::Rest(rest));
+            return Some(Next::Item(Item::Rest(rest)));
         }
         if let Some(Closing::Failed(status)) = &mut state.closing {
             return Some(Next::Failed(status.take()));
@@ -288,11 +300,11 @@ impl OutboxStream {
                 })),
             };
             state.writing = state.direct.is_some();
-            return Some(Next::Event(EncodedEvent::encode(&event)));
+            return Some(Next::Item(Item::Event(EncodedEvent::encode(&event))));
         }
         if let Some(queued) = state.queue.pop_front() {
             state.writing = state.direct.is_some();
-            return Some(Next::Event(queued.event));
+            return Some(Next::Item(Item::Event(queued.event)));
         }
         if matches!(state.closing, Some(Closing::Graceful)) {
             return Some(Next::End);
@@ -309,18 +321,16 @@ impl OutboxStream {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).direct = Some(socket);
     }
 
-    /// The lean path's next bytes to write: a whole chunk, or the rest of
-    /// one a pusher began. Call [`Self::written`] once they are written.
-    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+    /// The next event (or, for `lean`, a begun chunk's rest); an error or
+    /// None ends the stream.
+    fn poll_item(&mut self, cx: &mut Context<'_>, lean: bool) -> Poll<Option<Result<Item, Status>>> {
         if self.done {
             return Poll::Ready(None);
         }
-        let Some(next) = self.next_ready(cx.waker(), true) else {
+        let Some(next) = self.next_ready(cx.waker(), lean) else {
             return Poll::Pending;
         };
         Poll::Ready(match next {
-            Next::Event(event) => Some(Ok(event.chunk().clone())),
-            Next::Rest(rest) => Some(Ok(rest)),
             Next::Failed(status) => {
                 self.done = true;
                 status.map(Err)
@@ -329,7 +339,18 @@ impl OutboxStream {
                 self.done = true;
                 None
             }
+            Next::Item(item) => Some(Ok(item)),
         })
+    }
+
+    /// The lean path's next bytes to write: a whole chunk, or the rest of
+    /// one a pusher began. Call [`Self::written`] once they are written.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        let bytes = |item| match item {
+            Item::Event(event) => event.chunk().clone(),
+            Item::Rest(rest) => rest,
+        };
+        self.poll_item(cx, true).map(|next| next.map(|item| item.map(bytes)))
     }
 
     /// The bytes [`Self::poll_chunk`] gave are on the wire: pushers may
@@ -352,29 +373,17 @@ impl Stream for OutboxStream {
     type Item = Result<EncodedEvent, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let Some(next) = self.next_ready(cx.waker(), false) else {
-            return Poll::Pending;
-        };
-        Poll::Ready(match next {
-            Next::Event(event) => Some(Ok(event)),
+        self.poll_item(cx, false).map(|item| match item {
+            Some(Ok(Item::Event(event))) => Some(Ok(event)),
+            Some(Err(status)) => Some(Err(status)),
             // Never given to this reader (only a lean stream's pushers
             // begin chunks); should it be, the stream ends rather than
             // send a broken frame.
-            Next::Rest(_) => {
+            Some(Ok(Item::Rest(_))) => {
                 self.done = true;
                 None
             }
-            Next::Failed(status) => {
-                self.done = true;
-                status.map(Err)
-            }
-            Next::End => {
-                self.done = true;
-                None
-            }
+            None => None,
         })
     }
 }

@@ -32,7 +32,7 @@ pub struct LeanConn {
     pub info: TcpConnectInfo,
     /// The call counted in the role's gRPC metrics, timed until dropped
     /// (drop it once the response head is written).
-    pub timer: CallTimer,
+    pub timer: Option<CallTimer>,
 }
 
 /// A role's lean call.
@@ -79,9 +79,9 @@ pub fn split(
                     Judged::Tonic(io) => {
                         let _ = to_tonic.send(Ok(io)).await;
                     }
-                    Judged::Lean(conn) => {
-                        let timer = metrics.start_call(lean.path());
-                        lean.serve(lean_conn(conn, timer)).await
+                    Judged::Lean(mut conn) => {
+                        conn.timer = Some(metrics.start_call(lean.path()));
+                        lean.serve(conn).await
                     }
                     Judged::Done => {}
                 }
@@ -91,22 +91,9 @@ pub fn split(
     (ReceiverStream::new(stream), tracker)
 }
 
-/// A lean connection from its judged parts (their box freed here, not
-/// kept for the life of the connection).
-fn lean_conn(parts: Box<(HandshakeDeadline, ConnectHead, Vec<u8>, TcpConnectInfo)>, timer: CallTimer) -> Box<LeanConn> {
-    let (io, head, rest, info) = *parts;
-    Box::new(LeanConn {
-        io,
-        head,
-        rest,
-        info,
-        timer,
-    })
-}
-
 enum Judged {
     Tonic(Rewind<HandshakeDeadline>),
-    Lean(Box<(HandshakeDeadline, ConnectHead, Vec<u8>, TcpConnectInfo)>),
+    Lean(Box<LeanConn>),
     Done,
 }
 
@@ -145,7 +132,13 @@ async fn judge(mut io: HandshakeDeadline, line: &[u8], limits: HeadLimits, head_
         Ok(Some(Sniffed::Connect(head))) => {
             let rest = read[head.len..].to_vec();
             let info = io.connect_info();
-            Judged::Lean(Box::new((io, head, rest, info)))
+            Judged::Lean(Box::new(LeanConn {
+                io,
+                head,
+                rest,
+                info,
+                timer: None,
+            }))
         }
         Ok(Some(Sniffed::Refused(refusal))) => {
             refuse(&mut io, refusal.status(), "request head refused").await;
