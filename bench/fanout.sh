@@ -43,7 +43,12 @@ export HUBBUB_JWT_SECRET HUBBUB_INTERNAL_KEY
 publish=/hubbub.v1.Room/Publish
 HUBBUB_BENCH_GIFT_CREDENTIAL=$("$bin/hubbub" token --role gift --service bench --user bench --call $publish --ttl 2h)
 HUBBUB_BENCH_USER_CREDENTIAL=$("$bin/hubbub" token --role gateway --service bench --user bench --call $publish --ttl 2h)
-export HUBBUB_BENCH_GIFT_CREDENTIAL HUBBUB_BENCH_USER_CREDENTIAL
+# Batched (the default --publish-calls many): each tick's comments in one
+# PublishMany as a gateway's role, each item with its per-call credential;
+# gifts in one PublishGifts as the ledger's.
+HUBBUB_BENCH_GATEWAY_CREDENTIAL=$("$bin/hubbub" token --role gateway --service bench --call /hubbub.v1.Room/PublishMany --ttl 2h)
+HUBBUB_BENCH_LEDGER_CREDENTIAL=$("$bin/hubbub" token --role gift --service bench --call /hubbub.v1.Room/PublishGifts --ttl 2h)
+export HUBBUB_BENCH_GIFT_CREDENTIAL HUBBUB_BENCH_USER_CREDENTIAL HUBBUB_BENCH_GATEWAY_CREDENTIAL HUBBUB_BENCH_LEDGER_CREDENTIAL
 start_servers() {
   pids=()
   HUBBUB_TELEMETRY__LOG=warn "$bin/hubbub" room --set "room.listen=127.0.0.1:$room_port" \

@@ -9,22 +9,12 @@ use crate::{
     viewers::Tally,
 };
 use anyhow::{Context, bail};
-use hubbub_proto::v1::{RoomMessageKind, RoomPublishRequest, room_client::RoomClient};
 use serde_json::json;
-use std::{
-    net::SocketAddr,
-    process::Stdio,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{net::SocketAddr, process::Stdio, time::Duration};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     process::{Child, ChildStdin, Command},
 };
-use tonic::transport::Channel;
 
 /// The scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,6 +68,18 @@ pub struct FanoutArgs {
     /// Concurrent publish calls in flight at most.
     #[arg(long, default_value_t = 64)]
     pub in_flight: usize,
+    /// How messages reach the room service: one call each, or each 5 ms
+    /// tick's in one call, as a busy gateway batches them.
+    #[arg(long, value_enum, default_value = "many")]
+    pub publish_calls: crate::publisher::PublishCalls,
+    /// A gateway's role credential, for `PublishMany`
+    /// (`hubbub token --role gateway --service bench --call /hubbub.v1.Room/PublishMany`).
+    #[arg(long, env = "HUBBUB_BENCH_GATEWAY_CREDENTIAL")]
+    pub gateway_credential: Option<String>,
+    /// The gift ledger's role credential, for `PublishGifts`
+    /// (`hubbub token --role gift --service bench --call /hubbub.v1.Room/PublishGifts`).
+    #[arg(long, env = "HUBBUB_BENCH_LEDGER_CREDENTIAL")]
+    pub ledger_credential: Option<String>,
     /// The viewers' Connect transport: h2 or lean (see `viewers --transport`).
     #[arg(long, default_value = "h2")]
     pub transport: crate::viewers::Transport,
@@ -134,7 +136,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         .sum();
 
     // Publish.
-    let published = publish(&args).await?;
+    let published = crate::publisher::publish(&args).await?;
     let under_load = scrape::total(metrics_of(&args)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last batches land
     let gateways_end = scrape::total(metrics_of(&args)).await?;
@@ -187,6 +189,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let report = json!({
         "scenario": "fanout",
         "transport": args.transport,
+        "publish_calls": args.publish_calls,
         "viewers": ready,
         "viewers_failed": tally.failed,
         "rooms": args.rooms,
@@ -246,89 +249,4 @@ fn spawn_worker(args: &FanoutArgs, first: usize, count: usize) -> anyhow::Result
     let stdin = child.stdin.take().expect("piped");
     let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     Ok(Worker { child, stdin, lines })
-}
-
-/// Publishes at the rate for the duration; returns counts [high, normal, low].
-async fn publish(args: &FanoutArgs) -> anyhow::Result<[u64; 3]> {
-    let channel = Channel::from_shared(format!("http://{}", args.room))?.connect().await?;
-    let client = RoomClient::new(channel);
-    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
-    let limit = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1)));
-    let bearer = |token: &str| -> anyhow::Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
-        Ok(format!("Bearer {token}").parse()?)
-    };
-    let (gift, user) = (bearer(&args.gift_credential)?, bearer(&args.user_credential)?);
-    let started = Instant::now();
-    let end = started + Duration::from_secs(args.duration);
-    let mut ticker = tokio::time::interval(Duration::from_millis(5));
-    let mut sent = 0u64;
-    let total: u64 = args.mix.iter().sum();
-    while Instant::now() < end {
-        ticker.tick().await;
-        let due = (started.elapsed().as_secs_f64() * args.rate as f64) as u64;
-        while sent < due {
-            let slot = (sent * 7919) % total; // spread the mix evenly over time
-            let (lane, kind) = if slot < args.mix[0] {
-                (0, RoomMessageKind::Gift)
-            } else if slot < args.mix[0] + args.mix[1] {
-                (1, RoomMessageKind::Comment)
-            } else {
-                (2, RoomMessageKind::Like)
-            };
-            let room_id = format!("room-{}", sent % args.rooms.max(1) as u64);
-            let permit = limit.clone().acquire_owned().await?;
-            let mut client = client.clone();
-            let counts = counts.clone();
-            let (gift, user) = (gift.clone(), user.clone());
-            let payload = args.payload;
-            let seed = sent;
-            tokio::spawn(async move {
-                let mut request = tonic::Request::new(RoomPublishRequest {
-                    room_id,
-                    kind: kind as i32,
-                    body: body(payload, seed).into(),
-                });
-                // Gifts as the gift ledger sends them, the rest as a gateway.
-                let credential = if lane == 0 { &gift } else { &user };
-                request.metadata_mut().insert("authorization", credential.clone());
-                if client.publish(request).await.is_ok() {
-                    counts[lane].fetch_add(1, Ordering::Relaxed);
-                }
-                drop(permit);
-            });
-            sent += 1;
-        }
-    }
-    // Wait for the calls in flight.
-    let _ = limit.acquire_many(args.in_flight.max(1) as u32).await?;
-    Ok([
-        counts[0].load(Ordering::Relaxed),
-        counts[1].load(Ordering::Relaxed),
-        counts[2].load(Ordering::Relaxed),
-    ])
-}
-
-/// The send time, then words drawn from a small vocabulary: compressible
-/// about as much as real chat text, not as much as a run of one letter.
-fn body(size: usize, seed: u64) -> Vec<u8> {
-    const WORDS: [&str; 32] = [
-        "wow", "so", "good", "lol", "gg", "nice", "play", "again", "this", "is", "amazing", "haha", "love", "it",
-        "from", "brazil", "hello", "everyone", "first", "time", "here", "best", "stream", "ever", "what", "a", "move",
-        "clutch", "insane", "let's", "go", "team",
-    ];
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut body = now.to_le_bytes().to_vec();
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while body.len() < size.max(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        body.extend_from_slice(WORDS[(state % WORDS.len() as u64) as usize].as_bytes());
-        body.push(b' ');
-    }
-    body.truncate(size.max(8));
-    body
 }

@@ -17,6 +17,7 @@ mod group;
 mod grpc_conn;
 mod histogram;
 mod lean_conn;
+mod publisher;
 mod scan;
 mod scrape;
 mod token;

@@ -177,3 +177,115 @@ async fn a_room_over_its_publish_cap_refuses_comments_but_not_gifts() {
         .await
         .expect("other rooms are not affected");
 }
+
+/// The room's count of `method` calls (`/PublishMany`), from its `/metrics`.
+async fn room_calls(sandbox: &support::Sandbox, method: &str) -> u64 {
+    support::scrape(sandbox.room)
+        .await
+        .lines()
+        .filter(|line| line.starts_with("hubbub_grpc_requests_total") && line.contains(&format!("{method}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_messages_reach_the_room_in_batches_each_as_its_sender_in_order() {
+    let sandbox = support::start_with_room(
+        1,
+        |config| {
+            config.room_publish_batches_in_flight = 1;
+            config.user_publish_per_sec = 1000.0;
+            config.user_publish_burst = 1000.0;
+        },
+        // Every comment delivered, none sampled.
+        |room| room.limits.delivery_cap_per_sec = 1e9,
+    )
+    .await;
+    let mut viewer = Viewer::connect(&sandbox, 0, Some("viewer")).await;
+    viewer.join("busy").await;
+    const USERS: usize = 8;
+    const EACH: usize = 10;
+    let mut senders = Vec::new();
+    for u in 0..USERS {
+        let mut user = Viewer::connect(&sandbox, 0, Some(&format!("user-{u}"))).await;
+        user.join("busy").await;
+        senders.push(tokio::spawn(async move {
+            // The whole viewer, stream included, lives as long as the task.
+            let mut user = user;
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                let request = SendRoomMessageRequest {
+                    session_id: user.session_id.clone(),
+                    room_id: "busy".into(),
+                    body: format!("user-{u} {i}").into_bytes().into(),
+                    kind: RoomMessageKind::Comment as i32,
+                };
+                let sent = user.client.send_room_message(authed(request, user.token.as_deref()));
+                seqs.push(sent.await.unwrap().into_inner().seq);
+            }
+            seqs
+        }));
+    }
+    let mut all_seqs = Vec::new();
+    for sender in senders {
+        let seqs = sender.await.unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one user's seqs rise: {seqs:?}");
+        all_seqs.extend(seqs);
+    }
+    all_seqs.sort_unstable();
+    all_seqs.dedup();
+    assert_eq!(all_seqs.len(), USERS * EACH, "every message has its own seq");
+
+    // Every message arrives, from its own sender, in each sender's order.
+    let got = viewer.room_messages(USERS * EACH).await;
+    for u in 0..USERS {
+        let sender = format!("user-{u}");
+        let bodies: Vec<String> = got
+            .iter()
+            .filter(|m| m.sender_user_id == sender)
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        let expected: Vec<String> = (0..EACH).map(|i| format!("{sender} {i}")).collect();
+        assert_eq!(bodies, expected);
+    }
+    // They travelled in batches: fewer calls than messages, none unary.
+    let batches = room_calls(&sandbox, "/PublishMany").await;
+    assert!(
+        (1..(USERS * EACH) as u64).contains(&batches),
+        "{batches} PublishMany calls carried {} messages",
+        USERS * EACH
+    );
+    assert_eq!(room_calls(&sandbox, "/Publish").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_over_its_cap_answers_a_clients_message_with_a_retry_hint_through_the_batch() {
+    let sandbox = support::start_with_room(1, |_| {}, |room| room.limits.publish_cap_per_sec = 3.0).await;
+    let mut user = Viewer::connect(&sandbox, 0, Some("chatty")).await;
+    user.join("capped").await;
+    let mut codes = Vec::new();
+    let mut hint = None;
+    for i in 0..5 {
+        let request = SendRoomMessageRequest {
+            session_id: user.session_id.clone(),
+            room_id: "capped".into(),
+            body: format!("{i}").into_bytes().into(),
+            kind: RoomMessageKind::Comment as i32,
+        };
+        match user
+            .client
+            .send_room_message(authed(request, user.token.as_deref()))
+            .await
+        {
+            Ok(_) => codes.push(Code::Ok),
+            Err(status) => {
+                codes.push(status.code());
+                hint = hint.or_else(|| status.metadata().get("retry-after-ms").cloned());
+            }
+        }
+    }
+    assert_eq!(codes[..3], [Code::Ok; 3], "{codes:?}");
+    assert!(codes[3..].iter().all(|c| *c == Code::ResourceExhausted), "{codes:?}");
+    let retry: u64 = hint.expect("a retry hint").to_str().unwrap().parse().unwrap();
+    assert!((1..=1000).contains(&retry), "retry hint {retry} ms");
+}

@@ -7,15 +7,15 @@
 mod support;
 
 use hubbub_kit::{
-    auth::JwtKey,
+    auth::{Identity, JwtKey},
     service_auth::{Grant, InternalKey, Role},
 };
 use hubbub_proto::{
     codec::StrictCodec,
     v1::{
         AttachHello, PresenceLocateUsersRequest, PresenceReportGatewayRequest, RoomAttachRequest, RoomGetRecentRequest,
-        RoomMessageKind, RoomPublishRequest, presence_client::PresenceClient, room_attach_request::Command,
-        room_client::RoomClient,
+        RoomMessageKind, RoomPublishManyItem, RoomPublishManyRequest, RoomPublishRequest,
+        presence_client::PresenceClient, room_attach_request::Command, room_client::RoomClient,
     },
 };
 use prost::Message;
@@ -99,7 +99,7 @@ fn internal_methods() -> Vec<(String, String, bool)> {
             }
         }
     }
-    assert_eq!(methods.len(), 34, "every internal method: {methods:?}");
+    assert_eq!(methods.len(), 35, "every internal method: {methods:?}");
     methods
 }
 
@@ -334,6 +334,175 @@ async fn a_message_sent_by_a_backend_reaches_viewers_from_the_backend_itself() {
         .unwrap();
     let message = viewer.room_messages(1).await.remove(0);
     assert_eq!(message.sender_user_id, "service:moderation");
+}
+
+/// A PublishMany item for `room`, of `kind`, carrying `credential`.
+fn many_item(kind: RoomMessageKind, body: &str, credential: String) -> RoomPublishManyItem {
+    RoomPublishManyItem {
+        publish: Some(RoomPublishRequest {
+            room_id: "stage".into(),
+            kind: kind as i32,
+            body: body.as_bytes().to_vec().into(),
+        }),
+        credential,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_many_sends_each_item_as_the_user_its_own_credential_names() {
+    let deployment = deploy().await;
+    let mut viewer = support::Viewer::connect(&deployment.sandbox, 0, None).await;
+    viewer.join("stage").await;
+    let publish = "/hubbub.v1.Room/Publish";
+    let user = |who: &str| Identity::User(who.into());
+    let gateway = support::credentials(Role::Gateway, "gw-0");
+    let mut as_gateway = RoomClient::new(support::internal_channel(deployment.sandbox.room, &gateway));
+
+    // Each item is decided alone: alice's and bob's comments land, in order,
+    // as theirs; bob's system message and an empty body are refused.
+    let outcomes = as_gateway
+        .publish_many(RoomPublishManyRequest {
+            items: vec![
+                many_item(
+                    RoomMessageKind::Comment,
+                    "hi from alice",
+                    gateway.token_acting(publish, &user("alice")),
+                ),
+                many_item(
+                    RoomMessageKind::System,
+                    "bob as the system",
+                    gateway.token_acting(publish, &user("bob")),
+                ),
+                many_item(
+                    RoomMessageKind::Comment,
+                    "",
+                    gateway.token_acting(publish, &user("bob")),
+                ),
+                many_item(
+                    RoomMessageKind::Like,
+                    "bob likes it",
+                    gateway.token_acting(publish, &user("bob")),
+                ),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    let codes: Vec<Code> = outcomes.iter().map(|o| Code::from(o.code)).collect();
+    assert_eq!(
+        codes,
+        [Code::Ok, Code::PermissionDenied, Code::InvalidArgument, Code::Ok],
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[3].seq, outcomes[0].seq + 1, "{outcomes:?}");
+    assert!(outcomes[1].message.contains("ROOM_MESSAGE_KIND_SYSTEM"), "{outcomes:?}");
+    let got = viewer.room_messages(2).await;
+    let seen: Vec<(&str, &[u8])> = got.iter().map(|m| (m.sender_user_id.as_str(), &m.body[..])).collect();
+    assert_eq!(seen, [("alice", &b"hi from alice"[..]), ("bob", &b"bob likes it"[..])]);
+
+    // A batch with one item whose credential another gateway minted, or that
+    // was minted for another method, or acts for nobody, is refused whole:
+    // nothing of it is published.
+    let other = support::credentials(Role::Gateway, "gw-1");
+    let own = InternalKey::new(support::INTERNAL_KEY).sign(&Grant {
+        role: Role::Gateway,
+        instance: "gw-0",
+        audience: Some("hubbub.v1.Room"),
+        ttl: Duration::from_secs(60),
+        ..Grant::default()
+    });
+    for (what, bad) in [
+        ("another gateway's", other.token_acting(publish, &user("mallory"))),
+        (
+            "another method's",
+            gateway.token_acting("/hubbub.v1.Gift/SendGift", &user("mallory")),
+        ),
+        ("the gateway's own", own),
+        ("no", String::new()),
+    ] {
+        let err = as_gateway
+            .publish_many(RoomPublishManyRequest {
+                items: vec![
+                    many_item(
+                        RoomMessageKind::Comment,
+                        "smuggled along",
+                        gateway.token_acting(publish, &user("alice")),
+                    ),
+                    many_item(RoomMessageKind::Comment, "as mallory", bad),
+                ],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{what} credential: {err:?}");
+    }
+    let (recent, last_seq) = {
+        let reader = support::service("reader", &["room.read"]);
+        let answer = RoomClient::new(support::internal_channel(deployment.sandbox.room, &reader))
+            .get_recent(RoomGetRecentRequest {
+                room_id: "stage".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (answer.recent, answer.last_seq)
+    };
+    assert_eq!(
+        last_seq, outcomes[3].seq,
+        "a refused batch published nothing: {recent:?}"
+    );
+
+    // A backend sends its items as itself, and may not name anyone else.
+    let bot = support::service("moderation", &["room.publish"]);
+    let mut as_bot = RoomClient::new(support::internal_channel(deployment.sandbox.room, &bot));
+    let outcomes = as_bot
+        .publish_many(RoomPublishManyRequest {
+            items: vec![
+                many_item(RoomMessageKind::System, "starting soon", String::new()),
+                many_item(RoomMessageKind::Comment, "a comment", String::new()),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    assert_eq!(outcomes[0].code, 0, "{outcomes:?}");
+    assert_eq!(Code::from(outcomes[1].code), Code::PermissionDenied, "{outcomes:?}");
+    assert_eq!(viewer.room_messages(1).await[0].sender_user_id, "service:moderation");
+    let err = as_bot
+        .publish_many(RoomPublishManyRequest {
+            items: vec![many_item(
+                RoomMessageKind::Comment,
+                "as alice",
+                gateway.token_acting(publish, &user("alice")),
+            )],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    // Limits: no item, or too many.
+    let err = as_bot
+        .publish_many(RoomPublishManyRequest { items: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let many = vec![many_item(RoomMessageKind::System, "x", String::new()); 1001];
+    let err = as_bot
+        .publish_many(RoomPublishManyRequest { items: many })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // A gift service may not batch this way (it has PublishGifts).
+    let gift = support::credentials(Role::Gift, "gift");
+    let err = RoomClient::new(support::internal_channel(deployment.sandbox.room, &gift))
+        .publish_many(RoomPublishManyRequest {
+            items: vec![many_item(RoomMessageKind::Gift, "x", String::new())],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

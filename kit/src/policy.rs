@@ -8,6 +8,9 @@
 //! - `Room.Publish`: the kinds each caller may publish ([`publishable_kinds`]);
 //!   the sender is the user the credential names (gateway, gift) or the
 //!   backend service itself (`service:<name>`), never the request field.
+//! - `Room.PublishMany`: as `Room.Publish`, item by item; a gateway's item
+//!   carries a per-call `Room.Publish` credential, minted by the calling
+//!   gateway instance, naming the item's sender; a backend's item carries none.
 //! - `Room.Attach`: `hello.gateway_id` must be the caller's instance.
 //! - `Presence.ReportGateway`: `gateway_id` must be the caller's instance.
 //! - `Gift.SendGifts`: each item's credential must be a per-call one for
@@ -71,6 +74,10 @@ pub const RULES: &[(&str, Who, Acting)] = &[
     ("/hubbub.v1.Room/Publish", role(Gateway), User),
     ("/hubbub.v1.Room/Publish", role(Gift), User),
     ("/hubbub.v1.Room/Publish", Scope("room.publish"), Itself),
+    // A gateway's items each carry their own per-call Publish credential
+    // naming their sender, verified by the handler; a backend's are its own.
+    ("/hubbub.v1.Room/PublishMany", role(Gateway), Itself),
+    ("/hubbub.v1.Room/PublishMany", Scope("room.publish"), Itself),
     // The ledger names each gift's sender: it verified and recorded them.
     ("/hubbub.v1.Room/PublishGifts", role(Gift), Itself),
     ("/hubbub.v1.Room/GetRecent", role(Gateway), Itself),

@@ -102,6 +102,12 @@ pub struct GatewayConfig {
     /// SendGifts batches in flight to the gift service at once: while they
     /// run, the sends that arrive meanwhile gather into the next batch.
     pub gift_batches_in_flight: usize,
+    /// Clients' room messages waiting to go to one room instance, at most;
+    /// above it a send is answered UNAVAILABLE at once.
+    pub room_publish_queue: usize,
+    /// PublishMany batches in flight to one room instance at once: while
+    /// they run, the messages that arrive meanwhile gather into the next.
+    pub room_publish_batches_in_flight: usize,
     /// Validity of the guest token a guest stream gets in Welcome; a guest
     /// stream ends when its token expires.
     pub guest_token_ttl_secs: u64,
@@ -172,6 +178,8 @@ impl Default for GatewayConfig {
             gift_calls_burst: 100.0,
             gift_send_queue: 8192,
             gift_batches_in_flight: 4,
+            room_publish_queue: 8192,
+            room_publish_batches_in_flight: 4,
             guest_token_ttl_secs: 24 * 3600,
             max_guest_streams_per_address: 256,
             trusted_proxies: Vec::new(),

@@ -3,12 +3,12 @@
 
 use crate::{
     config::GatewayConfig,
-    deadline,
     groups::GroupLink,
     limits::RateLimiter,
     metrics::GatewayMetrics,
     outbox::{Lane, Outbox, OutboxStream},
     presence_link::PendingChanges,
+    publish_batch,
     room_link::RoomLinks,
     rooms::{Joined, LocalRooms},
     sessions::{Session, Sessions, StreamLimits, new_session_id},
@@ -303,27 +303,27 @@ impl Gateway {
                 retry_after,
             ));
         }
-        let mut publish = tonic::Request::new(RoomPublishRequest {
+        let publish = RoomPublishRequest {
             room_id: request.room_id.clone(),
             kind: kind as i32,
             body: request.body,
-        });
+        };
         // The room takes the sender from this signed credential.
-        self.credentials.act_for(&mut publish, identity);
+        let credential = self.credentials.token_acting(publish_batch::PUBLISH, identity);
+        let publisher = self.links.publisher_for(&publish.room_id)?;
+        // Bounded here too: a message that waits behind hung batches is
+        // answered in time, and dropped unsent if its batch has not begun.
         let timeout = Duration::from_millis(self.config.call_timeout_ms);
-        let mut client = self.links.client_for(&request.room_id)?;
-        let owner = format!("the owner of room {:?}", request.room_id);
-        let publish = client.publish(deadline::bound(publish, timeout));
-        let response = deadline::answer(timeout, owner, publish)
+        let seq = tokio::time::timeout(timeout, publisher.send(publish_batch::item(publish, credential)))
             .await
-            .map_err(|status| match status.code() {
-                // The instance lists of gateway and room disagree for a moment.
-                tonic::Code::FailedPrecondition => {
-                    Status::unavailable(format!("room {:?} is moving between instances: retry", request.room_id))
-                }
-                _ => status,
-            })?;
-        Ok(SendRoomMessageResponse { seq: response.seq })
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "the owner of room {:?} did not answer within {} ms: retry",
+                    request.room_id,
+                    timeout.as_millis()
+                ))
+            })??;
+        Ok(SendRoomMessageResponse { seq })
     }
 
     /// Tells every client to reconnect elsewhere, then ends their streams

@@ -5,7 +5,7 @@
 //! batches ([`GiftBatcher`]), each with its own credential.
 
 use crate::deadline;
-use crate::gift_batch::GiftBatcher;
+use crate::gift_batch::{self, GiftBatcher, SendGifts};
 use hubbub_kit::{auth::Identity, channel::TracedChannel, service_auth::Credentials};
 use hubbub_proto::v1::{self as pb, gift_client::GiftClient};
 use std::collections::HashMap;
@@ -50,7 +50,7 @@ impl GiftLink {
         // answer holds at most its items' records (about 1 MiB).
         let client = GiftClient::new(channel).max_decoding_message_size(4 * 1024 * 1024);
         Self {
-            sends: GiftBatcher::start(client.clone(), send_queue, batches_in_flight, timeout),
+            sends: GiftBatcher::start(SendGifts(client.clone()), send_queue, batches_in_flight, timeout),
             client,
             credentials,
             timeout,
@@ -114,7 +114,7 @@ impl GiftLink {
             answer: call.answer,
         };
         let credential = self.credentials.token_acting(SEND_GIFT, user);
-        let answer = tokio::time::timeout(self.timeout, self.sends.send(gift, credential))
+        let answer = tokio::time::timeout(self.timeout, self.sends.send(gift_batch::item(gift, credential)))
             .await
             .map_err(|_| {
                 Status::unavailable(format!(

@@ -14,6 +14,8 @@
 //! - [`groups`]: calls to the group service for clients.
 //! - [`gifts`]: calls to the gift service for clients.
 //! - [`room_link`]: attach streams to the room instances.
+//! - [`batcher`]: clients' calls of one kind, batched into one internal call;
+//!   [`gift_batch`] (`Gift.SendGifts`) and [`publish_batch`] (`Room.PublishMany`).
 //! - [`delivery`]: the workers that write room traffic to local viewers.
 //! - [`batch`]: a room batch encoded (and compressed) once for all viewers.
 //! - [`outbox`]: the bounded, laned queue of one client stream.
@@ -23,6 +25,7 @@
 
 pub mod api;
 pub mod batch;
+mod batcher;
 pub mod config;
 pub mod control;
 pub mod deadline;
@@ -37,6 +40,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod peers;
 pub mod presence_link;
+mod publish_batch;
 pub mod room_link;
 pub mod rooms;
 pub mod sessions;
@@ -135,6 +139,11 @@ pub async fn serve_with(
         instances,
         rooms.clone(),
         Duration::from_millis(config.attach_retry_ms),
+        publish_batch::Publishing {
+            queue: config.room_publish_queue,
+            in_flight: config.room_publish_batches_in_flight,
+            timeout: Duration::from_millis(config.call_timeout_ms),
+        },
         shutdown.clone(),
     )
     .map_err(|err| GatewayError::Config(err.to_string()))?;

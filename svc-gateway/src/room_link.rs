@@ -12,6 +12,7 @@
 
 use crate::{
     delivery::{Deliveries, Delivery},
+    publish_batch::{PublishMany, Publishing, RoomPublisher},
     rooms::LocalRooms,
 };
 use hubbub_kit::{
@@ -51,6 +52,7 @@ pub struct RoomLinks {
     retry: Duration,
     shutdown: CancellationToken,
     addresses: SharedAddresses,
+    publishing: Publishing,
     // Why a lock: the set changes only when the instance list does; every
     // publish and subscription reads it.
     links: RwLock<HashMap<String, RoomLink>>,
@@ -58,7 +60,7 @@ pub struct RoomLinks {
 
 #[derive(Debug, Clone)]
 struct RoomLink {
-    client: RoomClient<TracedChannel>,
+    publisher: RoomPublisher,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
 }
@@ -82,6 +84,7 @@ impl RoomLinks {
         mut instances: Instances,
         rooms: Arc<LocalRooms>,
         retry: Duration,
+        publishing: Publishing,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, AddressError> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
@@ -93,6 +96,7 @@ impl RoomLinks {
             retry,
             shutdown: shutdown.clone(),
             addresses: Arc::default(),
+            publishing,
             links: RwLock::default(),
         });
         links.apply(instances.borrow_and_update().clone())?;
@@ -112,10 +116,10 @@ impl RoomLinks {
         Ok(links)
     }
 
-    /// A client of the instance owning `room_id`.
-    pub fn client_for(&self, room_id: &str) -> Result<RoomClient<TracedChannel>, Status> {
+    /// Where messages for the instance owning `room_id` queue.
+    pub fn publisher_for(&self, room_id: &str) -> Result<RoomPublisher, Status> {
         self.owner(room_id)
-            .map(|link| link.client)
+            .map(|link| link.publisher)
             .ok_or_else(|| Status::unavailable("no room instance is known yet: retry"))
     }
 
@@ -167,7 +171,22 @@ impl RoomLinks {
                 retry: self.retry,
                 shutdown: stop.clone(),
             });
-            links.insert(address.clone(), RoomLink { client, commands, stop });
+            let Publishing {
+                queue,
+                in_flight,
+                timeout,
+            } = self.publishing;
+            // Its task ends with the link's last handle, once its batches in
+            // flight are answered.
+            let publisher = RoomPublisher::start(PublishMany(client.clone()), queue, in_flight, timeout);
+            links.insert(
+                address.clone(),
+                RoomLink {
+                    publisher,
+                    commands,
+                    stop,
+                },
+            );
         }
         links.retain(|address, link| {
             let keep = addresses.contains(address);

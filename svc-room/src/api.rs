@@ -4,6 +4,7 @@
 use crate::{
     config::RoomConfig,
     error::RoomError,
+    publish_many,
     room_state::Incoming,
     router::{GatewayLink, Publish, Refused, RoomRouter},
 };
@@ -12,13 +13,14 @@ use hubbub_kit::{
     closeable::{CloseableStream, Closer},
     discovery::Instances,
     ids, policy, rendezvous,
-    service_auth::{self, Role},
+    service_auth::{self, Caller, InternalKey, Role},
     tracecontext,
 };
 use hubbub_proto::v1::{
     AttachAccepted, AttachHeartbeat, RoomAttachRequest, RoomAttachResponse, RoomGetRecentRequest,
-    RoomGetRecentResponse, RoomMessageKind, RoomPublishGiftsRequest, RoomPublishGiftsResponse, RoomPublishRequest,
-    RoomPublishResponse, room_attach_request::Command, room_attach_response::Event, room_server::Room,
+    RoomGetRecentResponse, RoomMessageKind, RoomPublishGiftsRequest, RoomPublishGiftsResponse, RoomPublishManyRequest,
+    RoomPublishManyResponse, RoomPublishRequest, RoomPublishResponse, room_attach_request::Command,
+    room_attach_response::Event, room_server::Room,
 };
 use std::{collections::HashSet, sync::Arc, time::Duration};
 use tokio::sync::mpsc;
@@ -33,6 +35,8 @@ pub struct RoomApi {
     config: Arc<RoomConfig>,
     instances: Instances,
     shutdown: CancellationToken,
+    /// Verifies the per-item credentials of PublishMany.
+    key: InternalKey,
 }
 
 impl RoomApi {
@@ -43,12 +47,14 @@ impl RoomApi {
         config: Arc<RoomConfig>,
         instances: Instances,
         shutdown: CancellationToken,
+        key: InternalKey,
     ) -> Self {
         Self {
             router,
             config,
             instances,
             shutdown,
+            key,
         }
     }
 
@@ -72,6 +78,53 @@ impl RoomApi {
         ids::validate("room_id", room_id)?;
         Ok(self.check_owner(room_id)?)
     }
+
+    /// Publishes one message for `caller`, whose credential names the
+    /// sender: a user (gateway, gift) or the backend service itself.
+    fn publish_as(&self, caller: &Caller, request: RoomPublishRequest, trace: (String, String)) -> Result<u64, Status> {
+        self.check_room(&request.room_id)?;
+        let kind = RoomMessageKind::try_from(request.kind)
+            .ok()
+            .filter(|kind| *kind != RoomMessageKind::Unspecified)
+            .ok_or_else(|| RoomError::Invalid(format!("kind {} is not a known RoomMessageKind", request.kind)))?;
+        let allowed = policy::publishable_kinds(caller);
+        if !allowed.contains(&kind) {
+            return Err(Status::permission_denied(format!(
+                "{} {:?} may not publish {}; it may publish {:?}",
+                caller.role,
+                caller.instance,
+                kind.as_str_name(),
+                allowed.iter().map(|k| k.as_str_name()).collect::<Vec<_>>()
+            )));
+        }
+        // The sender is whom the credential names, never a request field.
+        let sender_user_id = match (&caller.role, &caller.acting_for) {
+            (Role::Service, _) => format!("{}{}", hubbub_kit::auth::SERVICE_PREFIX, caller.instance),
+            (_, Some(Identity::User(user))) => user.clone(),
+            _ => return Err(Status::permission_denied("Publish must be made for a signed-in user")),
+        };
+        if request.body.is_empty() {
+            return Err(RoomError::Invalid("body is empty".into()).into());
+        }
+        if request.body.len() > self.config.max_body_bytes {
+            return Err(RoomError::TooLarge {
+                size: request.body.len(),
+                limit: self.config.max_body_bytes,
+            }
+            .into());
+        }
+        let room_id = request.room_id.clone();
+        let published = self.router.publish(Publish {
+            room_id: request.room_id,
+            message: Incoming {
+                sender_user_id,
+                kind,
+                body: request.body,
+                trace,
+            },
+        });
+        Ok(published.map_err(|refused| refusal(room_id, refused))?)
+    }
 }
 
 /// Why the router refused a publish into `room_id`, for the caller.
@@ -85,6 +138,9 @@ fn refusal(room_id: String, refused: Refused) -> RoomError {
         Refused::TooManyRooms(max) => RoomError::TooManyRooms(max),
     }
 }
+
+/// Items per `PublishMany` call, at most.
+pub const MAX_PUBLISH_MANY_ITEMS: usize = 1000;
 
 /// Gifts per `PublishGifts` call, at most (a commit's worth).
 const MAX_GIFTS_PER_CALL: usize = 1000;
@@ -155,50 +211,59 @@ impl Room for RoomApi {
             return Err(RoomError::Draining.into());
         }
         let caller = service_auth::take_caller(&mut request)?;
-        let request = request.into_inner();
-        self.check_room(&request.room_id)?;
-        let kind = RoomMessageKind::try_from(request.kind)
-            .ok()
-            .filter(|kind| *kind != RoomMessageKind::Unspecified)
-            .ok_or_else(|| RoomError::Invalid(format!("kind {} is not a known RoomMessageKind", request.kind)))?;
-        let allowed = policy::publishable_kinds(&caller);
-        if !allowed.contains(&kind) {
-            return Err(Status::permission_denied(format!(
-                "{} {:?} may not publish {}; it may publish {:?}",
-                caller.role,
-                caller.instance,
-                kind.as_str_name(),
-                allowed.iter().map(|k| k.as_str_name()).collect::<Vec<_>>()
-            )));
+        let seq = self.publish_as(&caller, request.into_inner(), tracecontext::current_traceparent())?;
+        Ok(Response::new(RoomPublishResponse { seq }))
+    }
+
+    #[tracing::instrument(name = "room.publish_many", skip_all, fields(items))]
+    async fn publish_many(
+        &self,
+        mut request: Request<RoomPublishManyRequest>,
+    ) -> Result<Response<RoomPublishManyResponse>, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(RoomError::Draining.into());
         }
-        // The sender is whom the credential names, never a request field.
-        let sender_user_id = match (&caller.role, &caller.acting_for) {
-            (Role::Service, _) => format!("{}{}", hubbub_kit::auth::SERVICE_PREFIX, caller.instance),
-            (_, Some(Identity::User(user))) => user.clone(),
-            _ => return Err(Status::permission_denied("Publish must be made for a signed-in user")),
-        };
-        if request.body.is_empty() {
-            return Err(RoomError::Invalid("body is empty".into()).into());
-        }
-        if request.body.len() > self.config.max_body_bytes {
-            return Err(RoomError::TooLarge {
-                size: request.body.len(),
-                limit: self.config.max_body_bytes,
-            }
+        let batch = service_auth::take_caller(&mut request)?;
+        let items = request.into_inner().items;
+        if items.is_empty() || items.len() > MAX_PUBLISH_MANY_ITEMS {
+            return Err(RoomError::Invalid(format!(
+                "{} items in one PublishMany; send 1 to {MAX_PUBLISH_MANY_ITEMS}",
+                items.len()
+            ))
             .into());
         }
-        let room_id = request.room_id.clone();
-        let published = self.router.publish(Publish {
-            room_id: request.room_id,
-            message: Incoming {
-                sender_user_id,
-                kind,
-                body: request.body,
-                trace: tracecontext::current_traceparent(),
-            },
-        });
-        let seq = published.map_err(|refused| refusal(room_id, refused))?;
-        Ok(Response::new(RoomPublishResponse { seq }))
+        tracing::Span::current().record("items", items.len());
+        // Every credential is checked before anything is published: a bad
+        // one means a broken or hostile caller, and none of its call lands.
+        let callers = items
+            .iter()
+            .map(|item| publish_many::item_caller(&self.key, &batch, &item.credential))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let outcomes = items
+            .into_iter()
+            .zip(&callers)
+            .map(|(item, caller)| {
+                // Each item continues the trace of the call it came from, so
+                // its viewers' deliveries do too; a backend's items have
+                // none and stay within the batch's.
+                let span = tracing::info_span!(
+                    "room.publish",
+                    otel.status_code = tracing::field::Empty,
+                    otel.status_message = tracing::field::Empty
+                );
+                tracecontext::set_parent_from(&span, &item.traceparent, &item.tracestate);
+                let _entered = span.enter();
+                let caller = caller.as_ref().unwrap_or(&batch);
+                let publish = item.publish.unwrap_or_default();
+                let answer = self.publish_as(caller, publish, tracecontext::current_traceparent());
+                if let Err(status) = &answer {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", status.message());
+                }
+                publish_many::outcome(answer)
+            })
+            .collect();
+        Ok(Response::new(RoomPublishManyResponse { outcomes }))
     }
 
     async fn publish_gifts(

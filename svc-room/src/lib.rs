@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`config`]: `[room]` settings.
 //! - [`api`]: the `hubbub.v1.Room` handlers.
+//! - [`publish_many`]: whose `PublishMany` item it is, and its outcome.
 //! - [`router`]: `RoomRouter`, rooms and attached gateways, batching.
 //! - [`room_state`]: one room's sequence, ring, lanes and pending batch.
 //! - [`priority`]: the lane of each message kind.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod priority;
+pub mod publish_many;
 pub mod room_state;
 pub mod router;
 
@@ -67,9 +69,16 @@ pub async fn serve(
     };
     // A publish is a body plus a few ids; attach commands list room ids; a
     // PublishGifts call carries up to a run of gifts, which the gift
-    // service cuts at PUBLISH_GIFTS_BYTES of bodies.
+    // service cuts at PUBLISH_GIFTS_BYTES of bodies, and a PublishMany call
+    // as much, which gateways cut there too.
     let max_request = (config.max_body_bytes + 64 * 1024).max(api::PUBLISH_GIFTS_BYTES + 256 * 1024);
-    let api = api::RoomApi::new(router, config, instances, shutdown.clone());
+    let api = api::RoomApi::new(
+        router,
+        config,
+        instances,
+        shutdown.clone(),
+        options.internal_key.clone(),
+    );
     let routes = Routes::new(RoomServer::new(api).max_decoding_message_size(max_request));
     let server = options.internal("room", routes, vec![SERVICE_NAME], RoleMetrics::new(registry));
     serve_role(server, listener, shutdown).await
