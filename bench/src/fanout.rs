@@ -136,7 +136,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         .sum();
 
     // Publish.
-    let published = crate::publisher::publish(&args).await?;
+    let crate::publisher::Published {
+        accepted: published,
+        refused,
+    } = crate::publisher::publish(&args).await?;
     let under_load = scrape::total(metrics_of(&args)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last batches land
     let gateways_end = scrape::total(metrics_of(&args)).await?;
@@ -190,6 +193,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         "scenario": "fanout",
         "transport": args.transport,
         "publish_calls": args.publish_calls,
+        "publishes_refused": refused,
         "viewers": ready,
         "viewers_failed": tally.failed,
         "rooms": args.rooms,

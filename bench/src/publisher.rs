@@ -51,11 +51,12 @@ struct Due {
     body: Vec<u8>,
 }
 
-/// Publishes at the rate for the duration; returns counts [high, normal, low].
-pub async fn publish(args: &FanoutArgs) -> anyhow::Result<[u64; 3]> {
+/// Publishes at the rate for the duration.
+pub async fn publish(args: &FanoutArgs) -> anyhow::Result<Published> {
     let channel = Channel::from_shared(format!("http://{}", args.room))?.connect().await?;
     let client = RoomClient::new(channel).max_encoding_message_size(8 * 1024 * 1024);
     let counts: Counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let refused = Arc::new(AtomicU64::new(0));
     let limit = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1)));
     let credentials = Credentials::of(args)?;
     let started = Instant::now();
@@ -88,31 +89,61 @@ pub async fn publish(args: &FanoutArgs) -> anyhow::Result<[u64; 3]> {
             PublishCalls::One => {
                 for due in tick {
                     let permit = limit.clone().acquire_owned().await?;
-                    let call = one(client.clone(), &credentials, due, counts.clone());
+                    let call = one(client.clone(), &credentials, due, counts.clone(), refused.clone());
                     tokio::spawn(async move {
                         call.await;
                         drop(permit);
                     });
                 }
             }
-            PublishCalls::Many if tick.is_empty() => {}
             PublishCalls::Many => {
-                let permit = limit.clone().acquire_owned().await?;
-                let call = many(client.clone(), &credentials, tick, counts.clone());
-                tokio::spawn(async move {
-                    call.await;
-                    drop(permit);
-                });
+                // A tick after a stall carries the backlog: cut it within
+                // the room's limits on items and bytes per call.
+                for chunk in chunks(tick, args.payload) {
+                    let permit = limit.clone().acquire_owned().await?;
+                    let call = many(client.clone(), &credentials, chunk, counts.clone(), refused.clone());
+                    tokio::spawn(async move {
+                        call.await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }
     // Wait for the calls in flight.
     let _ = limit.acquire_many(args.in_flight.max(1) as u32).await?;
-    Ok([
-        counts[0].load(Ordering::Relaxed),
-        counts[1].load(Ordering::Relaxed),
-        counts[2].load(Ordering::Relaxed),
-    ])
+    Ok(Published {
+        accepted: [
+            counts[0].load(Ordering::Relaxed),
+            counts[1].load(Ordering::Relaxed),
+            counts[2].load(Ordering::Relaxed),
+        ],
+        refused: refused.load(Ordering::Relaxed),
+    })
+}
+
+/// What the publisher got through.
+pub struct Published {
+    /// Messages the room accepted, per lane: high, normal, low.
+    pub accepted: [u64; 3],
+    /// Messages refused or lost with their call (each also not delivered).
+    pub refused: u64,
+}
+
+/// Messages per call at most, and their bodies' bytes (well under the
+/// room's limits on items and request size, credentials included).
+const CALL_ITEMS: usize = 1000;
+const CALL_BYTES: usize = 512 * 1024;
+
+/// A tick cut into calls within the room's limits.
+fn chunks(tick: Vec<Due>, payload: usize) -> Vec<Vec<Due>> {
+    let per_call = CALL_ITEMS.min((CALL_BYTES / payload.max(1)).max(1));
+    let mut chunks = Vec::new();
+    let mut tick = tick.into_iter().peekable();
+    while tick.peek().is_some() {
+        chunks.push(tick.by_ref().take(per_call).collect());
+    }
+    chunks
 }
 
 /// The publisher's credentials, as `authorization` values and raw tokens.
@@ -152,6 +183,7 @@ fn one(
     credentials: &Credentials,
     due: Due,
     counts: Counts,
+    refused: Arc<AtomicU64>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     // Gifts as the gift ledger sends them, the rest as a gateway.
     let credential = if due.lane == 0 {
@@ -167,9 +199,10 @@ fn one(
             body: due.body.into(),
         });
         request.metadata_mut().insert("authorization", credential);
-        if client.publish(request).await.is_ok() {
-            counts[due.lane].fetch_add(1, Ordering::Relaxed);
-        }
+        match client.publish(request).await {
+            Ok(_) => counts[due.lane].fetch_add(1, Ordering::Relaxed),
+            Err(_) => refused.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }
 
@@ -180,6 +213,7 @@ fn many(
     credentials: &Credentials,
     tick: Vec<Due>,
     counts: Counts,
+    refused: Arc<AtomicU64>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let credentials = credentials.clone();
     async move {
@@ -211,9 +245,10 @@ fn many(
                 let mut request = tonic::Request::new(RoomPublishGiftsRequest { room_id, gifts });
                 let ledger = credentials.ledger.clone().context("ledger")?;
                 request.metadata_mut().insert("authorization", ledger);
-                if client.clone().publish_gifts(request).await.is_ok() {
-                    counts[0].fetch_add(count, Ordering::Relaxed);
-                }
+                match client.clone().publish_gifts(request).await {
+                    Ok(_) => counts[0].fetch_add(count, Ordering::Relaxed),
+                    Err(_) => refused.fetch_add(count, Ordering::Relaxed),
+                };
             }
             anyhow::Ok(())
         };
@@ -224,11 +259,17 @@ fn many(
             let mut request = tonic::Request::new(RoomPublishManyRequest { items });
             let gateway = credentials.gateway.clone().context("gateway")?;
             request.metadata_mut().insert("authorization", gateway);
-            if let Ok(answer) = client.clone().publish_many(request).await {
-                for (outcome, lane) in answer.into_inner().outcomes.iter().zip(lanes) {
-                    if outcome.code == 0 {
-                        counts[lane].fetch_add(1, Ordering::Relaxed);
+            match client.clone().publish_many(request).await {
+                Ok(answer) => {
+                    for (outcome, lane) in answer.into_inner().outcomes.iter().zip(lanes) {
+                        match outcome.code {
+                            0 => counts[lane].fetch_add(1, Ordering::Relaxed),
+                            _ => refused.fetch_add(1, Ordering::Relaxed),
+                        };
                     }
+                }
+                Err(_) => {
+                    refused.fetch_add(lanes.len() as u64, Ordering::Relaxed);
                 }
             }
             anyhow::Ok(())

@@ -206,6 +206,7 @@ async fn one_trace_across_gateway_room_gateway(telemetry: &Arc<Telemetry>, colle
                 .find(|e| e.span.name == "gateway.deliver" && attribute(&e.span, "gateway_id") == Some("gw-1"));
             if let (Some(publish), Some(delivered)) = (publish, delivered) {
                 assert_eq!(attribute(&sent.span, "hubbub.role"), Some("gateway"));
+                assert_eq!(attribute(&publish.span, "room_id"), Some("traced"));
                 assert_eq!(attribute(&delivered.span, "room_id"), Some("traced"));
                 assert!(
                     !publish.span.parent_span_id.is_empty(),

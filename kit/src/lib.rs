@@ -7,6 +7,7 @@
 //! - [`auth`]: client tokens and the identity of a client call.
 //! - [`service_auth`]: service credentials between roles and backends.
 //! - [`policy`]: who may call what on internal ports, in one table.
+//! - [`batch_item`]: batched internal calls: shared limits, each item's sender.
 //! - [`internal_auth`]: the layer that enforces it on every internal listener.
 //! - [`telemetry`]: logs and OTLP span export.
 //! - [`span_routing`]: each span exported under its role's service name.
@@ -31,6 +32,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod batch_item;
 pub mod call_trace;
 pub mod channel;
 pub mod closeable;

@@ -27,6 +27,10 @@
 use crate::service_auth::{Caller, Role};
 use hubbub_proto::v1::RoomMessageKind;
 
+/// The method a user's room message is published with, alone or as an
+/// item of `Room.PublishMany`; its per-call credentials are for it.
+pub const ROOM_PUBLISH: &str = "/hubbub.v1.Room/Publish";
+
 /// Scopes a backend service credential can hold.
 pub const SCOPES: &[(&str, &str)] = &[
     ("room.publish", "publish SYSTEM, STREAMER and ENTER messages into rooms"),

@@ -13,7 +13,7 @@
 use prost::Message;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::Status;
 use tracing::Instrument;
@@ -26,16 +26,19 @@ pub trait BatchCall: Clone + Send + Sync + 'static {
     type Answer: Send + 'static;
     /// Items per batch at most: the callee's limit.
     const MAX_ITEMS: usize;
-    /// Encoded items per batch at most; the callee decodes this much plus
-    /// one item of its own limit, so one item past the cut always fits.
+    /// Encoded items per batch at most: the item that would cross it opens
+    /// the next batch (a first item alone may exceed it by its own size,
+    /// which the callee's request limit allows for).
     const MAX_BYTES: usize;
     /// The call, for spans and logs (`gift.SendGifts`).
     const NAME: &'static str;
     /// The W3C trace context of the client call `item` comes from.
     fn traceparent(item: &Self::Item) -> &str;
-    /// The answer to a client whose item was never sent: the queue is full
-    /// (`full`) or the gateway stops.
-    fn unavailable(full: bool) -> Status;
+    /// The answer to a client whose item was never sent, and why.
+    fn unsent(why: Unsent) -> Status;
+    /// The answer to every client of a batch whose answer did not hold one
+    /// outcome per item (the callee's fault).
+    fn mismatched() -> Status;
     /// Makes one call: one answer per item, in order, or one error for them
     /// all.
     fn call(
@@ -45,11 +48,42 @@ pub trait BatchCall: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Result<Self::Answer, Status>>, Status>> + Send;
 }
 
+/// Why an item was never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// The queue was full.
+    QueueFull,
+    /// The gateway is stopping, or the link it queued for went away.
+    Stopped,
+    /// It waited a whole call timeout for the batches ahead of it.
+    WaitedTooLong,
+}
+
 type Answer<B> = oneshot::Sender<Result<<B as BatchCall>::Answer, Status>>;
 
 struct Queued<B: BatchCall> {
     item: B::Item,
     answer: Answer<B>,
+    since: Instant,
+}
+
+impl<B: BatchCall> Queued<B> {
+    /// Whether to leave it unsent: its client gave up (and was told to
+    /// retry), or it waited so long that it is answered now, unsent, rather
+    /// than sent late. An item in a batch that began is always answered
+    /// with its outcome: a client is never told to retry a message that may
+    /// still be published.
+    fn stale(&mut self, timeout: Duration) -> bool {
+        if self.answer.is_closed() {
+            return true;
+        }
+        if self.since.elapsed() < timeout {
+            return false;
+        }
+        let (answer, _) = oneshot::channel();
+        let _ = std::mem::replace(&mut self.answer, answer).send(Err(B::unsent(Unsent::WaitedTooLong)));
+        true
+    }
 }
 
 /// Where a gateway's calls of one kind queue. Cheap to clone; the batching
@@ -83,20 +117,25 @@ impl<B: BatchCall> Batcher<B> {
     }
 
     /// Queues one item (its credential already minted) and waits for its
-    /// own answer. UNAVAILABLE at once when the queue is full.
+    /// own answer: UNAVAILABLE at once when the queue is full, or after a
+    /// call timeout in the queue; else the outcome of the batch it went in,
+    /// which the same timeout bounds.
     pub async fn send(&self, item: B::Item) -> Result<B::Answer, Status> {
         let (answer, answered) = oneshot::channel();
-        self.queue.try_send(Queued { item, answer }).map_err(|e| match e {
+        let queued = Queued {
+            item,
+            answer,
+            since: Instant::now(),
+        };
+        self.queue.try_send(queued).map_err(|e| match e {
+            // Counted and logged as the call's UNAVAILABLE; once is enough.
             mpsc::error::TrySendError::Full(_) => {
-                tracing::warn!(
-                    call = B::NAME,
-                    "the gateway's batch queue is full; answering UNAVAILABLE"
-                );
-                B::unavailable(true)
+                tracing::debug!(call = B::NAME, "the gateway's batch queue is full");
+                B::unsent(Unsent::QueueFull)
             }
-            mpsc::error::TrySendError::Closed(_) => B::unavailable(false),
+            mpsc::error::TrySendError::Closed(_) => B::unsent(Unsent::Stopped),
         })?;
-        answered.await.unwrap_or_else(|_| Err(B::unavailable(false)))
+        answered.await.unwrap_or_else(|_| Err(B::unsent(Unsent::Stopped)))
     }
 }
 
@@ -112,22 +151,21 @@ async fn run<B: BatchCall>(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let first = match carried.take() {
+        let mut first = match carried.take() {
             Some(first) => first,
             None => match queue.recv().await {
                 Some(first) => first,
                 None => return,
             },
         };
-        if first.answer.is_closed() {
-            // Its client gave up (and was told to retry): never sent.
+        if first.stale(timeout) {
             continue;
         }
         let mut bytes = first.item.encoded_len();
         let mut batch = vec![first];
         while batch.len() < B::MAX_ITEMS {
-            let Ok(next) = queue.try_recv() else { break };
-            if next.answer.is_closed() {
+            let Ok(mut next) = queue.try_recv() else { break };
+            if next.stale(timeout) {
                 continue;
             }
             let size = next.item.encoded_len();
@@ -178,5 +216,120 @@ async fn one_batch<B: BatchCall>(call: B, batch: Vec<Queued<B>>, timeout: Durati
     };
     for (answer, outcome) in answers.into_iter().zip(answered) {
         let _ = answer.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubbub_proto::v1::RoomPublishOutcome as Item;
+    use std::sync::Mutex;
+
+    /// Records each batch's items; holds every call until `open` has a
+    /// permit; answers each item with ten times its seq.
+    #[derive(Clone)]
+    struct Recorded {
+        batches: Arc<Mutex<Vec<Vec<u64>>>>,
+        open: Arc<Semaphore>,
+    }
+
+    impl BatchCall for Recorded {
+        type Item = Item;
+        type Answer = u64;
+        const MAX_ITEMS: usize = 3;
+        const MAX_BYTES: usize = 1024;
+        const NAME: &'static str = "test.Recorded";
+
+        fn traceparent(_: &Item) -> &str {
+            ""
+        }
+
+        fn unsent(why: Unsent) -> Status {
+            Status::unavailable(format!("{why:?}"))
+        }
+
+        fn mismatched() -> Status {
+            Status::internal("mismatched")
+        }
+
+        async fn call(self, items: Vec<Item>, _: Duration) -> Result<Vec<Result<u64, Status>>, Status> {
+            self.batches.lock().unwrap().push(items.iter().map(|i| i.seq).collect());
+            let _ = self.open.acquire().await.unwrap();
+            Ok(items.iter().map(|i| Ok(i.seq * 10)).collect())
+        }
+    }
+
+    fn item(seq: u64) -> Item {
+        Item {
+            seq,
+            ..Default::default()
+        }
+    }
+
+    fn recorded() -> Recorded {
+        Recorded {
+            batches: Arc::default(),
+            open: Arc::new(Semaphore::new(0)),
+        }
+    }
+
+    /// Sends `seq` from a task of its own.
+    fn send_from_task(batcher: &Batcher<Recorded>, seq: u64) -> tokio::task::JoinHandle<Result<u64, Status>> {
+        let batcher = batcher.clone();
+        tokio::spawn(async move { batcher.send(item(seq)).await })
+    }
+
+    /// Sends `1`, which goes alone and is held in its call.
+    async fn first_held(call: &Recorded, batcher: &Batcher<Recorded>) -> tokio::task::JoinHandle<Result<u64, Status>> {
+        let first = send_from_task(batcher, 1);
+        while call.batches.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        first
+    }
+
+    #[tokio::test]
+    async fn items_arriving_while_a_batch_runs_form_the_next_each_answered_its_own() {
+        let call = recorded();
+        let batcher = Batcher::start(call.clone(), 16, 1, Duration::from_secs(5));
+        let first = first_held(&call, &batcher).await;
+        let rest: Vec<_> = (2..=5).map(|seq| send_from_task(&batcher, seq)).collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        call.open.add_permits(100);
+        assert_eq!(first.await.unwrap().unwrap(), 10);
+        for (seq, answer) in (2..=5).zip(rest) {
+            assert_eq!(answer.await.unwrap().unwrap(), seq * 10);
+        }
+        // One alone, then at most MAX_ITEMS per batch, in arrival order.
+        let batches = call.batches.lock().unwrap().clone();
+        assert_eq!(batches, vec![vec![1], vec![2, 3, 4], vec![5]]);
+    }
+
+    #[tokio::test]
+    async fn an_item_that_waited_a_whole_timeout_is_answered_unsent_and_never_sent() {
+        let call = recorded();
+        let batcher = Batcher::start(call.clone(), 16, 1, Duration::from_millis(50));
+        let first = first_held(&call, &batcher).await;
+        let late = send_from_task(&batcher, 2);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        call.open.add_permits(100);
+        // The batch that began is answered with its outcome, however late.
+        assert_eq!(first.await.unwrap().unwrap(), 10);
+        let status = late.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), "WaitedTooLong");
+        assert_eq!(call.batches.lock().unwrap().clone(), vec![vec![1]]);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_at_once() {
+        let call = recorded();
+        let batcher = Batcher::start(call.clone(), 1, 1, Duration::from_secs(5));
+        let _first = first_held(&call, &batcher).await;
+        let _queued = send_from_task(&batcher, 2);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let status = batcher.send(item(3)).await.unwrap_err();
+        assert_eq!(status.message(), "QueueFull");
+        call.open.add_permits(100);
     }
 }

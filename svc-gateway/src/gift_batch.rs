@@ -1,16 +1,12 @@
 //! Gift sends as `Gift.SendGifts` batches ([`Batcher`]): each item carries
 //! its own per-call `SendGift` credential naming its sender.
 
-use crate::batcher::{BatchCall, Batcher};
+use crate::batcher::{BatchCall, Batcher, Unsent};
 use crate::deadline;
-use hubbub_kit::{channel::TracedChannel, tracecontext};
+use hubbub_kit::{batch_item, channel::TracedChannel, tracecontext};
 use hubbub_proto::v1::{self as pb, gift_client::GiftClient};
 use std::time::Duration;
 use tonic::{Code, Request, Status};
-
-/// Encoded items per batch at most; the gift service decodes this much plus
-/// one request of its own limit, so one item past the cut always fits.
-pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// `Gift.SendGifts` on one client.
 #[derive(Debug, Clone)]
@@ -33,20 +29,26 @@ pub fn item(gift: pb::GiftSendGiftRequest, credential: String) -> pb::GiftSendGi
 impl BatchCall for SendGifts {
     type Item = pb::GiftSendGiftsItem;
     type Answer = pb::GiftSendGiftResponse;
-    const MAX_ITEMS: usize = 1000;
-    const MAX_BYTES: usize = MAX_BATCH_BYTES;
+    const MAX_ITEMS: usize = batch_item::MAX_ITEMS;
+    const MAX_BYTES: usize = batch_item::MAX_BYTES;
     const NAME: &'static str = "gift.SendGifts";
 
     fn traceparent(item: &Self::Item) -> &str {
         &item.traceparent
     }
 
-    fn unavailable(full: bool) -> Status {
-        if full {
-            Status::unavailable("this gateway has too many gifts waiting for the gift service; retry shortly")
-        } else {
-            Status::unavailable("the gift send was interrupted; retry with the same client_key")
-        }
+    fn unsent(why: Unsent) -> Status {
+        Status::unavailable(match why {
+            Unsent::QueueFull => "this gateway has too many gifts waiting for the gift service; retry shortly",
+            Unsent::Stopped => "the gateway is stopping; retry with the same client_key",
+            Unsent::WaitedTooLong => {
+                "the gift waited too long for the gift service and was not sent; retry with the same client_key"
+            }
+        })
+    }
+
+    fn mismatched() -> Status {
+        Status::internal("the gift service's answer did not match the gifts sent; retry with the same client_key")
     }
 
     async fn call(

@@ -139,7 +139,7 @@ pub async fn serve_with(
         instances,
         rooms.clone(),
         Duration::from_millis(config.attach_retry_ms),
-        publish_batch::Publishing {
+        publish_batch::PublishBounds {
             queue: config.room_publish_queue,
             in_flight: config.room_publish_batches_in_flight,
             timeout: Duration::from_millis(config.call_timeout_ms),

@@ -3,21 +3,18 @@
 //! `Room.Publish` credential naming its sender, so a busy room's comments
 //! cost its owner a few calls a second rather than one per comment.
 
-use crate::batcher::{BatchCall, Batcher};
+use crate::batcher::{BatchCall, Batcher, Unsent};
 use crate::deadline;
-use hubbub_kit::{channel::TracedChannel, rate::exhausted_retry_after, tracecontext};
+use hubbub_kit::{batch_item, channel::TracedChannel, rate::exhausted_retry_after, tracecontext};
 use hubbub_proto::v1::{
     RoomPublishManyItem, RoomPublishManyRequest, RoomPublishOutcome, RoomPublishRequest, room_client::RoomClient,
 };
 use std::time::Duration;
 use tonic::{Code, Request, Status};
 
-/// The method an item's credential is for.
-pub const PUBLISH: &str = "/hubbub.v1.Room/Publish";
-
 /// Bounds of a gateway's room publishing.
 #[derive(Debug, Clone, Copy)]
-pub struct Publishing {
+pub struct PublishBounds {
     /// Messages waiting per room instance, at most.
     pub queue: usize,
     /// Batches in flight per room instance, at most.
@@ -28,10 +25,10 @@ pub struct Publishing {
 
 /// `Room.PublishMany` on one room instance's client.
 #[derive(Debug, Clone)]
-pub struct PublishMany(pub RoomClient<TracedChannel>);
+pub struct PublishManyCall(pub RoomClient<TracedChannel>);
 
 /// Where a gateway's messages for one room instance queue.
-pub type RoomPublisher = Batcher<PublishMany>;
+pub type RoomPublisher = Batcher<PublishManyCall>;
 
 /// One message as a batch item, with the trace context of the current call.
 pub fn item(publish: RoomPublishRequest, credential: String) -> RoomPublishManyItem {
@@ -44,25 +41,28 @@ pub fn item(publish: RoomPublishRequest, credential: String) -> RoomPublishManyI
     }
 }
 
-impl BatchCall for PublishMany {
+impl BatchCall for PublishManyCall {
     type Item = RoomPublishManyItem;
     /// The message's room seq.
     type Answer = u64;
-    const MAX_ITEMS: usize = 1000;
-    /// The room decodes a 1 MiB run of gifts and then some; the same here.
-    const MAX_BYTES: usize = 1024 * 1024;
+    const MAX_ITEMS: usize = batch_item::MAX_ITEMS;
+    const MAX_BYTES: usize = batch_item::MAX_BYTES;
     const NAME: &'static str = "room.PublishMany";
 
     fn traceparent(item: &Self::Item) -> &str {
         &item.traceparent
     }
 
-    fn unavailable(full: bool) -> Status {
-        if full {
-            Status::unavailable("this gateway has too many messages waiting for their rooms; retry shortly")
-        } else {
-            Status::unavailable("the message was not sent: this gateway's link to the room went away; retry")
-        }
+    fn unsent(why: Unsent) -> Status {
+        Status::unavailable(match why {
+            Unsent::QueueFull => "this gateway has too many messages waiting for their room; retry shortly",
+            Unsent::Stopped => "the message was not sent: this gateway's link to the room went away; retry",
+            Unsent::WaitedTooLong => "the message waited too long for its room and was not sent; retry",
+        })
+    }
+
+    fn mismatched() -> Status {
+        Status::internal("the room's answer did not match the messages sent; they may have been published")
     }
 
     async fn call(mut self, items: Vec<Self::Item>, timeout: Duration) -> Result<Vec<Result<u64, Status>>, Status> {

@@ -12,7 +12,7 @@
 
 use crate::{
     delivery::{Deliveries, Delivery},
-    publish_batch::{PublishMany, Publishing, RoomPublisher},
+    publish_batch::{PublishBounds, PublishManyCall, RoomPublisher},
     rooms::LocalRooms,
 };
 use hubbub_kit::{
@@ -52,7 +52,7 @@ pub struct RoomLinks {
     retry: Duration,
     shutdown: CancellationToken,
     addresses: SharedAddresses,
-    publishing: Publishing,
+    publishing: PublishBounds,
     // Why a lock: the set changes only when the instance list does; every
     // publish and subscription reads it.
     links: RwLock<HashMap<String, RoomLink>>,
@@ -84,7 +84,7 @@ impl RoomLinks {
         mut instances: Instances,
         rooms: Arc<LocalRooms>,
         retry: Duration,
-        publishing: Publishing,
+        publishing: PublishBounds,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, AddressError> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
@@ -171,14 +171,14 @@ impl RoomLinks {
                 retry: self.retry,
                 shutdown: stop.clone(),
             });
-            let Publishing {
+            let PublishBounds {
                 queue,
                 in_flight,
                 timeout,
             } = self.publishing;
             // Its task ends with the link's last handle, once its batches in
             // flight are answered.
-            let publisher = RoomPublisher::start(PublishMany(client.clone()), queue, in_flight, timeout);
+            let publisher = RoomPublisher::start(PublishManyCall(client.clone()), queue, in_flight, timeout);
             links.insert(
                 address.clone(),
                 RoomLink {

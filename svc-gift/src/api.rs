@@ -7,6 +7,7 @@ use crate::recent::Recent;
 use crate::store::{GiftStore, Kind, NewRecord};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
+use hubbub_kit::batch_item;
 use hubbub_kit::service_auth::{self, Caller, InternalKey, Role};
 use hubbub_kit::tracecontext;
 use hubbub_proto::v1::{self as pb, gift_server::Gift};
@@ -16,7 +17,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 /// Items in one SendGifts at most.
-pub const MAX_BATCH_ITEMS: usize = 1000;
+pub const MAX_BATCH_ITEMS: usize = hubbub_kit::batch_item::MAX_ITEMS;
 /// The method a batch item's credential must be for.
 const SEND_GIFT: &str = "/hubbub.v1.Gift/SendGift";
 
@@ -142,28 +143,6 @@ fn sender(caller: &Caller, claimed: &str) -> Result<String, Status> {
     Ok(user.to_owned())
 }
 
-/// The caller a batch item's own credential names: valid, a per-call
-/// SendGift credential, and minted by the gateway instance that sent the
-/// batch (a batch carries only its own gateway's clients).
-fn item_caller(key: &InternalKey, batch: &Caller, credential: &str) -> Result<Caller, Status> {
-    // A gateway that works never sends these: loud here, refused there.
-    let denied = |why: String| {
-        tracing::error!(gateway = %batch.instance, "refused a SendGifts item: its credential {why}");
-        Status::permission_denied(format!("a SendGifts item's credential {why}"))
-    };
-    let caller = key
-        .verify(credential)
-        .map_err(|e| denied(format!("is not valid: {e}")))?;
-    if caller.role != batch.role || caller.instance != batch.instance {
-        return Err(denied("was not minted by the gateway that sent the batch".into()));
-    }
-    caller.check_bound_to(SEND_GIFT).map_err(|e| denied(e.to_string()))?;
-    if caller.acting_for.is_none() {
-        return Err(denied(format!("is not a per-call credential for {SEND_GIFT}")));
-    }
-    Ok(caller)
-}
-
 #[tonic::async_trait]
 impl<S: GiftStore> Gift for GiftApi<S> {
     #[tracing::instrument(name = "gift.send", skip_all)]
@@ -209,7 +188,7 @@ impl<S: GiftStore> Gift for GiftApi<S> {
                 let gift = item
                     .gift
                     .ok_or_else(|| Status::invalid_argument("a SendGifts item without its gift"))?;
-                let caller = item_caller(&self.key, batch, &item.credential)?;
+                let caller = batch_item::item_caller(&self.key, batch, &item.credential, SEND_GIFT, "SendGifts")?;
                 let sender = sender(&caller, &gift.sender_user_id)?;
                 self.send_for(sender, gift, std::time::Duration::ZERO).await
             }

@@ -127,9 +127,8 @@ impl GiftCommit {
 
 /// Gifts published in one call at most.
 const PUBLISH_BATCH: usize = 1000;
-/// Bytes of encoded gifts per call at most: the room decodes a
-/// `PublishGifts` of 1 MiB of bodies (svc-room's `PUBLISH_GIFTS_BYTES`).
-const RUN_BYTES: usize = 1024 * 1024;
+/// Bytes of encoded gifts per call at most, as the room decodes them.
+const RUN_BYTES: usize = hubbub_kit::batch_item::MAX_BYTES;
 /// A record's encoded size beyond its payload, at most (ids are 1 to 128
 /// bytes, keys 64, plus numbers and tags).
 const RECORD_OVERHEAD: usize = 5 * 128 + 2 * 64 + 128;

@@ -54,13 +54,12 @@ pub enum GiftError {
     Serve(#[from] ServeError),
 }
 
+/// Bytes of items a gateway puts in one SendGifts at most.
+const SEND_GIFTS_BYTES: usize = hubbub_kit::batch_item::MAX_BYTES;
+
 /// Serves the gift role on `listener` until `shutdown` is cancelled: on
 /// PostgreSQL when `store.database_url` is set (migrations applied first),
 /// else on SQLite in `store.data_dir`.
-/// Bytes of items a gateway puts in one SendGifts at most (svc-gateway's
-/// `gift_batch::MAX_BATCH_BYTES`).
-const SEND_GIFTS_BYTES: usize = 1024 * 1024;
-
 pub async fn serve(
     config: GiftConfig,
     options: ServeOptions,

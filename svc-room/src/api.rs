@@ -10,6 +10,7 @@ use crate::{
 };
 use hubbub_kit::{
     auth::Identity,
+    batch_item,
     closeable::{CloseableStream, Closer},
     discovery::Instances,
     ids, policy, rendezvous,
@@ -140,14 +141,10 @@ fn refusal(room_id: String, refused: Refused) -> RoomError {
 }
 
 /// Items per `PublishMany` call, at most.
-pub const MAX_PUBLISH_MANY_ITEMS: usize = 1000;
+const MAX_PUBLISH_MANY_ITEMS: usize = batch_item::MAX_ITEMS;
 
 /// Gifts per `PublishGifts` call, at most (a commit's worth).
-const MAX_GIFTS_PER_CALL: usize = 1000;
-
-/// Body bytes per `PublishGifts` call the room decodes: callers cut their
-/// runs below it (the gift service at the same figure).
-pub const PUBLISH_GIFTS_BYTES: usize = 1024 * 1024;
+const MAX_GIFTS_PER_CALL: usize = batch_item::MAX_ITEMS;
 
 #[tonic::async_trait]
 impl Room for RoomApi {
@@ -235,27 +232,34 @@ impl Room for RoomApi {
         tracing::Span::current().record("items", items.len());
         // Every credential is checked before anything is published: a bad
         // one means a broken or hostile caller, and none of its call lands.
-        let callers = items
+        let senders = items
             .iter()
             .map(|item| publish_many::item_caller(&self.key, &batch, &item.credential))
             .collect::<Result<Vec<_>, Status>>()?;
         let outcomes = items
             .into_iter()
-            .zip(&callers)
-            .map(|(item, caller)| {
+            .zip(&senders)
+            .map(|(item, sender)| {
+                let Some(publish) = item.publish else {
+                    return publish_many::outcome(Err(RoomError::Invalid(
+                        "a PublishMany item without its publish".into(),
+                    )
+                    .into()));
+                };
                 // Each item continues the trace of the call it came from, so
-                // its viewers' deliveries do too; a backend's items have
-                // none and stay within the batch's.
+                // its viewers' deliveries do too; a backend's items (or any
+                // without a well-formed context) stay within the batch's.
                 let span = tracing::info_span!(
                     "room.publish",
+                    room_id = %publish.room_id,
                     otel.status_code = tracing::field::Empty,
                     otel.status_message = tracing::field::Empty
                 );
-                tracecontext::set_parent_from(&span, &item.traceparent, &item.tracestate);
+                if tracecontext::span_context_of(&item.traceparent).is_some() {
+                    tracecontext::set_parent_from(&span, &item.traceparent, &item.tracestate);
+                }
                 let _entered = span.enter();
-                let caller = caller.as_ref().unwrap_or(&batch);
-                let publish = item.publish.unwrap_or_default();
-                let answer = self.publish_as(caller, publish, tracecontext::current_traceparent());
+                let answer = self.publish_as(sender.caller(&batch), publish, tracecontext::current_traceparent());
                 if let Err(status) = &answer {
                     span.record("otel.status_code", "ERROR");
                     span.record("otel.status_message", status.message());

@@ -68,10 +68,10 @@ pub async fn serve(
         None => hubbub_kit::discovery::fixed(&config.instances).1,
     };
     // A publish is a body plus a few ids; attach commands list room ids; a
-    // PublishGifts call carries up to a run of gifts, which the gift
-    // service cuts at PUBLISH_GIFTS_BYTES of bodies, and a PublishMany call
-    // as much, which gateways cut there too.
-    let max_request = (config.max_body_bytes + 64 * 1024).max(api::PUBLISH_GIFTS_BYTES + 256 * 1024);
+    // PublishGifts call carries a run of gifts and a PublishMany call a
+    // gateway's batch, both cut at batch_item::MAX_BYTES, plus the item
+    // that crossed the cut.
+    let max_request = hubbub_kit::batch_item::MAX_BYTES + config.max_body_bytes + 256 * 1024;
     let api = api::RoomApi::new(
         router,
         config,

@@ -1,17 +1,15 @@
 //! `Room.PublishMany` item by item: whose item it is, and its outcome.
 
+use hubbub_kit::batch_item;
+use hubbub_kit::policy::ROOM_PUBLISH;
 use hubbub_kit::service_auth::{Caller, InternalKey, Role};
 use hubbub_proto::v1::RoomPublishOutcome;
 use tonic::Status;
 
-/// The method a gateway's item credential must be for.
-const PUBLISH: &str = "/hubbub.v1.Room/Publish";
-
-/// Who sends an item: for a gateway's batch, the caller its own credential
-/// names (valid, a per-call Publish credential for a user, minted by the
-/// gateway instance that sent the batch); for a backend's, the backend
-/// itself (`None`: the batch's caller).
-pub fn item_caller(key: &InternalKey, batch: &Caller, credential: &str) -> Result<Option<Caller>, Status> {
+/// Who sends an item: for a gateway's batch, the user its own credential
+/// names (see [`batch_item::item_caller`]; a room message is a user's, never
+/// a guest's); for a backend's, the backend itself.
+pub fn item_caller(key: &InternalKey, batch: &Caller, credential: &str) -> Result<Sender, Status> {
     if batch.role != Role::Gateway {
         if !credential.is_empty() {
             tracing::debug!(caller = %batch.instance, "refused a PublishMany item with a credential from a backend");
@@ -19,26 +17,35 @@ pub fn item_caller(key: &InternalKey, batch: &Caller, credential: &str) -> Resul
                 "a backend's PublishMany item carries no credential: its items are sent as the backend itself",
             ));
         }
-        return Ok(None);
+        return Ok(Sender::Batch);
     }
-    // A gateway that works never sends these: loud here, refused there.
-    let denied = |why: String| {
-        tracing::error!(gateway = %batch.instance, "refused a PublishMany item: its credential {why}");
-        Status::permission_denied(format!("a PublishMany item's credential {why}"))
-    };
-    let caller = key
-        .verify(credential)
-        .map_err(|e| denied(format!("is not valid: {e}")))?;
-    if caller.role != batch.role || caller.instance != batch.instance {
-        return Err(denied("was not minted by the gateway that sent the batch".into()));
-    }
-    caller.check_bound_to(PUBLISH).map_err(|e| denied(e.to_string()))?;
+    let caller = batch_item::item_caller(key, batch, credential, ROOM_PUBLISH, "PublishMany")?;
     if caller.acting_for.as_ref().and_then(|a| a.user_id()).is_none() {
-        return Err(denied(format!(
-            "is not a per-call credential for {PUBLISH} naming a user"
-        )));
+        tracing::error!(gateway = %batch.instance, "refused a PublishMany item: its credential names a guest");
+        return Err(Status::permission_denied(
+            "a PublishMany item's credential names a guest: room messages are sent by signed-in users",
+        ));
     }
-    Ok(Some(caller))
+    Ok(Sender::Item(caller))
+}
+
+/// Whose an item is.
+#[derive(Debug)]
+pub enum Sender {
+    /// The user its own credential names.
+    Item(Caller),
+    /// The backend that sent the batch.
+    Batch,
+}
+
+impl Sender {
+    /// The caller to publish as, given the batch's.
+    pub fn caller<'a>(&'a self, batch: &'a Caller) -> &'a Caller {
+        match self {
+            Sender::Item(caller) => caller,
+            Sender::Batch => batch,
+        }
+    }
 }
 
 /// An item's answer as its outcome; a cap's retry hint travels with it.
@@ -92,9 +99,11 @@ mod tests {
     #[test]
     fn a_gateway_item_is_sent_by_the_user_its_own_credential_names() {
         let alice = Identity::User("alice".into());
-        let caller = item_caller(&key(), &gateway("gw-0"), &item("gw-0", PUBLISH, alice.clone()))
-            .unwrap()
-            .unwrap();
+        let Sender::Item(caller) =
+            item_caller(&key(), &gateway("gw-0"), &item("gw-0", ROOM_PUBLISH, alice.clone())).unwrap()
+        else {
+            panic!("a gateway's item is its user's");
+        };
         assert_eq!(caller.acting_for, Some(alice));
     }
 
@@ -106,7 +115,10 @@ mod tests {
         assert_eq!(refused(""), Code::PermissionDenied);
         assert_eq!(refused("not-a-token"), Code::PermissionDenied);
         // Another gateway's credential, replayed inside this one's batch.
-        assert_eq!(refused(&item("gw-1", PUBLISH, alice.clone())), Code::PermissionDenied);
+        assert_eq!(
+            refused(&item("gw-1", ROOM_PUBLISH, alice.clone())),
+            Code::PermissionDenied
+        );
         // A credential for another method.
         assert_eq!(
             refused(&item("gw-0", "/hubbub.v1.Gift/SendGift", alice)),
@@ -114,12 +126,12 @@ mod tests {
         );
         // A guest cannot publish.
         assert_eq!(
-            refused(&item("gw-0", PUBLISH, Identity::Guest("guest:1".into()))),
+            refused(&item("gw-0", ROOM_PUBLISH, Identity::Guest("guest:1".into()))),
             Code::PermissionDenied
         );
         // Signed by another key.
         let other = Credentials::new(InternalKey::new(&[1; 32]), Role::Gateway, "gw-0")
-            .token_acting(PUBLISH, &Identity::User("alice".into()));
+            .token_acting(ROOM_PUBLISH, &Identity::User("alice".into()));
         assert_eq!(refused(&other), Code::PermissionDenied);
         // The gateway's own role credential acts for nobody.
         let own = key().sign(&Grant {
@@ -142,8 +154,8 @@ mod tests {
             audience: None,
             method: None,
         };
-        assert!(item_caller(&key(), &backend, "").unwrap().is_none());
-        let smuggled = item("gw-0", PUBLISH, Identity::User("alice".into()));
+        assert!(matches!(item_caller(&key(), &backend, "").unwrap(), Sender::Batch));
+        let smuggled = item("gw-0", ROOM_PUBLISH, Identity::User("alice".into()));
         assert_eq!(
             item_caller(&key(), &backend, &smuggled).unwrap_err().code(),
             Code::PermissionDenied
