@@ -10,6 +10,7 @@
 #   TRANSPORTS=lean bench/fanout.sh 1 -- --viewers 19000 --rate 5 --duration 20
 #   bench/fanout.sh 1 -- --viewers 1000 --rate 5000 --duration 10
 #   ROOM_CAPS=default bench/fanout.sh 1 -- --viewers 1000 --rate 5000   # keep the rooms' delivery caps
+#   GATEWAY_SETTINGS="gateway.fanout_threads=1" bench/fanout.sh 6 -- ...  # extra gateway settings
 #
 # The room's per-viewer caps are lifted unless ROOM_CAPS=default, so that
 # throughput runs measure delivery rather than sampling.
@@ -31,6 +32,8 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+gateway_settings=()
+for setting in ${GATEWAY_SETTINGS:-}; do gateway_settings+=(--set "$setting"); done
 caps=()
 if [ "${ROOM_CAPS:-lifted}" != default ]; then
   caps=(--set room.limits.delivery_cap_per_sec=1e9 --set room.limits.low_cap_per_sec=1e9
@@ -65,7 +68,7 @@ start_servers() {
       --set "gateway.advertise=http://127.0.0.1:$internal" --set "gateway.id=gateway-$i" \
       --set gateway.session_calls_per_sec=1e9 --set gateway.session_calls_burst=1e9 \
       --set gateway.max_guest_streams_per_address=1000000 --set listener.max_connections_per_address=1000000 \
-      --set "gateway.room_instances=[\"http://127.0.0.1:$room_port\"]" >&2 &
+      --set "gateway.room_instances=[\"http://127.0.0.1:$room_port\"]" "${gateway_settings[@]}" >&2 &
     pids+=($!)
     addresses+=("127.0.0.1:$port")
     metrics+=("127.0.0.1:$internal")
