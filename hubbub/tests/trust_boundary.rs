@@ -494,6 +494,15 @@ async fn publish_many_sends_each_item_as_the_user_its_own_credential_names() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // Half a million empty items fit in 1 MB on the wire and would take
+    // fifty times that once decoded: refused on the wire, undecoded.
+    let empties = vec![RoomPublishManyItem::default(); 500_000];
+    let err = as_bot
+        .publish_many(RoomPublishManyRequest { items: empties })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("in one batch"), "{err:?}");
     // A gift service may not batch this way (it has PublishGifts).
     let gift = support::credentials(Role::Gift, "gift");
     let err = RoomClient::new(support::internal_channel(deployment.sandbox.room, &gift))

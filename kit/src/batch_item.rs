@@ -7,8 +7,8 @@
 use crate::service_auth::{Caller, InternalKey};
 use tonic::Status;
 
-/// Items per batch at most.
-pub const MAX_ITEMS: usize = 1000;
+/// Items per batch at most (refused on the wire above it, before decoding).
+pub const MAX_ITEMS: usize = hubbub_proto::codec::MAX_BATCH_ITEMS;
 
 /// Encoded items per batch at most, as the gateway cuts them; the callee
 /// decodes this much plus one item of its own request limit (the item that

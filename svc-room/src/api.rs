@@ -283,7 +283,7 @@ impl Room for RoomApi {
             return Err(RoomError::Invalid("no gift to publish".into()).into());
         }
         if request.gifts.len() > MAX_GIFTS_PER_CALL {
-            return Err(Status::resource_exhausted(format!(
+            return Err(Status::invalid_argument(format!(
                 "{} gifts in one call; the limit is {MAX_GIFTS_PER_CALL}",
                 request.gifts.len()
             )));
