@@ -375,6 +375,7 @@ async fn a_gateway_and_a_room_over_mtls_carry_a_room_message_to_its_viewers() {
         gateway_shutdowns: vec![gateway_shutdown],
         room_shutdown: shutdown.child_token(),
         gateway_configs,
+        connect_over: support::ConnectOver::Http2,
     };
 
     // The public port stays plaintext: viewers connect as always.

@@ -1,5 +1,6 @@
 //! The live room path end to end: one room instance, two gateways, viewers
-//! on both, all over real gRPC on 127.0.0.1.
+//! on both, all over real gRPC on 127.0.0.1. The Connect contract runs once
+//! per transport of the stream (`on_both_transports!`).
 
 mod support;
 
@@ -7,7 +8,7 @@ use hubbub_proto::v1::{
     JoinRoomRequest, LeaveRoomRequest, RoomMessageKind, SendRoomMessageRequest, server_event::Event,
 };
 use std::time::Duration;
-use support::{Sandbox, Viewer, authed, next_event};
+use support::{ConnectOver, Sandbox, Viewer, authed, next_event};
 use tonic::Code;
 
 async fn send(viewer: &mut Viewer, room_id: &str, body: &str) -> Result<u64, tonic::Status> {
@@ -31,9 +32,47 @@ async fn two_gateways() -> Sandbox {
     support::start(2, |_| {}).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_viewer_on_every_gateway_receives_every_message_in_order() {
-    let sandbox = two_gateways().await;
+/// Two gateways whose viewers connect over `over`.
+async fn two_gateways_over(over: ConnectOver) -> Sandbox {
+    let mut sandbox = two_gateways().await;
+    sandbox.connect_over = over;
+    sandbox
+}
+
+/// The Connect contract, one test per transport of the stream: gRPC over
+/// HTTP/2 (tonic) and gRPC-web over HTTP/1.1 (the gateway's lean path).
+/// Each test is an `async fn(ConnectOver)` of this file.
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::support::ConnectOver;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_http2() {
+                super::$name(ConnectOver::Http2).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_lean_http1() {
+                super::$name(ConnectOver::Lean).await
+            }
+        }
+    )*};
+}
+
+on_both_transports!(
+    every_viewer_on_every_gateway_receives_every_message_in_order,
+    a_viewer_who_left_receives_nothing_more,
+    a_late_joiner_gets_recent_messages_and_the_stream_continues_after_them,
+    a_guest_can_watch_but_not_send,
+    a_draining_gateway_tells_its_clients_to_reconnect_and_ends_their_streams,
+    heartbeats_arrive_on_the_configured_interval,
+    viewers_keep_receiving_after_the_room_instance_restarts,
+    a_device_that_goes_away_is_removed_from_its_rooms
+);
+
+async fn every_viewer_on_every_gateway_receives_every_message_in_order(over: ConnectOver) {
+    let sandbox = two_gateways_over(over).await;
     let mut viewers = Vec::new();
     for index in 0..6 {
         let mut viewer = Viewer::connect(&sandbox, index % 2, Some(&format!("viewer-{index}"))).await;
@@ -102,9 +141,8 @@ async fn every_viewer_on_every_gateway_receives_every_message_in_order() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_viewer_who_left_receives_nothing_more() {
-    let sandbox = two_gateways().await;
+async fn a_viewer_who_left_receives_nothing_more(over: ConnectOver) {
+    let sandbox = two_gateways_over(over).await;
     let mut stays = Viewer::connect(&sandbox, 1, Some("stays")).await;
     let mut leaves = Viewer::connect(&sandbox, 1, Some("leaves")).await;
     let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
@@ -133,9 +171,8 @@ async fn a_viewer_who_left_receives_nothing_more() {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_joiner_gets_recent_messages_and_the_stream_continues_after_them() {
-    let sandbox = two_gateways().await;
+async fn a_late_joiner_gets_recent_messages_and_the_stream_continues_after_them(over: ConnectOver) {
+    let sandbox = two_gateways_over(over).await;
     let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
     sender.join("r").await;
     let mut third = 0;
@@ -161,9 +198,8 @@ async fn a_late_joiner_gets_recent_messages_and_the_stream_continues_after_them(
     assert_eq!(seen, expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_can_watch_but_not_send() {
-    let sandbox = two_gateways().await;
+async fn a_guest_can_watch_but_not_send(over: ConnectOver) {
+    let sandbox = two_gateways_over(over).await;
     let mut guest = Viewer::connect(&sandbox, 0, None).await;
     guest.join("r").await;
     let err = send(&mut guest, "r", "hi").await.unwrap_err();
@@ -291,9 +327,8 @@ async fn forged_session_ids_are_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_draining_gateway_tells_its_clients_to_reconnect_and_ends_their_streams() {
-    let sandbox = two_gateways().await;
+async fn a_draining_gateway_tells_its_clients_to_reconnect_and_ends_their_streams(over: ConnectOver) {
+    let sandbox = two_gateways_over(over).await;
     let mut viewer = Viewer::connect(&sandbox, 0, Some("v")).await;
     viewer.join("r").await;
     sandbox.gateway_shutdowns[0].cancel();
@@ -316,9 +351,9 @@ async fn a_draining_gateway_tells_its_clients_to_reconnect_and_ends_their_stream
     other.join("r").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_arrive_on_the_configured_interval() {
-    let sandbox = support::start(1, |config| config.heartbeat_interval_ms = 100).await;
+async fn heartbeats_arrive_on_the_configured_interval(over: ConnectOver) {
+    let mut sandbox = support::start(1, |config| config.heartbeat_interval_ms = 100).await;
+    sandbox.connect_over = over;
     let mut viewer = Viewer::connect(&sandbox, 0, None).await;
     let started = tokio::time::Instant::now();
     let mut beats = 0;
@@ -337,9 +372,8 @@ async fn heartbeats_arrive_on_the_configured_interval() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn viewers_keep_receiving_after_the_room_instance_restarts() {
-    let mut sandbox = support::start(2, |_| {}).await;
+async fn viewers_keep_receiving_after_the_room_instance_restarts(over: ConnectOver) {
+    let mut sandbox = two_gateways_over(over).await;
     let mut viewer = Viewer::connect(&sandbox, 1, Some("viewer")).await;
     let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
     viewer.join("r").await;
@@ -381,9 +415,9 @@ async fn viewers_keep_receiving_after_the_room_instance_restarts() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_goes_away_is_removed_from_its_rooms() {
-    let sandbox = support::start(1, |_| {}).await;
+async fn a_device_that_goes_away_is_removed_from_its_rooms(over: ConnectOver) {
+    let mut sandbox = support::start(1, |_| {}).await;
+    sandbox.connect_over = over;
     let mut stays = Viewer::connect(&sandbox, 0, Some("stays")).await;
     let mut goes = Viewer::connect(&sandbox, 0, Some("goes")).await;
     stays.join("r").await;

@@ -81,6 +81,7 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
         gateway_shutdowns: vec![shutdown.clone()],
         room_shutdown: shutdown.clone(),
         gateway_configs,
+        connect_over: support::ConnectOver::Http2,
     };
 
     let rooms: Vec<String> = (0..12).map(|i| format!("room-{i}")).collect();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod all;
+pub mod lean;
 pub mod node;
 pub mod proxy;
 
@@ -77,6 +78,8 @@ pub struct Sandbox {
     pub room_shutdown: CancellationToken,
     /// Each gateway's configuration, to start it again.
     pub gateway_configs: Vec<GatewayConfig>,
+    /// How [`Viewer::connect`] opens its stream.
+    pub connect_over: ConnectOver,
 }
 
 impl Drop for Sandbox {
@@ -162,7 +165,27 @@ pub async fn start_with_room(
         gateway_shutdowns,
         gateway_configs,
         room_shutdown,
+        connect_over: ConnectOver::Http2,
     }
+}
+
+/// Streams a gateway has served on its lean path, from its `/metrics`.
+async fn lean_streams(internal: SocketAddr) -> u64 {
+    scrape(internal)
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix("hubbub_gateway_lean_streams_total ")?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The transport of viewers' `Connect` streams (their other calls go over
+/// HTTP/2 either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectOver {
+    /// gRPC over HTTP/2, served by tonic.
+    Http2,
+    /// gRPC-web over HTTP/1.1, served by the gateway's lean path.
+    Lean,
 }
 
 fn room_config(room: SocketAddr) -> RoomConfig {
@@ -268,7 +291,20 @@ impl Viewer {
             },
             token.as_deref(),
         );
-        let mut events = client.connect(request).await.expect("connect").into_inner();
+        let lean_before = match sandbox.connect_over {
+            ConnectOver::Http2 => 0,
+            ConnectOver::Lean => lean_streams(sandbox.gateways_internal[index]).await,
+        };
+        let mut events = match sandbox.connect_over {
+            ConnectOver::Http2 => client.connect(request).await,
+            ConnectOver::Lean => lean::client(sandbox.gateways[index]).connect(request).await,
+        }
+        .expect("connect")
+        .into_inner();
+        if sandbox.connect_over == ConnectOver::Lean {
+            let after = lean_streams(sandbox.gateways_internal[index]).await;
+            assert!(after > lean_before, "the stream took the lean path ({lean_before} -> {after})");
+        }
         let (session_id, token) = match next_event(&mut events).await {
             Some(Event::Welcome(welcome)) if welcome.guest => (welcome.session_id, Some(welcome.guest_token)),
             Some(Event::Welcome(welcome)) => (welcome.session_id, token),
