@@ -331,11 +331,22 @@ impl Viewer {
     }
 
     /// Room messages until `count` have arrived (heartbeats skipped).
+    /// Fails when a whole patience window passes without one: heartbeats
+    /// alone do not keep a test waiting forever.
     pub async fn room_messages(&mut self, count: usize) -> Vec<RoomMessage> {
         let mut got = Vec::new();
+        let mut deadline = tokio::time::Instant::now() + PATIENCE;
         while got.len() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no room message within the patience window after {} of {count}",
+                got.len()
+            );
             match next_event(&mut self.events).await {
-                Some(Event::RoomBatch(batch)) => got.extend(batch.messages),
+                Some(Event::RoomBatch(batch)) => {
+                    got.extend(batch.messages);
+                    deadline = tokio::time::Instant::now() + PATIENCE;
+                }
                 Some(_) => {}
                 None => panic!("stream ended after {} of {count} messages", got.len()),
             }
