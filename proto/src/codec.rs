@@ -63,38 +63,49 @@ fn max_fields<T: 'static>() -> Option<usize> {
     }
 }
 
-/// Whether `wire` holds more than `limit` top-level fields, read by their
-/// tags and lengths alone. Malformed input answers false: the decoder
-/// refuses it with its own words.
-fn more_fields_than(mut wire: &[u8], limit: usize) -> bool {
+/// What a walk over a batch request's top-level fields found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// At most the limit.
+    Within,
+    /// More than the limit.
+    Over,
+    /// Not walkable by tags and lengths: malformed, or a group (which prost
+    /// would skip, items after it and all), so never decoded either.
+    Unreadable,
+}
+
+/// Counts `wire`'s top-level fields against `limit`, by their tags and
+/// lengths alone.
+fn count_fields(mut wire: &[u8], limit: usize) -> Count {
     let mut fields = 0;
     while !wire.is_empty() {
         let Ok(key) = prost::encoding::decode_varint(&mut wire) else {
-            return false;
+            return Count::Unreadable;
         };
         let skip = match key & 7 {
             0 => match prost::encoding::decode_varint(&mut wire) {
                 Ok(_) => 0,
-                Err(_) => return false,
+                Err(_) => return Count::Unreadable,
             },
             1 => 8,
             2 => match prost::encoding::decode_varint(&mut wire) {
-                Ok(len) => len as usize,
-                Err(_) => return false,
+                Ok(len) => usize::try_from(len).unwrap_or(usize::MAX),
+                Err(_) => return Count::Unreadable,
             },
             5 => 4,
-            _ => return false,
+            _ => return Count::Unreadable,
         };
         if skip > wire.len() {
-            return false;
+            return Count::Unreadable;
         }
         wire = &wire[skip..];
         fields += 1;
         if fields > limit {
-            return true;
+            return Count::Over;
         }
     }
-    false
+    Count::Within
 }
 
 impl<D: Decoder<Error = Status>> Decoder for StrictDecoder<D>
@@ -106,13 +117,26 @@ where
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
         use prost::bytes::Buf;
-        if let Some(limit) = max_fields::<D::Item>()
-            && buf.chunk().len() == buf.remaining()
-            && more_fields_than(buf.chunk(), limit)
-        {
-            return Err(Status::invalid_argument(format!(
-                "more than {MAX_BATCH_ITEMS} items in one batch: send them in several calls"
-            )));
+        if let Some(limit) = max_fields::<D::Item>() {
+            // tonic hands a decoder the whole message in one buffer; were
+            // it ever split, the batch is refused rather than left uncounted.
+            let count = match buf.chunk().len() == buf.remaining() {
+                true => count_fields(buf.chunk(), limit),
+                false => Count::Unreadable,
+            };
+            match count {
+                Count::Within => {}
+                Count::Over => {
+                    return Err(Status::invalid_argument(format!(
+                        "more than {MAX_BATCH_ITEMS} items in one batch: send them in several calls"
+                    )));
+                }
+                Count::Unreadable => {
+                    return Err(Status::invalid_argument(
+                        "the batch is not valid protobuf for this call (groups are not accepted)",
+                    ));
+                }
+            }
         }
         self.0.decode(buf).map_err(|status| match status.code() {
             Code::Internal => Status::invalid_argument(format!(
@@ -141,29 +165,33 @@ mod tests {
 
     #[test]
     fn a_batch_is_counted_on_the_wire_up_to_its_limit() {
-        assert!(!more_fields_than(&many(MAX_BATCH_ITEMS), MAX_BATCH_ITEMS));
-        assert!(more_fields_than(&many(MAX_BATCH_ITEMS + 1), MAX_BATCH_ITEMS));
+        assert_eq!(count_fields(&many(MAX_BATCH_ITEMS), MAX_BATCH_ITEMS), Count::Within);
+        assert_eq!(count_fields(&many(MAX_BATCH_ITEMS + 1), MAX_BATCH_ITEMS), Count::Over);
         // Two bytes an item on the wire: half a million of them in 1 MB.
-        assert!(more_fields_than(&many(500_000), MAX_BATCH_ITEMS));
+        assert_eq!(count_fields(&many(500_000), MAX_BATCH_ITEMS), Count::Over);
         let gifts = v1::RoomPublishGiftsRequest {
             room_id: "r".into(),
             gifts: vec![v1::RoomGift::default(); MAX_BATCH_ITEMS],
         };
-        assert!(!more_fields_than(
-            &gifts.encode_to_vec(),
-            max_fields::<v1::RoomPublishGiftsRequest>().unwrap()
-        ));
+        let limit = max_fields::<v1::RoomPublishGiftsRequest>().unwrap();
+        assert_eq!(count_fields(&gifts.encode_to_vec(), limit), Count::Within);
         assert_eq!(max_fields::<v1::RoomPublishRequest>(), None);
     }
 
     #[test]
-    fn malformed_wire_is_left_to_the_decoder() {
+    fn a_batch_that_cannot_be_walked_is_unreadable_and_refused() {
         let mut truncated = many(3);
         truncated.truncate(truncated.len() - 1);
         truncated.push(0x0a);
         truncated.push(0x7f);
-        assert!(!more_fields_than(&truncated, 5));
-        assert!(!more_fields_than(&[0xff; 12], 0));
-        assert!(!more_fields_than(&[0x0b], 0), "a group wire type");
+        assert_eq!(count_fields(&truncated, 5), Count::Unreadable);
+        assert_eq!(count_fields(&[0xff; 12], 0), Count::Unreadable);
+        // An empty group on an unknown field, which prost would skip before
+        // decoding every item after it: the walk cannot count past it.
+        let mut grouped = vec![0x13, 0x14];
+        grouped.extend(many(MAX_BATCH_ITEMS + 1));
+        let decoded = v1::RoomPublishManyRequest::decode(&grouped[..]).expect("prost skips the group");
+        assert_eq!(decoded.items.len(), MAX_BATCH_ITEMS + 1);
+        assert_eq!(count_fields(&grouped, MAX_BATCH_ITEMS), Count::Unreadable);
     }
 }

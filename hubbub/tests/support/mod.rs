@@ -303,7 +303,10 @@ impl Viewer {
         .into_inner();
         if sandbox.connect_over == ConnectOver::Lean {
             let after = lean_streams(sandbox.gateways_internal[index]).await;
-            assert!(after > lean_before, "the stream took the lean path ({lean_before} -> {after})");
+            assert!(
+                after > lean_before,
+                "the stream took the lean path ({lean_before} -> {after})"
+            );
         }
         let (session_id, token) = match next_event(&mut events).await {
             Some(Event::Welcome(welcome)) if welcome.guest => (welcome.session_id, Some(welcome.guest_token)),
