@@ -11,23 +11,6 @@ use std::time::Duration;
 use support::{ConnectOver, Sandbox, Viewer, authed, next_event};
 use tonic::Code;
 
-async fn send(viewer: &mut Viewer, room_id: &str, body: &str) -> Result<u64, tonic::Status> {
-    let request = authed(
-        SendRoomMessageRequest {
-            session_id: viewer.session_id.clone(),
-            room_id: room_id.into(),
-            body: body.as_bytes().to_vec().into(),
-            kind: RoomMessageKind::Comment as i32,
-        },
-        viewer.token.as_deref(),
-    );
-    viewer
-        .client
-        .send_room_message(request)
-        .await
-        .map(|r| r.into_inner().seq)
-}
-
 async fn two_gateways() -> Sandbox {
     support::start(2, |_| {}).await
 }
@@ -89,14 +72,14 @@ async fn every_viewer_on_every_gateway_receives_every_message_in_order(over: Con
         async {
             let mut seqs = Vec::new();
             for i in 0..15 {
-                seqs.push(send(&mut alice, "concert", &format!("alice {i}")).await.unwrap());
+                seqs.push(alice.send_comment("concert", &format!("alice {i}")).await.unwrap());
             }
             seqs
         },
         async {
             let mut seqs = Vec::new();
             for i in 0..15 {
-                seqs.push(send(&mut bob, "concert", &format!("bob {i}")).await.unwrap());
+                seqs.push(bob.send_comment("concert", &format!("bob {i}")).await.unwrap());
             }
             seqs
         }
@@ -149,7 +132,7 @@ async fn a_viewer_who_left_receives_nothing_more(over: ConnectOver) {
     for viewer in [&mut stays, &mut leaves, &mut sender] {
         viewer.join("r").await;
     }
-    send(&mut sender, "r", "before").await.unwrap();
+    sender.send_comment("r", "before").await.unwrap();
     assert_eq!(leaves.room_messages(1).await[0].body.as_ref(), b"before");
     assert_eq!(stays.room_messages(1).await[0].body.as_ref(), b"before");
 
@@ -161,13 +144,13 @@ async fn a_viewer_who_left_receives_nothing_more(over: ConnectOver) {
         leaves.token.as_deref(),
     );
     leaves.client.leave_room(request).await.unwrap();
-    send(&mut sender, "r", "after").await.unwrap();
+    sender.send_comment("r", "after").await.unwrap();
     // `stays` is on the same gateway: once it has the message, `leaves` would have it too.
     assert_eq!(stays.room_messages(1).await[0].body.as_ref(), b"after");
     assert_eq!(leaves.room_batch_within(Duration::from_millis(300)).await, None);
 
     // Sending into a room the session left is refused.
-    let err = send(&mut leaves, "r", "ghost").await.unwrap_err();
+    let err = leaves.send_comment("r", "ghost").await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 }
 
@@ -177,12 +160,12 @@ async fn a_late_joiner_gets_recent_messages_and_the_stream_continues_after_them(
     sender.join("r").await;
     let mut third = 0;
     for i in 1..=3 {
-        third = send(&mut sender, "r", &format!("m{i}")).await.unwrap();
+        third = sender.send_comment("r", &format!("m{i}")).await.unwrap();
     }
     let mut late = Viewer::connect(&sandbox, 1, Some("late")).await;
     let joined = late.join("r").await;
     assert!(joined.online >= 1);
-    let fourth = send(&mut sender, "r", "m4").await.unwrap();
+    let fourth = sender.send_comment("r", "m4").await.unwrap();
     assert_eq!(fourth, third + 1);
     // Whatever the batch window still held at the join arrives on the
     // stream: recent + stream hold every message exactly once, in order.
@@ -202,12 +185,12 @@ async fn a_guest_can_watch_but_not_send(over: ConnectOver) {
     let sandbox = two_gateways_over(over).await;
     let mut guest = Viewer::connect(&sandbox, 0, None).await;
     guest.join("r").await;
-    let err = send(&mut guest, "r", "hi").await.unwrap_err();
+    let err = guest.send_comment("r", "hi").await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 
     let mut user = Viewer::connect(&sandbox, 0, Some("u")).await;
     user.join("r").await;
-    send(&mut user, "r", "hello guests").await.unwrap();
+    user.send_comment("r", "hello guests").await.unwrap();
     assert_eq!(guest.room_messages(1).await[0].body.as_ref(), b"hello guests");
 }
 
@@ -233,14 +216,14 @@ async fn bodies_above_the_configured_limit_are_refused() {
     let sandbox = support::start(1, |config| config.max_room_message_bytes = 64).await;
     let mut user = Viewer::connect(&sandbox, 0, Some("u")).await;
     user.join("r").await;
-    send(&mut user, "r", &"x".repeat(64))
+    user.send_comment("r", &"x".repeat(64))
         .await
         .expect("at the limit is fine");
-    let err = send(&mut user, "r", &"x".repeat(65)).await.unwrap_err();
+    let err = user.send_comment("r", &"x".repeat(65)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("limit is 64"), "{}", err.message());
 
-    let err = send(&mut user, "r", "").await.unwrap_err();
+    let err = user.send_comment("r", "").await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let mut request = SendRoomMessageRequest {
         session_id: user.session_id.clone(),
@@ -378,14 +361,14 @@ async fn viewers_keep_receiving_after_the_room_instance_restarts(over: ConnectOv
     let mut sender = Viewer::connect(&sandbox, 0, Some("sender")).await;
     viewer.join("r").await;
     sender.join("r").await;
-    let last_before = send(&mut sender, "r", "before").await.unwrap();
+    let last_before = sender.send_comment("r", "before").await.unwrap();
     assert_eq!(viewer.room_messages(1).await[0].body.as_ref(), b"before");
 
     sandbox.restart_room().await;
     // The gateways re-attach and re-subscribe on their own; the viewer does nothing.
     let deadline = tokio::time::Instant::now() + support::PATIENCE;
     loop {
-        if send(&mut sender, "r", "after").await.is_ok() {
+        if sender.send_comment("r", "after").await.is_ok() {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the room never came back");

@@ -6,9 +6,9 @@
 mod support;
 
 use hubbub_kit::service_auth::{Credentials, Role};
-use hubbub_proto::v1::{RoomMessageKind, RoomPublishRequest, SendRoomMessageRequest, room_client::RoomClient};
+use hubbub_proto::v1::{RoomMessageKind, RoomPublishRequest, room_client::RoomClient};
 use std::time::{Duration, Instant};
-use support::{Viewer, authed};
+use support::Viewer;
 use tonic::{Code, Request};
 
 /// A publish as the role that may send `kind` would make it: gifts from
@@ -128,17 +128,7 @@ async fn a_user_over_the_publish_rate_is_refused_with_a_retry_hint() {
     user.join("r").await;
     let mut results = Vec::new();
     for i in 0..3 {
-        let request = SendRoomMessageRequest {
-            session_id: user.session_id.clone(),
-            room_id: "r".into(),
-            body: format!("{i}").into_bytes().into(),
-            kind: RoomMessageKind::Comment as i32,
-        };
-        results.push(
-            user.client
-                .send_room_message(authed(request, user.token.as_deref()))
-                .await,
-        );
+        results.push(user.send_comment("r", &format!("{i}")).await);
     }
     assert!(results[0].is_ok() && results[1].is_ok(), "the burst passes");
     let err = results[2].as_ref().unwrap_err();
@@ -214,14 +204,7 @@ async fn clients_messages_reach_the_room_in_batches_each_as_its_sender_in_order(
             let mut user = user;
             let mut seqs = Vec::new();
             for i in 0..EACH {
-                let request = SendRoomMessageRequest {
-                    session_id: user.session_id.clone(),
-                    room_id: "busy".into(),
-                    body: format!("user-{u} {i}").into_bytes().into(),
-                    kind: RoomMessageKind::Comment as i32,
-                };
-                let sent = user.client.send_room_message(authed(request, user.token.as_deref()));
-                seqs.push(sent.await.unwrap().into_inner().seq);
+                seqs.push(user.send_comment("busy", &format!("user-{u} {i}")).await.unwrap());
             }
             seqs
         }));
@@ -266,17 +249,7 @@ async fn a_room_over_its_cap_answers_a_clients_message_with_a_retry_hint_through
     let mut codes = Vec::new();
     let mut hint = None;
     for i in 0..5 {
-        let request = SendRoomMessageRequest {
-            session_id: user.session_id.clone(),
-            room_id: "capped".into(),
-            body: format!("{i}").into_bytes().into(),
-            kind: RoomMessageKind::Comment as i32,
-        };
-        match user
-            .client
-            .send_room_message(authed(request, user.token.as_deref()))
-            .await
-        {
+        match user.send_comment("capped", &format!("{i}")).await {
             Ok(_) => codes.push(Code::Ok),
             Err(status) => {
                 codes.push(status.code());

@@ -5,9 +5,9 @@
 mod support;
 
 use hubbub_kit::{auth::JwtKey, channel, discovery};
-use hubbub_proto::v1::{RoomGetRecentRequest, RoomMessageKind, SendRoomMessageRequest, room_client::RoomClient};
+use hubbub_proto::v1::{RoomGetRecentRequest, room_client::RoomClient};
 use std::time::Duration;
-use support::{Sandbox, Viewer, authed};
+use support::{Sandbox, Viewer};
 use svc_gateway::GatewayConfig;
 use svc_room::RoomConfig;
 use tokio::net::TcpListener;
@@ -23,21 +23,6 @@ async fn room_instance(shutdown: &CancellationToken) -> String {
     };
     tokio::spawn(svc_room::serve(config, support::options(), listener, shutdown.clone()));
     address
-}
-
-async fn send(viewer: &mut Viewer, room_id: &str, body: &str) -> Result<u64, tonic::Status> {
-    let request = SendRoomMessageRequest {
-        session_id: viewer.session_id.clone(),
-        room_id: room_id.into(),
-        body: body.as_bytes().to_vec().into(),
-        kind: RoomMessageKind::Comment as i32,
-    };
-    let request = authed(request, viewer.token.as_deref());
-    viewer
-        .client
-        .send_room_message(request)
-        .await
-        .map(|r| r.into_inner().seq)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +73,7 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
     let mut viewer = Viewer::connect(&sandbox, 0, Some("viewer")).await;
     for room in &rooms {
         viewer.join(room).await;
-        send(&mut viewer, room, "before").await.unwrap();
+        viewer.send_comment(room, "before").await.unwrap();
     }
     let mut got = 0;
     while got < rooms.len() {
@@ -117,7 +102,7 @@ async fn rooms_move_to_a_new_instance_and_viewers_keep_receiving() {
             rooms.iter().filter(|r| !delivered.contains(*r)).collect::<Vec<_>>()
         );
         for room in rooms.iter().filter(|room| !delivered.contains(*room)) {
-            match send(&mut viewer, room, &format!("after {room}")).await {
+            match viewer.send_comment(room, &format!("after {room}")).await {
                 Ok(_) => {}
                 Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
             }

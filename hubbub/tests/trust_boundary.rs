@@ -358,32 +358,18 @@ async fn publish_many_sends_each_item_as_the_user_its_own_credential_names() {
     let user = |who: &str| Identity::User(who.into());
     let gateway = support::credentials(Role::Gateway, "gw-0");
     let mut as_gateway = RoomClient::new(support::internal_channel(deployment.sandbox.room, &gateway));
+    // An item from `who`, with the per-call credential this gateway minted.
+    let from = |kind, body, who| many_item(kind, body, gateway.token_acting(publish, &user(who)));
 
     // Each item is decided alone: alice's and bob's comments land, in order,
     // as theirs; bob's system message and an empty body are refused.
     let outcomes = as_gateway
         .publish_many(RoomPublishManyRequest {
             items: vec![
-                many_item(
-                    RoomMessageKind::Comment,
-                    "hi from alice",
-                    gateway.token_acting(publish, &user("alice")),
-                ),
-                many_item(
-                    RoomMessageKind::System,
-                    "bob as the system",
-                    gateway.token_acting(publish, &user("bob")),
-                ),
-                many_item(
-                    RoomMessageKind::Comment,
-                    "",
-                    gateway.token_acting(publish, &user("bob")),
-                ),
-                many_item(
-                    RoomMessageKind::Like,
-                    "bob likes it",
-                    gateway.token_acting(publish, &user("bob")),
-                ),
+                from(RoomMessageKind::Comment, "hi from alice", "alice"),
+                from(RoomMessageKind::System, "bob as the system", "bob"),
+                from(RoomMessageKind::Comment, "", "bob"),
+                from(RoomMessageKind::Like, "bob likes it", "bob"),
             ],
         })
         .await
@@ -425,11 +411,7 @@ async fn publish_many_sends_each_item_as_the_user_its_own_credential_names() {
         let err = as_gateway
             .publish_many(RoomPublishManyRequest {
                 items: vec![
-                    many_item(
-                        RoomMessageKind::Comment,
-                        "smuggled along",
-                        gateway.token_acting(publish, &user("alice")),
-                    ),
+                    from(RoomMessageKind::Comment, "smuggled along", "alice"),
                     many_item(RoomMessageKind::Comment, "as mallory", bad),
                 ],
             })
@@ -472,11 +454,7 @@ async fn publish_many_sends_each_item_as_the_user_its_own_credential_names() {
     assert_eq!(viewer.room_messages(1).await[0].sender_user_id, "service:moderation");
     let err = as_bot
         .publish_many(RoomPublishManyRequest {
-            items: vec![many_item(
-                RoomMessageKind::Comment,
-                "as alice",
-                gateway.token_acting(publish, &user("alice")),
-            )],
+            items: vec![from(RoomMessageKind::Comment, "as alice", "alice")],
         })
         .await
         .unwrap_err();

@@ -68,21 +68,20 @@ struct Queued<B: BatchCall> {
 }
 
 impl<B: BatchCall> Queued<B> {
-    /// Whether to leave it unsent: its client gave up (and was told to
-    /// retry), or it waited so long that it is answered now, unsent, rather
-    /// than sent late. An item in a batch that began is always answered
-    /// with its outcome: a client is never told to retry a message that may
-    /// still be published.
-    fn stale(&mut self, timeout: Duration) -> bool {
+    /// The item, unless it is left unsent: its client gave up (and was told
+    /// to retry), or it waited so long that it is answered now, unsent,
+    /// rather than sent late. An item in a batch that began is always
+    /// answered with its outcome: a client is never told to retry a message
+    /// that may still be published.
+    fn fresh(self, timeout: Duration) -> Option<Self> {
         if self.answer.is_closed() {
-            return true;
+            return None;
         }
-        if self.since.elapsed() < timeout {
-            return false;
+        if self.since.elapsed() >= timeout {
+            let _ = self.answer.send(Err(B::unsent(Unsent::WaitedTooLong)));
+            return None;
         }
-        let (answer, _) = oneshot::channel();
-        let _ = std::mem::replace(&mut self.answer, answer).send(Err(B::unsent(Unsent::WaitedTooLong)));
-        true
+        Some(self)
     }
 }
 
@@ -151,23 +150,23 @@ async fn run<B: BatchCall>(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let mut first = match carried.take() {
+        let first = match carried.take() {
             Some(first) => first,
             None => match queue.recv().await {
                 Some(first) => first,
                 None => return,
             },
         };
-        if first.stale(timeout) {
+        let Some(first) = first.fresh(timeout) else {
             continue;
-        }
+        };
         let mut bytes = first.item.encoded_len();
         let mut batch = vec![first];
         while batch.len() < B::MAX_ITEMS {
-            let Ok(mut next) = queue.try_recv() else { break };
-            if next.stale(timeout) {
+            let Ok(next) = queue.try_recv() else { break };
+            let Some(next) = next.fresh(timeout) else {
                 continue;
-            }
+            };
             let size = next.item.encoded_len();
             if bytes + size > B::MAX_BYTES {
                 carried = Some(next);

@@ -80,6 +80,17 @@ impl RoomApi {
         Ok(self.check_owner(room_id)?)
     }
 
+    /// Errs for a body above the size limit.
+    fn check_size(&self, body: &[u8]) -> Result<(), RoomError> {
+        if body.len() > self.config.max_body_bytes {
+            return Err(RoomError::TooLarge {
+                size: body.len(),
+                limit: self.config.max_body_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Publishes one message for `caller`, whose credential names the
     /// sender: a user (gateway, gift) or the backend service itself.
     fn publish_as(&self, caller: &Caller, request: RoomPublishRequest, trace: (String, String)) -> Result<u64, Status> {
@@ -107,13 +118,7 @@ impl RoomApi {
         if request.body.is_empty() {
             return Err(RoomError::Invalid("body is empty".into()).into());
         }
-        if request.body.len() > self.config.max_body_bytes {
-            return Err(RoomError::TooLarge {
-                size: request.body.len(),
-                limit: self.config.max_body_bytes,
-            }
-            .into());
-        }
+        self.check_size(&request.body)?;
         let room_id = request.room_id.clone();
         let published = self.router.publish(Publish {
             room_id: request.room_id,
@@ -292,13 +297,7 @@ impl Room for RoomApi {
             if gift.sender_user_id.is_empty() || gift.body.is_empty() {
                 return Err(RoomError::Invalid("every gift needs a sender and a body".into()).into());
             }
-            if gift.body.len() > self.config.max_body_bytes {
-                return Err(RoomError::TooLarge {
-                    size: gift.body.len(),
-                    limit: self.config.max_body_bytes,
-                }
-                .into());
-            }
+            self.check_size(&gift.body)?;
         }
         let trace = tracecontext::current_traceparent();
         let mut seqs = Vec::with_capacity(request.gifts.len());

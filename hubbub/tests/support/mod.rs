@@ -15,7 +15,8 @@ use hubbub_kit::{
     service_auth::{Credentials, InternalKey, Role},
 };
 use hubbub_proto::v1::{
-    ConnectRequest, JoinRoomRequest, RoomMessage, ServerEvent, client_api_client::ClientApiClient, server_event::Event,
+    ConnectRequest, JoinRoomRequest, RoomMessage, RoomMessageKind, SendRoomMessageRequest, ServerEvent,
+    client_api_client::ClientApiClient, server_event::Event,
 };
 use std::{net::SocketAddr, time::Duration};
 use svc_gateway::GatewayConfig;
@@ -331,6 +332,22 @@ impl Viewer {
             self.token.as_deref(),
         );
         self.client.join_room(request).await.expect("join").into_inner()
+    }
+
+    /// Sends a comment into `room_id` from this device: its seq, or the
+    /// refusal.
+    pub async fn send_comment(&mut self, room_id: &str, body: &str) -> Result<u64, tonic::Status> {
+        let request = SendRoomMessageRequest {
+            session_id: self.session_id.clone(),
+            room_id: room_id.into(),
+            body: body.as_bytes().to_vec().into(),
+            kind: RoomMessageKind::Comment as i32,
+        };
+        let request = authed(request, self.token.as_deref());
+        self.client
+            .send_room_message(request)
+            .await
+            .map(|answer| answer.into_inner().seq)
     }
 
     /// Room messages until `count` have arrived (heartbeats skipped).
